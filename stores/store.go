@@ -1,0 +1,97 @@
+package stores
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+)
+
+// IDSize is the length of a chunk id in bytes (a 256-bit hash).
+const IDSize = 32
+
+// ID identifies a chunk: the 256-bit hash of its uncompressed bytes. Which
+// hash (BLAKE3-256 or SHA512/256) is a property of the filesystem, not of the
+// store; stores never compute it.
+type ID [IDSize]byte
+
+// String returns the lower-case hex form of the id (64 characters).
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// IsZero reports whether id is the all-zero id, which no real chunk has.
+func (id ID) IsZero() bool { return id == ID{} }
+
+// ParseID parses the 64-character hex form of an id. It rejects anything
+// else, so a parsed id is always safe to turn into a path.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 2*IDSize {
+		return id, fmt.Errorf("stores: chunk id %q: want %d hex characters, got %d", s, 2*IDSize, len(s))
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("stores: chunk id %q: %w", s, err)
+	}
+	return id, nil
+}
+
+// IDFromBytes copies a 32-byte slice into an ID.
+func IDFromBytes(b []byte) (ID, error) {
+	var id ID
+	if len(b) != IDSize {
+		return id, fmt.Errorf("stores: chunk id: want %d bytes, got %d", IDSize, len(b))
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+var (
+	// ErrNotFound is wrapped by every error that reports a chunk the store
+	// does not hold.
+	ErrNotFound = errors.New("chunk not found")
+	// ErrCorrupt is wrapped by every error that reports a chunk whose stored
+	// bytes cannot be decoded or do not hash to its id.
+	ErrCorrupt = errors.New("chunk corrupt")
+	// ErrClosed is returned by every call on a closed store.
+	ErrClosed = errors.New("store closed")
+)
+
+// Store holds chunks by id. Implementations are safe for concurrent use.
+//
+// Contracts every implementation keeps (checked by storetest.Run):
+//   - Get of a missing chunk returns an error wrapping ErrNotFound, never
+//     (nil, nil).
+//   - Get returns a slice the caller owns; Put does not keep data after it
+//     returns, so the caller may reuse the buffer.
+//   - Put of an id the store already holds succeeds without rewriting it.
+//   - Put is atomic: a concurrent or later Get sees all of the chunk or
+//     ErrNotFound, never a part, also after a crash.
+//   - Delete of a missing chunk succeeds (it is idempotent).
+//   - Stat reports the chunk's logical (uncompressed) size, or -1 where the
+//     store cannot tell it cheaply; a missing chunk wraps ErrNotFound.
+//   - After Close every call returns an error wrapping ErrClosed.
+type Store interface {
+	// Name is a short human name for logs and stats ("primary-0").
+	Name() string
+	// Type is the backend kind ("local", "s3", "mem").
+	Type() string
+	Get(ctx context.Context, id ID) ([]byte, error)
+	Put(ctx context.Context, id ID, data []byte) error
+	Stat(ctx context.Context, id ID) (size int64, err error)
+	Delete(ctx context.Context, id ID) error
+	Close() error
+}
+
+// Lister is implemented by stores that can enumerate the chunks they hold
+// (needed by gc and by a comparison of everything a store holds). fn is
+// called once per chunk, in no particular order; if fn returns an error the
+// listing stops and List returns that error.
+type Lister interface {
+	List(ctx context.Context, fn func(id ID) error) error
+}
+
+// Syncer is implemented by stores that buffer durability (local stores with
+// fsync disabled per chunk): Sync makes every chunk put so far durable. It is
+// how fsync() on a file batches the syncs of all its chunks into one call.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}

@@ -69,6 +69,11 @@ var (
 //   - Stat reports the chunk's logical (uncompressed) size, or -1 where the
 //     store cannot tell it cheaply; a missing chunk wraps ErrNotFound.
 //   - After Close every call returns an error wrapping ErrClosed.
+//   - A call whose ctx is already done fails with an error wrapping
+//     ctx.Err() and changes nothing.
+//
+// Because Put does not rewrite, repairing a chunk whose stored copy is bad
+// takes a Delete before the Put.
 type Store interface {
 	// Name is a short human name for logs and stats ("primary-0").
 	Name() string

@@ -1,0 +1,529 @@
+// Package local is the chunk store kept in a directory on a local
+// filesystem: `<root>/<first 4 hex of id>/<64 hex id>.chunk`, each chunk
+// written to a temp file and renamed into place, optionally
+// zstd-compressed and optionally fsynced.
+//
+// Invariants: a file named `<id>.chunk` is always a complete chunk (rename
+// is atomic; a crash leaves only `.tmp-*` files, which are never read as
+// chunks and are removed by New). A chunk file is a zstd frame exactly when
+// it starts with the zstd magic number, so one store can hold raw and
+// compressed chunks side by side and the Compress option can change between
+// runs. Paths are built only from ID.String() (64 hex digits), so no id can
+// name a file outside the root.
+//
+// Only one process may use a root at a time (New removes every leftover temp
+// file); the data directory lock that ensures it lives elsewhere.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/dualstore/dualstore/stores"
+)
+
+const (
+	// chunkExt ends every chunk file name.
+	chunkExt = ".chunk"
+	// tmpPrefix starts every temp file name; List and Get never look at
+	// such files, New removes them.
+	tmpPrefix = ".tmp-"
+	// shardLen is how many hex digits of the id name its shard directory:
+	// 65536 shards keep directories small up to billions of chunks, and
+	// match casync's layout.
+	shardLen = 4
+	// maxDecoded bounds what one compressed chunk may decode to, so a
+	// damaged frame header cannot make Get allocate without limit. Chunks
+	// are at most a few MiB; 1 GiB leaves room for any chunker setting.
+	maxDecoded = 1 << 30
+	// dirPerm keeps chunk data private to the user running the mount (the
+	// chunks are the content of their files); os.CreateTemp makes the files
+	// 0600 for the same reason.
+	dirPerm = 0o700
+)
+
+// zstdMagic starts every zstd frame (RFC 8878, section 3.1.1).
+const zstdMagic = "\x28\xb5\x2f\xfd"
+
+// isZstd reports whether b starts like a zstd frame.
+func isZstd(b []byte) bool {
+	return len(b) >= len(zstdMagic) && string(b[:len(zstdMagic)]) == zstdMagic
+}
+
+// Options configures a local store.
+type Options struct {
+	// Root is the directory holding the chunks. Required.
+	Root string
+	// Name is the store's name in logs and stats; default: Root.
+	Name string
+	// Compress stores chunks zstd-compressed when that makes them smaller.
+	// Reading does not depend on it: compressed chunks are recognised by
+	// their content.
+	Compress bool
+	// Fsync makes Put sync each chunk file and its directory before it
+	// returns, so a chunk survives power loss as soon as Put succeeds.
+	// Without it, Sync makes everything put so far durable in one call.
+	Fsync bool
+	// CreateRoot creates Root (and its parents) when it does not exist,
+	// instead of failing.
+	CreateRoot bool
+}
+
+// Validate reports whether the options can be used, without touching the
+// filesystem.
+func (o Options) Validate() error {
+	if o.Root == "" {
+		return errors.New("local store: root directory not set")
+	}
+	if strings.ContainsRune(o.Root, 0) {
+		return fmt.Errorf("local store: root %q contains a NUL byte", o.Root)
+	}
+	return nil
+}
+
+// Local is a chunk store in a local directory. Safe for concurrent use.
+type Local struct {
+	root  string
+	name  string
+	opts  Options
+	enc   *zstd.Encoder
+	dec   *zstd.Decoder
+	rootF *os.File // open for Sync's syncfs
+
+	// mu is held for reading by every operation and for writing by Close,
+	// so Close never frees the encoder or decoder under a running call.
+	mu     sync.RWMutex
+	closed bool
+}
+
+var (
+	_ stores.Store  = (*Local)(nil)
+	_ stores.Lister = (*Local)(nil)
+	_ stores.Syncer = (*Local)(nil)
+)
+
+// New opens (or with CreateRoot, creates) the store at opts.Root, and
+// removes the temp files a crash may have left in it.
+func New(opts Options) (*Local, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("local %s: %w", opts.Root, err)
+	}
+	if err := prepareRoot(root, opts.CreateRoot); err != nil {
+		return nil, err
+	}
+	if err := removeTemps(root); err != nil {
+		return nil, err
+	}
+	rootF, err := os.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("local %s: %w", root, err)
+	}
+	// EncodeAll and DecodeAll are safe for concurrent use; one encoder and
+	// one decoder serve every call, with as many parallel states as CPUs.
+	// Single-segment frames always record their content size (the encoder
+	// leaves it out of small multi-segment ones), so Stat can read it from
+	// the header; DecodeAll allocates the whole chunk anyway.
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(true),
+		zstd.WithSingleSegment(true))
+	if err != nil {
+		rootF.Close()
+		return nil, fmt.Errorf("local %s: zstd encoder: %w", root, err)
+	}
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(0),
+		zstd.WithDecoderMaxMemory(maxDecoded),
+		zstd.WithDecoderMaxWindow(maxDecoded))
+	if err != nil {
+		enc.Close()
+		rootF.Close()
+		return nil, fmt.Errorf("local %s: zstd decoder: %w", root, err)
+	}
+	name := opts.Name
+	if name == "" {
+		name = root
+	}
+	return &Local{root: root, name: name, opts: opts, enc: enc, dec: dec, rootF: rootF}, nil
+}
+
+// prepareRoot checks that root is a writable directory, creating it if
+// allowed, with errors that name it: this is where a typo in a config file
+// surfaces.
+func prepareRoot(root string, create bool) error {
+	fi, err := os.Stat(root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && create:
+		if err := os.MkdirAll(root, dirPerm); err != nil {
+			return fmt.Errorf("local %s: create root directory: %w", root, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("local %s: root directory does not exist (create it, or set CreateRoot): %w", root, err)
+	case err != nil:
+		return fmt.Errorf("local %s: root directory: %w", root, err)
+	case !fi.IsDir():
+		return fmt.Errorf("local %s: root is not a directory", root)
+	}
+	probe, err := os.CreateTemp(root, tmpPrefix+"probe-*")
+	if err != nil {
+		return fmt.Errorf("local %s: root directory is not writable: %w", root, err)
+	}
+	probe.Close()
+	if err := os.Remove(probe.Name()); err != nil {
+		return fmt.Errorf("local %s: root directory: %w", root, err)
+	}
+	return nil
+}
+
+// isShard reports whether name is a shard directory's name.
+func isShard(name string) bool {
+	if len(name) != shardLen {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// removeTemps deletes the temp files of Puts that a crash interrupted.
+func removeTemps(root string) error {
+	shards, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("local %s: %w", root, err)
+	}
+	for _, sh := range shards {
+		if !sh.IsDir() || !isShard(sh.Name()) {
+			continue
+		}
+		dir := filepath.Join(root, sh.Name())
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("local %s: %w", root, err)
+		}
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), tmpPrefix) {
+				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("local %s: remove leftover temp file: %w", root, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Name returns the configured name, or the root directory.
+func (l *Local) Name() string { return l.name }
+
+// Type returns "local".
+func (l *Local) Type() string { return "local" }
+
+// Root returns the absolute path of the store's directory.
+func (l *Local) Root() string { return l.root }
+
+// shardDir returns the directory holding id.
+func (l *Local) shardDir(id stores.ID) string {
+	return filepath.Join(l.root, id.String()[:shardLen])
+}
+
+// path returns the file holding id.
+func (l *Local) path(id stores.ID) string {
+	return filepath.Join(l.shardDir(id), id.String()+chunkExt)
+}
+
+// begin takes the read lock for an operation and reports whether it may
+// run. When it returns nil the caller must call l.mu.RUnlock.
+func (l *Local) begin(ctx context.Context, op string, id *stores.ID) error {
+	l.mu.RLock()
+	err := ctx.Err()
+	if l.closed {
+		err = stores.ErrClosed
+	}
+	if err == nil {
+		return nil
+	}
+	l.mu.RUnlock()
+	if id == nil {
+		return fmt.Errorf("local %s: %s: %w", l.root, op, err)
+	}
+	return fmt.Errorf("local %s: %s %s: %w", l.root, op, id, err)
+}
+
+// Get reads the chunk, decompressing it if it is stored compressed. Data
+// that does not decode is reported as ErrCorrupt; a raw file is returned as
+// it is (checking it against its id is the caller's job).
+func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
+	if err := l.begin(ctx, "get", &id); err != nil {
+		return nil, err
+	}
+	defer l.mu.RUnlock()
+	p := l.path(id)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, stores.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, err)
+	}
+	if !isZstd(data) {
+		return data, nil
+	}
+	out, err := l.dec.DecodeAll(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("local %s: get %s: %s: %w: %w", l.root, id, p, stores.ErrCorrupt, err)
+	}
+	if out == nil {
+		out = []byte{}
+	}
+	return out, nil
+}
+
+// encode returns what to write for data. Data that starts like a zstd frame
+// is always compressed, even with Compress off, so that a file starting with
+// the magic number is always a frame; otherwise data is compressed only
+// when asked and only if that makes it smaller.
+func (l *Local) encode(data []byte) []byte {
+	magic := isZstd(data)
+	if !magic && (!l.opts.Compress || len(data) == 0) {
+		return data
+	}
+	comp := l.enc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
+	if !magic && len(comp) >= len(data) {
+		return data
+	}
+	return comp
+}
+
+// Put writes the chunk unless the store holds it already: to a temp file
+// in the shard directory, renamed into place so no reader ever sees a
+// partial chunk.
+func (l *Local) Put(ctx context.Context, id stores.ID, data []byte) error {
+	if err := l.begin(ctx, "put", &id); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	if err := l.put(id, data); err != nil {
+		return fmt.Errorf("local %s: put %s: %w", l.root, id, err)
+	}
+	return nil
+}
+
+func (l *Local) put(id stores.ID, data []byte) error {
+	final := l.path(id)
+	if _, err := os.Lstat(final); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	dir := l.shardDir(id)
+	if err := os.Mkdir(dir, dirPerm); err == nil {
+		// A new shard's entry in the root must be durable too.
+		if l.opts.Fsync {
+			if err := syncDir(l.root); err != nil {
+				return err
+			}
+		}
+	} else if !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	payload := l.encode(data)
+	tmp, err := os.CreateTemp(dir, tmpPrefix+id.String()+"-*")
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(payload); err != nil {
+		return err
+	}
+	if l.opts.Fsync {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return err
+	}
+	done = true
+	if l.opts.Fsync {
+		return syncDir(dir)
+	}
+	return nil
+}
+
+// syncDir makes the entries of dir (a new file or directory) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Stat returns the chunk's logical size: the file size of a raw chunk, the
+// content size in the frame header of a compressed one (-1 if the header
+// does not record it). It reads at most a frame header.
+func (l *Local) Stat(ctx context.Context, id stores.ID) (int64, error) {
+	if err := l.begin(ctx, "stat", &id); err != nil {
+		return 0, err
+	}
+	defer l.mu.RUnlock()
+	size, err := l.stat(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("local %s: stat %s: %w", l.root, id, stores.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("local %s: stat %s: %w", l.root, id, err)
+	}
+	return size, nil
+}
+
+func (l *Local) stat(id stores.ID) (int64, error) {
+	p := l.path(id)
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	head := make([]byte, zstd.HeaderMaxSize)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return 0, err
+	}
+	head = head[:n]
+	if !isZstd(head) {
+		fi, err := f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		return fi.Size(), nil
+	}
+	var h zstd.Header
+	if err := h.Decode(head); err != nil {
+		return 0, fmt.Errorf("%s: %w: %w", p, stores.ErrCorrupt, err)
+	}
+	if !h.HasFCS {
+		return -1, nil
+	}
+	return int64(h.FrameContentSize), nil
+}
+
+// Delete removes the chunk; a missing chunk is not an error.
+func (l *Local) Delete(ctx context.Context, id stores.ID) error {
+	if err := l.begin(ctx, "delete", &id); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	if err := os.Remove(l.path(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("local %s: delete %s: %w", l.root, id, err)
+	}
+	return nil
+}
+
+// List calls fn for every chunk file, shard by shard. Temp files and
+// anything else that is not `<shard>/<id>.chunk` are skipped. Chunks put or
+// deleted while List runs may or may not be reported.
+func (l *Local) List(ctx context.Context, fn func(id stores.ID) error) error {
+	if err := l.begin(ctx, "list", nil); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	shards, err := os.ReadDir(l.root)
+	if err != nil {
+		return fmt.Errorf("local %s: list: %w", l.root, err)
+	}
+	for _, sh := range shards {
+		if !sh.IsDir() || !isShard(sh.Name()) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("local %s: list: %w", l.root, err)
+		}
+		entries, err := os.ReadDir(filepath.Join(l.root, sh.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("local %s: list: %w", l.root, err)
+		}
+		for _, e := range entries {
+			hex, ok := strings.CutSuffix(e.Name(), chunkExt)
+			if !ok || !e.Type().IsRegular() {
+				continue
+			}
+			id, err := stores.ParseID(hex)
+			if err != nil || id.String()[:shardLen] != sh.Name() {
+				continue // not ours, or misplaced where Get would not find it
+			}
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Sync makes every chunk put so far durable with one syncfs(2) of the
+// store's filesystem: cheaper than an fsync per chunk when a file's fsync
+// covers thousands of chunks. With Fsync set every Put is durable already.
+func (l *Local) Sync(ctx context.Context) error {
+	if err := l.begin(ctx, "sync", nil); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	if l.opts.Fsync {
+		return nil
+	}
+	if err := syncFS(l.rootF); err != nil {
+		return fmt.Errorf("local %s: sync: %w", l.root, err)
+	}
+	return nil
+}
+
+// Close releases the store's resources; later calls fail with ErrClosed.
+// It waits for running calls to finish.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return fmt.Errorf("local %s: close: %w", l.root, stores.ErrClosed)
+	}
+	l.closed = true
+	l.dec.Close()
+	err := l.enc.Close()
+	if cerr := l.rootF.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("local %s: close: %w", l.root, err)
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package stores
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// Mem is a Store that keeps chunks in memory, for tests and for wiring
+// examples. It copies data on the way in and out, so callers can never alias
+// what it holds, and it implements Lister.
+type Mem struct {
+	name string
+
+	mu     sync.RWMutex
+	chunks map[ID][]byte
+	closed bool
+}
+
+var (
+	_ Store  = (*Mem)(nil)
+	_ Lister = (*Mem)(nil)
+)
+
+// NewMem returns an empty in-memory store called name.
+func NewMem(name string) *Mem {
+	return &Mem{name: name, chunks: make(map[ID][]byte)}
+}
+
+// Name returns the name given to NewMem.
+func (m *Mem) Name() string { return m.name }
+
+// Type returns "mem".
+func (m *Mem) Type() string { return "mem" }
+
+// check reports why an operation may not run: a closed store or a done ctx.
+// The caller holds m.mu.
+func (m *Mem) check(ctx context.Context, op string, id ID) error {
+	if m.closed {
+		return fmt.Errorf("mem %s: %s %s: %w", m.name, op, id, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mem %s: %s %s: %w", m.name, op, id, err)
+	}
+	return nil
+}
+
+// Get returns a copy of the chunk.
+func (m *Mem) Get(ctx context.Context, id ID) ([]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.check(ctx, "get", id); err != nil {
+		return nil, err
+	}
+	data, ok := m.chunks[id]
+	if !ok {
+		return nil, fmt.Errorf("mem %s: get %s: %w", m.name, id, ErrNotFound)
+	}
+	return append([]byte{}, data...), nil
+}
+
+// Put stores a copy of data under id unless id is already held.
+func (m *Mem) Put(ctx context.Context, id ID, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx, "put", id); err != nil {
+		return err
+	}
+	if _, ok := m.chunks[id]; !ok {
+		m.chunks[id] = append([]byte{}, data...)
+	}
+	return nil
+}
+
+// Stat returns the chunk's size.
+func (m *Mem) Stat(ctx context.Context, id ID) (int64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.check(ctx, "stat", id); err != nil {
+		return 0, err
+	}
+	data, ok := m.chunks[id]
+	if !ok {
+		return 0, fmt.Errorf("mem %s: stat %s: %w", m.name, id, ErrNotFound)
+	}
+	return int64(len(data)), nil
+}
+
+// Delete forgets the chunk; a missing chunk is not an error.
+func (m *Mem) Delete(ctx context.Context, id ID) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx, "delete", id); err != nil {
+		return err
+	}
+	delete(m.chunks, id)
+	return nil
+}
+
+// List calls fn for every chunk held when List started. fn runs without the
+// store's lock held, so it may call back into the store (gc deletes while it
+// lists).
+func (m *Mem) List(ctx context.Context, fn func(id ID) error) error {
+	m.mu.RLock()
+	if m.closed {
+		m.mu.RUnlock()
+		return fmt.Errorf("mem %s: list: %w", m.name, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		m.mu.RUnlock()
+		return fmt.Errorf("mem %s: list: %w", m.name, err)
+	}
+	ids := make([]ID, 0, len(m.chunks))
+	for id := range m.chunks {
+		ids = append(ids, id)
+	}
+	m.mu.RUnlock()
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("mem %s: list: %w", m.name, err)
+		}
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close makes every later call fail with ErrClosed and drops the chunks.
+func (m *Mem) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("mem %s: close: %w", m.name, ErrClosed)
+	}
+	m.closed = true
+	m.chunks = nil
+	return nil
+}
+
+// Len returns the number of chunks held, so tests can check what reached the
+// store (or, behind a dropping Fault, what did not).
+func (m *Mem) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.chunks)
+}

@@ -1,0 +1,466 @@
+// Package storetest is the conformance suite for stores.Store: every backend
+// and every wrapper runs Run from its tests, so the contracts written on the
+// Store interface are checked the same way everywhere (like io/fs's
+// fstest.TestFS, or rclone's fstests).
+//
+// It imports only package stores and the standard library, so any backend's
+// test can use it.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/dualstore/dualstore/stores"
+)
+
+// Run checks that the stores made by newStore keep the contracts of
+// stores.Store, and of stores.Lister and stores.Syncer when they implement
+// them. Each subtest calls newStore once and expects a fresh, empty store;
+// newStore registers whatever cleanup the store needs with its t, and that
+// cleanup must cope with a store the test already closed.
+func Run(t *testing.T, newStore func(t *testing.T) stores.Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s stores.Store)
+	}{
+		{"Names", testNames},
+		{"GetMissing", testGetMissing},
+		{"StatMissing", testStatMissing},
+		{"PutGet", testPutGet},
+		{"PutExisting", testPutExisting},
+		{"Stat", testStat},
+		{"Delete", testDelete},
+		{"DeleteMissing", testDeleteMissing},
+		{"Empty", testEmpty},
+		{"Large", testLarge},
+		{"LargeCompressible", testLargeCompressible},
+		{"ConcurrentSameID", testConcurrentSameID},
+		{"ConcurrentManyIDs", testConcurrentManyIDs},
+		{"List", testList},
+		{"ListStops", testListStops},
+		{"Sync", testSync},
+		{"Closed", testClosed},
+		{"CancelledContext", testCancelled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			if s == nil {
+				t.Fatal("newStore returned nil")
+			}
+			tt.fn(t, s)
+		})
+	}
+}
+
+// chunk returns n bytes of pseudo-random data derived from seed, and its id.
+// Stores do not check ids, but real ids keep the suite honest for wrappers
+// that do (a Tier with a verify function).
+func chunk(seed uint64, n int) ([]byte, stores.ID) {
+	data := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	for i := 0; i < n; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			data[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return data, idOf(data)
+}
+
+// idOf is the id the suite gives data.
+func idOf(data []byte) stores.ID { return sha256.Sum256(data) }
+
+// Verify reports whether data hashes to id the way this suite computes ids,
+// for wrappers under test that take a verify function (stores.NewTier).
+func Verify(id stores.ID, data []byte) bool { return idOf(data) == id }
+
+func mustPut(t *testing.T, s stores.Store, id stores.ID, data []byte) {
+	t.Helper()
+	if err := s.Put(t.Context(), id, data); err != nil {
+		t.Fatalf("Put(%s, %d bytes): %v", id, len(data), err)
+	}
+}
+
+func mustGet(t *testing.T, s stores.Store, id stores.ID, want []byte) []byte {
+	t.Helper()
+	got, err := s.Get(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", id, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("Get(%s) = %d bytes %s, want %d bytes %s", id, len(got), short(got), len(want), short(want))
+	}
+	return got
+}
+
+// short describes data briefly for failure messages (chunks can be MiBs).
+func short(data []byte) string {
+	if len(data) > 16 {
+		return fmt.Sprintf("%x…", data[:16])
+	}
+	return fmt.Sprintf("%x", data)
+}
+
+func wantNotFound(t *testing.T, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, stores.ErrNotFound) {
+		t.Fatalf("%s: err = %v, want one wrapping stores.ErrNotFound", what, err)
+	}
+}
+
+func testNames(t *testing.T, s stores.Store) {
+	if s.Name() == "" {
+		t.Error("Name() is empty")
+	}
+	if s.Type() == "" {
+		t.Error("Type() is empty")
+	}
+}
+
+func testGetMissing(t *testing.T, s stores.Store) {
+	_, id := chunk(1, 100)
+	data, err := s.Get(t.Context(), id)
+	wantNotFound(t, "Get of a missing chunk", err)
+	if data != nil {
+		t.Errorf("Get of a missing chunk returned %d bytes as well as an error", len(data))
+	}
+}
+
+func testStatMissing(t *testing.T, s stores.Store) {
+	_, id := chunk(1, 100)
+	_, err := s.Stat(t.Context(), id)
+	wantNotFound(t, "Stat of a missing chunk", err)
+}
+
+func testPutGet(t *testing.T, s stores.Store) {
+	data, id := chunk(2, 64<<10)
+	want := bytes.Clone(data)
+	mustPut(t, s, id, data)
+	// The caller owns its buffer again once Put returns.
+	for i := range data {
+		data[i] = 0
+	}
+	got := mustGet(t, s, id, want)
+	// And the caller owns what Get returns.
+	for i := range got {
+		got[i] ^= 0xff
+	}
+	mustGet(t, s, id, want)
+}
+
+func testPutExisting(t *testing.T, s stores.Store) {
+	data, id := chunk(3, 1000)
+	mustPut(t, s, id, data)
+	mustPut(t, s, id, data)
+	mustGet(t, s, id, data)
+}
+
+func testStat(t *testing.T, s stores.Store) {
+	for _, n := range []int{0, 1, 1234, 300 << 10} {
+		data, id := chunk(uint64(4+n), n)
+		mustPut(t, s, id, data)
+		size, err := s.Stat(t.Context(), id)
+		if err != nil {
+			t.Fatalf("Stat of a %d-byte chunk: %v", n, err)
+		}
+		if size != int64(n) && size != -1 {
+			t.Errorf("Stat of a %d-byte chunk = %d, want %d (or -1 for unknown)", n, size, n)
+		}
+	}
+}
+
+func testDelete(t *testing.T, s stores.Store) {
+	data, id := chunk(5, 4096)
+	other, otherID := chunk(6, 4096)
+	mustPut(t, s, id, data)
+	mustPut(t, s, otherID, other)
+	if err := s.Delete(t.Context(), id); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	_, err := s.Get(t.Context(), id)
+	wantNotFound(t, "Get after Delete", err)
+	_, err = s.Stat(t.Context(), id)
+	wantNotFound(t, "Stat after Delete", err)
+	if err := s.Delete(t.Context(), id); err != nil {
+		t.Fatalf("second Delete: %v", err)
+	}
+	mustGet(t, s, otherID, other)
+	// A deleted chunk can be stored again.
+	mustPut(t, s, id, data)
+	mustGet(t, s, id, data)
+}
+
+func testDeleteMissing(t *testing.T, s stores.Store) {
+	_, id := chunk(7, 10)
+	if err := s.Delete(t.Context(), id); err != nil {
+		t.Fatalf("Delete of a missing chunk: %v", err)
+	}
+}
+
+func testEmpty(t *testing.T, s stores.Store) {
+	id := idOf(nil)
+	mustPut(t, s, id, nil)
+	got, err := s.Get(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Get of an empty chunk: %v", err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("Get of an empty chunk = %d bytes", len(got))
+	}
+	mustPut(t, s, id, []byte{})
+}
+
+func testLarge(t *testing.T, s stores.Store) {
+	data, id := chunk(8, 8<<20)
+	mustPut(t, s, id, data)
+	mustGet(t, s, id, data)
+}
+
+// testLargeCompressible gives compressing stores something to compress.
+func testLargeCompressible(t *testing.T, s stores.Store) {
+	pattern, _ := chunk(9, 4096)
+	data := bytes.Repeat(pattern, 2048) // 8 MiB
+	id := idOf(data)
+	mustPut(t, s, id, data)
+	mustGet(t, s, id, data)
+	size, err := s.Stat(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Stat: %v", err)
+	}
+	if size != int64(len(data)) && size != -1 {
+		t.Errorf("Stat = %d, want %d (or -1)", size, len(data))
+	}
+}
+
+// testConcurrentSameID races writers and readers of one chunk: Put must be
+// atomic, so every Get sees all of it or nothing.
+func testConcurrentSameID(t *testing.T, s stores.Store) {
+	data, id := chunk(10, 1<<20)
+	const goroutines, rounds = 16, 8
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*rounds)
+	for g := range goroutines {
+		wg.Go(func() {
+			for r := range rounds {
+				if (g+r)%2 == 0 {
+					if err := s.Put(t.Context(), id, data); err != nil {
+						errs <- fmt.Errorf("Put: %w", err)
+						return
+					}
+					continue
+				}
+				got, err := s.Get(t.Context(), id)
+				switch {
+				case errors.Is(err, stores.ErrNotFound):
+				case err != nil:
+					errs <- fmt.Errorf("Get: %w", err)
+					return
+				case !bytes.Equal(got, data):
+					errs <- fmt.Errorf("Get returned %d bytes, not the %d put: a partial chunk", len(got), len(data))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	mustGet(t, s, id, data)
+}
+
+func testConcurrentManyIDs(t *testing.T, s stores.Store) {
+	const goroutines, perGoroutine = 16, 16
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range perGoroutine {
+				data, id := chunk(uint64(1000+g*perGoroutine+i), 1000+i*100)
+				if err := s.Put(t.Context(), id, data); err != nil {
+					errs <- fmt.Errorf("Put: %w", err)
+					return
+				}
+				got, err := s.Get(t.Context(), id)
+				if err != nil {
+					errs <- fmt.Errorf("Get: %w", err)
+					return
+				}
+				if !bytes.Equal(got, data) {
+					errs <- fmt.Errorf("Get(%s) returned other data", id)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if l, ok := s.(stores.Lister); ok {
+		n := 0
+		err := l.List(t.Context(), func(stores.ID) error { n++; return nil })
+		if errors.Is(err, errors.ErrUnsupported) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		if n != goroutines*perGoroutine {
+			t.Errorf("List found %d chunks, want %d", n, goroutines*perGoroutine)
+		}
+	}
+}
+
+// lister returns s as a Lister, or skips when it cannot list. A wrapper that
+// implements Lister but wraps a store that cannot list reports
+// errors.ErrUnsupported, which counts as "cannot list".
+func lister(t *testing.T, s stores.Store) stores.Lister {
+	t.Helper()
+	l, ok := s.(stores.Lister)
+	if !ok {
+		t.Skipf("%T does not implement stores.Lister", s)
+	}
+	if err := l.List(t.Context(), func(stores.ID) error { return nil }); errors.Is(err, errors.ErrUnsupported) {
+		t.Skipf("%T cannot list: %v", s, err)
+	}
+	return l
+}
+
+func testList(t *testing.T, s stores.Store) {
+	l := lister(t, s)
+	want := make(map[stores.ID]bool)
+	for i := range 10 {
+		data, id := chunk(uint64(100+i), 100+i)
+		mustPut(t, s, id, data)
+		want[id] = true
+	}
+	n := 0
+	for id := range want {
+		if n == 3 {
+			break
+		}
+		if err := s.Delete(t.Context(), id); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		delete(want, id)
+		n++
+	}
+	got := make(map[stores.ID]int)
+	if err := l.List(t.Context(), func(id stores.ID) error { got[id]++; return nil }); err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	for id, times := range got {
+		if !want[id] {
+			t.Errorf("List reported %s, which is not stored", id)
+		}
+		if times > 1 {
+			t.Errorf("List reported %s %d times", id, times)
+		}
+	}
+	for id := range want {
+		if got[id] == 0 {
+			t.Errorf("List missed %s", id)
+		}
+	}
+}
+
+func testListStops(t *testing.T, s stores.Store) {
+	l := lister(t, s)
+	for i := range 5 {
+		data, id := chunk(uint64(200+i), 10)
+		mustPut(t, s, id, data)
+	}
+	stop := errors.New("stop here")
+	calls := 0
+	err := l.List(t.Context(), func(stores.ID) error { calls++; return stop })
+	if !errors.Is(err, stop) {
+		t.Fatalf("List returned %v, want the error fn returned", err)
+	}
+	if calls != 1 {
+		t.Errorf("List called fn %d times after it returned an error, want 1 call in all", calls)
+	}
+}
+
+func testSync(t *testing.T, s stores.Store) {
+	sy, ok := s.(stores.Syncer)
+	if !ok {
+		t.Skipf("%T does not implement stores.Syncer", s)
+	}
+	data, id := chunk(11, 1000)
+	mustPut(t, s, id, data)
+	if err := sy.Sync(t.Context()); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	mustGet(t, s, id, data)
+}
+
+func testClosed(t *testing.T, s stores.Store) {
+	data, id := chunk(12, 1000)
+	mustPut(t, s, id, data)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	ctx := t.Context()
+	check := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, stores.ErrClosed) {
+			t.Errorf("%s after Close: err = %v, want one wrapping stores.ErrClosed", op, err)
+		}
+	}
+	_, err := s.Get(ctx, id)
+	check("Get", err)
+	check("Put", s.Put(ctx, id, data))
+	_, err = s.Stat(ctx, id)
+	check("Stat", err)
+	check("Delete", s.Delete(ctx, id))
+	if l, ok := s.(stores.Lister); ok {
+		check("List", l.List(ctx, func(stores.ID) error { return nil }))
+	}
+	if sy, ok := s.(stores.Syncer); ok {
+		check("Sync", sy.Sync(ctx))
+	}
+	_ = s.Close() // a second Close may fail but must not panic
+}
+
+func testCancelled(t *testing.T, s stores.Store) {
+	data, id := chunk(13, 1000)
+	mustPut(t, s, id, data)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	check := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context: err = %v, want one wrapping context.Canceled", op, err)
+		}
+	}
+	_, err := s.Get(ctx, id)
+	check("Get", err)
+	other, otherID := chunk(14, 1000)
+	check("Put", s.Put(ctx, otherID, other))
+	_, err = s.Stat(ctx, id)
+	check("Stat", err)
+	check("Delete", s.Delete(ctx, id))
+	if l, ok := s.(stores.Lister); ok {
+		err := l.List(ctx, func(stores.ID) error { return nil })
+		if !errors.Is(err, errors.ErrUnsupported) {
+			check("List", err)
+		}
+	}
+	if sy, ok := s.(stores.Syncer); ok {
+		check("Sync", sy.Sync(ctx))
+	}
+	// Nothing above may have removed the chunk.
+	mustGet(t, s, id, data)
+}

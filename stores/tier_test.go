@@ -1,0 +1,289 @@
+package stores_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dualstore/dualstore/stores"
+	"github.com/dualstore/dualstore/stores/storetest"
+)
+
+func TestTierConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) stores.Store {
+		tier := stores.NewTier("primary",
+			[]stores.Store{stores.NewMem("primary-0"), stores.NewMem("primary-1")},
+			storetest.Verify)
+		t.Cleanup(func() { tier.Close() })
+		return tier
+	})
+}
+
+// TestTierConformanceFailover runs the suite with the first member refusing
+// writes, so every chunk lands in the second and every read fails over. (A
+// member failing reads too would rightly turn "not found" into an error: the
+// tier cannot tell that the chunk is missing.)
+func TestTierConformanceFailover(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) stores.Store {
+		down := stores.NewFault(stores.NewMem("primary-0"))
+		down.Set(stores.OpPut, stores.Rule{})
+		tier := stores.NewTier("primary", []stores.Store{down, stores.NewMem("primary-1")}, storetest.Verify)
+		t.Cleanup(func() { tier.Close() })
+		return tier
+	})
+}
+
+// newTier returns a tier of two Faults over Mems, checked with storetest's
+// ids.
+func newTier(t *testing.T) (*stores.Tier, [2]*stores.Fault, [2]*stores.Mem) {
+	t.Helper()
+	ms := [2]*stores.Mem{stores.NewMem("s0"), stores.NewMem("s1")}
+	fs := [2]*stores.Fault{stores.NewFault(ms[0]), stores.NewFault(ms[1])}
+	tier := stores.NewTier("safety", []stores.Store{fs[0], fs[1]}, storetest.Verify)
+	t.Cleanup(func() { tier.Close() })
+	return tier, fs, ms
+}
+
+func TestTierPutFailover(t *testing.T) {
+	ctx := t.Context()
+	tier, fs, ms := newTier(t)
+	data := []byte("hello")
+	a := id("hello")
+
+	fs[0].Set(stores.OpPut, stores.Rule{})
+	if err := tier.Put(ctx, a, data); err != nil {
+		t.Fatalf("Put with the first member down: %v", err)
+	}
+	if ms[0].Len() != 0 || ms[1].Len() != 1 {
+		t.Fatalf("chunks per member = %d, %d; want 0, 1", ms[0].Len(), ms[1].Len())
+	}
+	if got, err := tier.Get(ctx, a); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get after failover Put = %q, %v", got, err)
+	}
+
+	s := tier.Stats()
+	if s.Writes != (stores.OpStats{OK: 1, Bytes: 5}) {
+		t.Errorf("tier writes = %+v", s.Writes)
+	}
+	if s.Stores[0].Writes != (stores.OpStats{Errors: 1}) {
+		t.Errorf("member 0 writes = %+v", s.Stores[0].Writes)
+	}
+	if s.Stores[1].Writes != (stores.OpStats{OK: 1, Bytes: 5}) {
+		t.Errorf("member 1 writes = %+v", s.Stores[1].Writes)
+	}
+	if s.Stores[0].Name != "s0" || s.Stores[0].Type != "mem" {
+		t.Errorf("member 0 is %q of type %q", s.Stores[0].Name, s.Stores[0].Type)
+	}
+
+	// Both down: the error names both members and the tier counts it.
+	custom := errors.New("bucket gone")
+	fs[1].Set(stores.OpPut, stores.Rule{Fail: custom})
+	b := id("b")
+	err := tier.Put(ctx, b, []byte("b"))
+	if !errors.Is(err, stores.ErrInjected) || !errors.Is(err, custom) {
+		t.Fatalf("Put with both members down = %v, want both members' errors", err)
+	}
+	if s := tier.Stats(); s.Writes.Errors != 1 || s.Writes.OK != 1 {
+		t.Errorf("tier writes = %+v, want 1 ok and 1 error", s.Writes)
+	}
+}
+
+func TestTierGetFailover(t *testing.T) {
+	ctx := t.Context()
+	data := []byte("chunk")
+	a := id("chunk")
+	tests := []struct {
+		name   string
+		rule   stores.Rule
+		member stores.ReadStats // member 0's reads after one Get
+		tier   stores.ReadStats
+	}{
+		{"missing", stores.Rule{Drop: true},
+			stores.ReadStats{Errors: 1, NotFound: 1},
+			stores.ReadStats{OK: 1, Bytes: 5}},
+		{"corrupt data", stores.Rule{Corrupt: true},
+			stores.ReadStats{ChecksumErrors: 1},
+			stores.ReadStats{OK: 1, Bytes: 5, ChecksumErrors: 1}},
+		{"store reports corrupt", stores.Rule{Fail: stores.ErrCorrupt},
+			stores.ReadStats{ChecksumErrors: 1},
+			stores.ReadStats{OK: 1, Bytes: 5, ChecksumErrors: 1}},
+		{"error", stores.Rule{},
+			stores.ReadStats{Errors: 1},
+			stores.ReadStats{OK: 1, Bytes: 5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tier, fs, ms := newTier(t)
+			for _, m := range ms {
+				if err := m.Put(ctx, a, data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fs[0].Set(stores.OpGet, tt.rule)
+			got, err := tier.Get(ctx, a)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("Get = %q, %v; want the second member's copy", got, err)
+			}
+			s := tier.Stats()
+			if s.Stores[0].Reads != tt.member {
+				t.Errorf("member 0 reads = %+v, want %+v", s.Stores[0].Reads, tt.member)
+			}
+			if want := (stores.ReadStats{OK: 1, Bytes: 5}); s.Stores[1].Reads != want {
+				t.Errorf("member 1 reads = %+v, want %+v", s.Stores[1].Reads, want)
+			}
+			if s.Reads != tt.tier {
+				t.Errorf("tier reads = %+v, want %+v", s.Reads, tt.tier)
+			}
+			if s.ReadP50 <= 0 || s.Stores[0].ReadP50 <= 0 {
+				t.Errorf("read latency not recorded: tier p50 %v, member p50 %v", s.ReadP50, s.Stores[0].ReadP50)
+			}
+			tier.ResetStats()
+			if s := tier.Stats(); s.Reads != (stores.ReadStats{}) || s.Stores[0].Reads != (stores.ReadStats{}) || s.ReadP99 != 0 {
+				t.Errorf("after ResetStats: %+v", s)
+			}
+		})
+	}
+}
+
+// TestTierGetErrors checks which sentinel a read no member can serve wraps:
+// ErrNotFound only when the chunk is missing everywhere, since a caller
+// takes it for "gone".
+func TestTierGetErrors(t *testing.T) {
+	ctx := t.Context()
+	a := id("chunk")
+	tests := []struct {
+		name         string
+		r0, r1       stores.Rule
+		notFound     bool
+		corrupt      bool
+		tierNotFound int64
+	}{
+		{"all missing", stores.Rule{Drop: true}, stores.Rule{Drop: true}, true, false, 1},
+		{"missing and down", stores.Rule{Drop: true}, stores.Rule{}, false, false, 0},
+		{"missing and corrupt", stores.Rule{Drop: true}, stores.Rule{Corrupt: true}, false, true, 0},
+		{"down and corrupt", stores.Rule{}, stores.Rule{Corrupt: true}, false, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tier, fs, ms := newTier(t)
+			for _, m := range ms {
+				if err := m.Put(ctx, a, []byte("chunk")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fs[0].Set(stores.OpGet, tt.r0)
+			fs[1].Set(stores.OpGet, tt.r1)
+			_, err := tier.Get(ctx, a)
+			if err == nil {
+				t.Fatal("Get succeeded")
+			}
+			if got := errors.Is(err, stores.ErrNotFound); got != tt.notFound {
+				t.Errorf("errors.Is(%v, ErrNotFound) = %v", err, got)
+			}
+			if got := errors.Is(err, stores.ErrCorrupt); got != tt.corrupt {
+				t.Errorf("errors.Is(%v, ErrCorrupt) = %v", err, got)
+			}
+			s := tier.Stats()
+			if s.Reads.Errors != 1 || s.Reads.OK != 0 || s.Reads.NotFound != tt.tierNotFound {
+				t.Errorf("tier reads = %+v", s.Reads)
+			}
+		})
+	}
+}
+
+func TestTierStatDeleteList(t *testing.T) {
+	ctx := t.Context()
+	tier, fs, ms := newTier(t)
+	a, b := id("a"), id("bb")
+	if err := ms[0].Put(ctx, a, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if err := m.Put(ctx, b, []byte("bb")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ms[1].Put(ctx, id("c"), []byte("c")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Stat finds a chunk in the second member, and does not count misses.
+	fs[0].Set(stores.OpStat, stores.Rule{Drop: true})
+	if size, err := tier.Stat(ctx, b); err != nil || size != 2 {
+		t.Fatalf("Stat = %d, %v", size, err)
+	}
+	fs[0].Clear()
+	if s := tier.Stats(); s.Reads != (stores.ReadStats{}) || s.Stores[0].Reads != (stores.ReadStats{}) {
+		t.Errorf("Stat changed read counters: %+v", s)
+	}
+	if ok, err := stores.Has(ctx, tier, id("nope")); ok || err != nil {
+		t.Errorf("Has of a missing chunk = %v, %v", ok, err)
+	}
+	if ok, err := stores.Has(ctx, tier, a); !ok || err != nil {
+		t.Errorf("Has of a chunk = %v, %v", ok, err)
+	}
+
+	// List reports each id once.
+	seen := map[stores.ID]int{}
+	if err := tier.List(ctx, func(id stores.ID) error { seen[id]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 3 || seen[a] != 1 || seen[b] != 1 || seen[id("c")] != 1 {
+		t.Errorf("List saw %v", seen)
+	}
+
+	// Delete removes the chunk from every member.
+	if err := tier.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if ms[0].Len() != 1 || ms[1].Len() != 1 {
+		t.Errorf("after Delete members hold %d, %d chunks; want 1, 1", ms[0].Len(), ms[1].Len())
+	}
+	fs[1].Set(stores.OpDelete, stores.Rule{})
+	if err := tier.Delete(ctx, a); !errors.Is(err, stores.ErrInjected) {
+		t.Errorf("Delete with a member failing = %v", err)
+	}
+	if ms[0].Len() != 0 {
+		t.Error("a failing member stopped Delete from reaching the others")
+	}
+}
+
+func TestTierListUnsupported(t *testing.T) {
+	tier := stores.NewTier("t", []stores.Store{notLister{stores.NewMem("a")}}, nil)
+	err := tier.List(t.Context(), func(stores.ID) error { return nil })
+	if !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("List of a tier with no lister = %v, want ErrUnsupported", err)
+	}
+}
+
+func TestTierNoMembers(t *testing.T) {
+	tier := stores.NewTier("empty", nil, nil)
+	ctx := t.Context()
+	if err := tier.Put(ctx, id("a"), []byte("a")); err == nil {
+		t.Error("Put to a tier with no stores succeeded")
+	}
+	if _, err := tier.Get(ctx, id("a")); !errors.Is(err, stores.ErrNotFound) {
+		t.Errorf("Get from a tier with no stores = %v", err)
+	}
+}
+
+// TestTierCancelledNotCounted checks that a read the caller abandons (a lost
+// `fastest` race) is not charged to the store.
+func TestTierCancelledNotCounted(t *testing.T) {
+	tier, fs, ms := newTier(t)
+	a := id("chunk")
+	if err := ms[0].Put(t.Context(), a, []byte("chunk")); err != nil {
+		t.Fatal(err)
+	}
+	fs[0].Set(stores.OpGet, stores.Rule{Delay: time.Hour})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := tier.Get(ctx, a); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get = %v, want DeadlineExceeded", err)
+	}
+	if s := tier.Stats(); s.Reads.Errors != 0 || s.Stores[0].Reads.Errors != 0 {
+		t.Errorf("abandoned read counted as an error: %+v", s)
+	}
+}

@@ -1,0 +1,103 @@
+package index
+
+import (
+	"database/sql"
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Check verifies the index's internal invariants in one snapshot, scanning
+// every table (for fsck and tests, not for the hot path): reference counts
+// equal chunk-list entries, file sizes equal the sum of their chunks, nlink
+// equals names (plus subdirectories for directories), every directory but
+// the root has exactly one name, names live in directories, chunk ids are
+// 32 bytes, and the running totals equal a recount. It returns nil or an
+// error wrapping ErrCorrupt that lists up to max problems (all when
+// max <= 0).
+func (db *DB) Check(ctx context.Context, max int) error {
+	var problems []error
+	err := db.view(ctx, func(tx *conn) error {
+		checks := []struct {
+			what, query string
+		}{
+			{"chunk refs differ from chunk-list entries", `SELECT hex(c.id), c.refs FROM chunks c
+				WHERE c.refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = c.id)`},
+			{"file size differs from the sum of its chunks", fmt.Sprintf(`SELECT i.ino, i.size FROM inodes i
+				WHERE (i.mode & %d) = %d AND i.size != (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = i.ino)`,
+				modeType, sIFREG)},
+			{"chunk list of a non-regular inode", fmt.Sprintf(`SELECT DISTINCT f.ino, i.mode FROM file_chunks f
+				JOIN inodes i ON i.ino = f.ino WHERE (i.mode & %d) != %d`, modeType, sIFREG)},
+			{"chunk-list entry size differs from the chunk's", `SELECT f.ino, f.seq FROM file_chunks f
+				JOIN chunks c ON c.id = f.chunk_id WHERE f.size != c.size`},
+			{"non-directory nlink differs from its names", fmt.Sprintf(`SELECT i.ino, i.nlink FROM inodes i
+				WHERE (i.mode & %d) != %d AND i.nlink != (SELECT count(*) FROM dentries d WHERE d.ino = i.ino)`,
+				modeType, sIFDIR)},
+			{"directory nlink differs from 2 + subdirectories", fmt.Sprintf(`SELECT i.ino, i.nlink FROM inodes i
+				WHERE (i.mode & %d) = %d AND i.nlink != 2 + (SELECT count(*) FROM dentries d
+				JOIN inodes c ON c.ino = d.ino WHERE d.parent = i.ino AND (c.mode & %d) = %d)`,
+				modeType, sIFDIR, modeType, sIFDIR)},
+			{"directory without exactly one name", fmt.Sprintf(`SELECT i.ino, i.nlink FROM inodes i WHERE (i.mode & %d) = %d AND i.ino != %d
+				AND (SELECT count(*) FROM dentries d WHERE d.ino = i.ino) != 1`, modeType, sIFDIR, RootIno)},
+			{"root has a name", fmt.Sprintf(`SELECT d.parent, d.ino FROM dentries d WHERE d.ino = %d`, RootIno)},
+			{"name in a non-directory", fmt.Sprintf(`SELECT d.parent, d.ino FROM dentries d
+				LEFT JOIN inodes p ON p.ino = d.parent WHERE p.ino IS NULL OR (p.mode & %d) != %d`, modeType, sIFDIR)},
+			{"name of a missing inode", `SELECT d.parent, d.ino FROM dentries d
+				LEFT JOIN inodes i ON i.ino = d.ino WHERE i.ino IS NULL`},
+			{"chunk size or refs out of range", `SELECT hex(id), size FROM chunks
+				WHERE typeof(size) != 'integer' OR size <= 0 OR size > 4294967295 OR typeof(refs) != 'integer' OR refs < 0
+				UNION ALL SELECT ino, seq FROM file_chunks WHERE typeof(size) != 'integer' OR size <= 0 OR size > 4294967295`},
+			{"chunk id not 32 bytes", `SELECT 'chunks', length(id) FROM chunks WHERE length(id) != 32
+				UNION ALL SELECT 'file_chunks', length(chunk_id) FROM file_chunks WHERE length(chunk_id) != 32
+				UNION ALL SELECT 'pending', length(id) FROM pending WHERE length(id) != 32`},
+		}
+		for _, c := range checks {
+			rows, err := tx.QueryContext(ctx, c.query)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.what, err)
+			}
+			for rows.Next() {
+				var a, b any
+				if err := rows.Scan(&a, &b); err != nil {
+					rows.Close()
+					return err
+				}
+				problems = append(problems, fmt.Errorf("%s: %v %v", c.what, a, b))
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		if _, err := getDir(ctx, tx, RootIno); err != nil {
+			problems = append(problems, fmt.Errorf("root: %w", err))
+		}
+		var want, got Usage
+		if err := recount(ctx, tx, &want); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT files, dirs, inodes, logical_bytes, unique_chunks, unique_bytes
+			FROM counters WHERE id = 1`).Scan(&got.Files, &got.Dirs, &got.Inodes, &got.LogicalBytes,
+			&got.UniqueChunks, &got.UniqueBytes); errors.Is(err, sql.ErrNoRows) {
+			problems = append(problems, errors.New("counters: no row"))
+			return nil
+		} else if err != nil {
+			return scanErr(err, "counters")
+		}
+		if got != want {
+			problems = append(problems, fmt.Errorf("counters %+v, recount %+v", got, want))
+		}
+		return nil
+	})
+	if err != nil {
+		return errf(err, "check")
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	n := len(problems)
+	if max > 0 && n > max {
+		problems = problems[:max]
+	}
+	return fmt.Errorf("index: check %s: %d problems: %w: %w", db.path, n, ErrCorrupt, errors.Join(problems...))
+}

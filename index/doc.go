@@ -1,0 +1,63 @@
+// Package index is dualstore's metadata store: the directory tree (inodes,
+// names, modes, owners, times, sizes, symlink targets, hard links, extended
+// attributes), each regular file's chunk list, the reference count of every
+// chunk, the per-filesystem header (format version, FSID, hash and chunker
+// parameters) and the durable list of chunks a tier is still missing.
+//
+// It is an embedded SQLite database (modernc.org/sqlite, pure Go) in one
+// file. The schema is plain SQL (tables, primary keys, ordinary and partial
+// indexes, INSERT … ON CONFLICT, RETURNING) so that a PostgreSQL engine
+// shared by several hosts is a port of the statements, not a rewrite. The
+// only SQLite-specific parts are the PRAGMAs set on open and AUTOINCREMENT.
+//
+// # Imports
+//
+// index imports only stores (for stores.ID) among dualstore's packages. It
+// knows nothing about FUSE, chunk stores or the chunker: the filesystem layer
+// maps its sentinel errors to errno values in one place.
+//
+// # Durability: WAL and synchronous=NORMAL
+//
+// Every mutating method is one transaction. The database runs in WAL mode
+// with synchronous=NORMAL: a commit appends to the write-ahead log without
+// an fsync, so a committed transaction survives a crash or kill -9 of the
+// daemon (the log is in the page cache and is replayed on the next open),
+// while commits stay cheap enough to run on every close(2). Only power loss
+// can take back recent commits, which is what fsync(2) is for: Sync fsyncs
+// the log, making every transaction committed before the call durable.
+// Checkpoints sync the log before copying it and the database after, so no
+// committed transaction is ever only in an unsynced place once Sync returned.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. Writers use one dedicated
+// connection (a pool of size one, BEGIN IMMEDIATE), so they are serialised in
+// Go and never see SQLITE_BUSY; readers use a separate pool of read-only
+// connections and run concurrently with the writer (WAL snapshots). The
+// database file is locked with flock(2) for the life of a DB, so a second
+// daemon (or an offline tool) cannot open it at the same time: the orphan
+// purge on open relies on no other process having files open.
+//
+// # Invariants
+//
+//   - Inode numbers are never reused (AUTOINCREMENT), so the FUSE layer can
+//     use a constant generation number. RootIno (1) always exists.
+//   - A directory's nlink is 2 plus its number of subdirectories; a
+//     directory has exactly one name. Other inodes' nlink is their number of
+//     names; an inode with nlink 0 is an orphan (unlinked while open), kept
+//     until Purge, and purged on the next Open after a crash.
+//   - chunks.refs is the number of file_chunks rows naming the chunk. A chunk
+//     row with refs 0 is garbage for gc; DeleteChunks removes it only while
+//     refs is still 0, checked in the same transaction.
+//   - The counters row (Usage) equals a recount of the tables; it is updated
+//     in the transaction that changes them. RecountUsage recomputes it for
+//     fsck and tests.
+//   - Nothing read from the file is trusted: chunk ids of the wrong length,
+//     out-of-range integers, bad names or a broken header are reported as
+//     errors wrapping ErrCorrupt that name the table, never a panic.
+//   - Open never modifies a file that is not a dualstore index: a file that
+//     is not SQLite (ErrCorrupt) or an SQLite database of another application
+//     (ErrForeign) is reported, naming the file, and left byte-identical. A
+//     new index is built in a temporary file and linked into place, so a
+//     crash during creation never leaves a half-made index at Path.
+package index

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/dualstore/dualstore/dual"
+	dsfs "github.com/dualstore/dualstore/fs"
+)
+
+// controlPath returns MOUNTPOINT/.dualstore/NAME, checking it is a mount.
+func controlPath(mnt, name string) (string, error) {
+	p := filepath.Join(mnt, ".dualstore", name)
+	if _, err := os.Stat(p); err != nil {
+		return "", usageErr(fmt.Errorf("%s is not a dualstore mount (no %s): %w", mnt, p, err))
+	}
+	return p, nil
+}
+
+func readControl(mnt, name string) ([]byte, error) {
+	p, err := controlPath(mnt, name)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
+}
+
+// sendCommand writes one command to ctl; the kernel's EINVAL/EBUSY comes
+// back as the error, with the daemon's explanation from ctl.
+func sendCommand(mnt, line string) error {
+	p, err := controlPath(mnt, "ctl")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write([]byte(line + "\n"))
+	cerr := f.Close()
+	if werr != nil {
+		status, _ := os.ReadFile(p)
+		lines := strings.Split(strings.TrimSpace(string(status)), "\n")
+		why := lines[len(lines)-1]
+		if errors.Is(werr, syscall.EINVAL) {
+			return usageErr(fmt.Errorf("%q rejected: %s", line, why))
+		}
+		return fmt.Errorf("%q failed: %w (%s)", line, werr, why)
+	}
+	return cerr
+}
+
+func statsCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "stats MOUNTPOINT",
+		Short: "Show live statistics of a mount",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := readControl(args[0], "stats")
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err = os.Stdout.Write(b)
+				return err
+			}
+			var s dsfs.Stats
+			if err := json.Unmarshal(b, &s); err != nil {
+				return fmt.Errorf("stats of %s: %w", args[0], err)
+			}
+			printStats(os.Stdout, s)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON")
+	return c
+}
+
+func printStats(w io.Writer, s dsfs.Stats) {
+	fmt.Fprintf(w, "uptime %s, read preference %s, action: %s\n", time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second), s.ReadPreference, s.Action)
+	fmt.Fprintf(w, "files %d, dirs %d, logical %s, unique chunks %d (%s), dedup ratio %.2f\n",
+		s.Files, s.Dirs, human(s.LogicalBytes), s.UniqueChunks, human(s.UniqueBytes), s.DedupRatio)
+	cr := "n/a (no comparison yet)"
+	if s.ConsistencyRate != nil {
+		cr = fmt.Sprintf("%.4f", *s.ConsistencyRate)
+	}
+	fmt.Fprintf(w, "fallbacks %d, self-heals %d, pending backfill %d, success rate %.4f, consistency %s\n\n",
+		s.Fallbacks, s.SelfHeals, s.PendingBackfill, s.SuccessRate, cr)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "STORE\tTYPE\tWRITES\tW-ERR\tREADS\tR-ERR\tCKSUM\tWRITTEN\tREAD\tW-P99 ms\tR-P99 ms\t")
+	tiers := make([]string, 0, len(s.Tiers))
+	for t := range s.Tiers {
+		tiers = append(tiers, t)
+	}
+	sort.Strings(tiers)
+	for _, name := range tiers {
+		t := s.Tiers[name]
+		fmt.Fprintf(tw, "%s\ttier\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%.2f\t%.2f\t\n", name, t.Writes.OK, t.Writes.Errors, t.Reads.OK, t.Reads.Errors, t.Reads.ChecksumErrors,
+			human(t.Writes.Bytes), human(t.Reads.Bytes), t.LatencyMS.WriteP99, t.LatencyMS.ReadP99)
+		for _, m := range t.Stores {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%.2f\t%.2f\t\n", m.Name, m.Type, m.Writes.OK, m.Writes.Errors, m.Reads.OK, m.Reads.Errors, m.Reads.ChecksumErrors,
+				human(m.Writes.Bytes), human(m.Reads.Bytes), m.LatencyMS.WriteP99, m.LatencyMS.ReadP99)
+		}
+	}
+	tw.Flush()
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func compareCmd() *cobra.Command {
+	var deep, wait, asJSON bool
+	c := &cobra.Command{
+		Use:   "compare MOUNTPOINT [PATH]",
+		Short: "Compare both tiers of a mount (in the background; --wait to follow it)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			line := "compare"
+			if deep {
+				line += " deep"
+			}
+			if len(args) == 2 {
+				line += " " + args[1]
+			}
+			return runAction(args[0], line, wait, asJSON)
+		},
+	}
+	c.Flags().BoolVar(&deep, "deep", false, "read and hash both copies of every chunk (default: existence and size)")
+	c.Flags().BoolVar(&wait, "wait", false, "wait for the result, with a progress bar")
+	c.Flags().BoolVar(&asJSON, "json", false, "with --wait: print the final report as JSON")
+	return c
+}
+
+func repairCmd() *cobra.Command {
+	var noWait, asJSON bool
+	c := &cobra.Command{
+		Use:   "repair MOUNTPOINT",
+		Short: "Copy missing or corrupt chunks from the verified-good tier, and wait for it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAction(args[0], "repair", !noWait, asJSON)
+		},
+	}
+	c.Flags().BoolVar(&noWait, "no-wait", false, "start the repair and return")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the final report as JSON")
+	return c
+}
+
+func ctlCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ctl MOUNTPOINT COMMAND...",
+		Short: "Send a raw control command (stop, read-preference safety, reset-stats, …)",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := sendCommand(args[0], strings.Join(args[1:], " ")); err != nil {
+				return err
+			}
+			b, err := readControl(args[0], "ctl")
+			os.Stdout.Write(b)
+			return err
+		},
+	}
+}
+
+func runAction(mnt, line string, wait, asJSON bool) error {
+	if err := sendCommand(mnt, line); err != nil {
+		return err
+	}
+	if !wait {
+		fmt.Printf("%s started; follow it with: cat %s\n", line, filepath.Join(mnt, ".dualstore", "compare"))
+		return nil
+	}
+	r, err := followReport(mnt)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Println(string(b))
+	} else {
+		printReport(os.Stdout, r)
+	}
+	switch {
+	case r.State == "failed":
+		return fmt.Errorf("%s failed: %s", r.Action, r.Error)
+	case r.State == "stopped":
+		return &codeError{exitError, fmt.Errorf("%s was stopped", r.Action)}
+	case r.Action == "repair" && (r.Unrecoverable > 0 || r.Errors > 0):
+		return &codeError{exitDiffers, fmt.Errorf("repair left %d chunks unrecoverable and %d errors", r.Unrecoverable, r.Errors)}
+	case r.Action == "compare" && r.Differences() > 0:
+		return &codeError{exitDiffers, fmt.Errorf("the tiers differ in %d chunks", r.Differences())}
+	}
+	return nil
+}
+
+// followReport polls `.dualstore/compare` with a progress bar until the
+// action ends.
+func followReport(mnt string) (dual.Report, error) {
+	var bar *progressbar.ProgressBar
+	for {
+		b, err := readControl(mnt, "compare")
+		if err != nil {
+			return dual.Report{}, err
+		}
+		var r dual.Report
+		if err := json.Unmarshal(b, &r); err != nil {
+			return r, fmt.Errorf("%s/.dualstore/compare: %w", mnt, err)
+		}
+		if bar == nil && r.Total > 0 {
+			bar = progressbar.NewOptions64(r.Total, progressbar.OptionSetDescription(r.Action),
+				progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+				progressbar.OptionSetItsString("chunks"), progressbar.OptionThrottle(200*time.Millisecond))
+		}
+		if bar != nil {
+			bar.Set64(r.Done)
+		}
+		if r.State != "running" {
+			if bar != nil {
+				bar.Finish()
+				fmt.Fprintln(os.Stderr)
+			}
+			return r, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// printReport prints a summary and one line per difference, in the style
+// of `rclone check --combined`: "+ id" primary only, "- id" safety only,
+// "* id" mismatch, "! id" error or missing.
+func printReport(w io.Writer, r dual.Report) {
+	fmt.Fprintf(w, "%s %s: %d chunks (%s) in %.1fs: %d match, %d mismatch, %d primary only, %d safety only, %d missing, %d errors",
+		r.Action, r.State, r.Done, human(r.DoneBytes), r.ElapsedSeconds, r.Matches, r.Mismatches, r.PrimaryOnly, r.SafetyOnly, r.Missing, r.Errors)
+	if r.Action == "repair" {
+		fmt.Fprintf(w, "; repaired %d, unrecoverable %d, backfilled %d", r.Repaired, r.Unrecoverable, r.Backfilled)
+	}
+	fmt.Fprintln(w)
+	for _, d := range r.Details {
+		sym := map[dual.Class]string{dual.ClassPrimaryOnly: "+", dual.ClassSafetyOnly: "-", dual.ClassMismatch: "*", dual.ClassMissing: "!", dual.ClassError: "!"}[d.Class]
+		fmt.Fprintf(w, "%s %s %s %s\n", sym, d.Chunk, d.Class, strings.Join(d.Files, " "))
+	}
+	if r.DetailsTruncated {
+		fmt.Fprintln(w, "(more differences than the report keeps)")
+	}
+}
+
+func unmountCmd() *cobra.Command {
+	var lazy bool
+	c := &cobra.Command{
+		Use:   "unmount MOUNTPOINT",
+		Short: "Unmount a dualstore mount (the daemon then exits)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mnt, _ := filepath.Abs(args[0])
+			if _, err := controlPath(mnt, "stats"); err != nil {
+				return err
+			}
+			flags := 0
+			if lazy {
+				flags = syscall.MNT_DETACH
+			}
+			if err := syscall.Unmount(mnt, flags); err != nil {
+				if os.Geteuid() != 0 {
+					if p, lerr := lookPath("fusermount3", "fusermount"); lerr == nil {
+						args := []string{"-u", mnt}
+						if lazy {
+							args = []string{"-u", "-z", mnt}
+						}
+						return runCmd(p, args...)
+					}
+				}
+				if errors.Is(err, syscall.EBUSY) {
+					return fmt.Errorf("unmount %s: busy (a process has files open there); close them or use --lazy", mnt)
+				}
+				return fmt.Errorf("unmount %s: %w", mnt, err)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&lazy, "lazy", false, "detach now, finish when no longer busy (umount -l)")
+	return c
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/dualstore/dualstore/chunker"
+	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/stores"
+)
+
+// Config is the YAML configuration. Every key is optional; flags override
+// it; the embedded default (a data dir holding the index and two local
+// stores) needs no file at all.
+type Config struct {
+	// DataDir holds the index (index.db), the staging dir and the lock,
+	// and the default local stores primary/ and safety/.
+	DataDir  string `yaml:"data_dir" json:"data_dir"`
+	LogLevel string `yaml:"log_level" json:"log_level"`
+
+	Mount   MountConfig   `yaml:"mount" json:"mount"`
+	Chunker ChunkerConfig `yaml:"chunker" json:"chunker"`
+	Dual    DualConfig    `yaml:"dual" json:"dual"`
+	Compare CompareConfig `yaml:"compare" json:"compare"`
+
+	// Primary and Safety are the tiers: ordered lists of stores (writes go
+	// to the first that succeeds, reads try each in turn). Empty means a
+	// local store in DataDir/primary (DataDir/safety).
+	Primary []StoreConfig `yaml:"primary" json:"primary"`
+	Safety  []StoreConfig `yaml:"safety" json:"safety"`
+}
+
+// MountConfig are the FUSE mount settings.
+type MountConfig struct {
+	AllowOther bool `yaml:"allow_other" json:"allow_other"`
+	// CacheMB bounds the chunk cache (MiB).
+	CacheMB int `yaml:"cache_mb" json:"cache_mb"`
+	// Prefetch is how many chunks ahead sequential reads fetch.
+	Prefetch int `yaml:"prefetch" json:"prefetch"`
+	// AttrTimeout and EntryTimeout are the kernel's caching times.
+	AttrTimeout  time.Duration `yaml:"attr_timeout" json:"attr_timeout"`
+	EntryTimeout time.Duration `yaml:"entry_timeout" json:"entry_timeout"`
+}
+
+// ChunkerConfig is used only when a filesystem is created; afterwards the
+// values in the index header win, so dedup keeps working.
+type ChunkerConfig struct {
+	Hash    string `yaml:"hash" json:"hash"`
+	MinSize uint   `yaml:"min_size" json:"min_size"`
+	AvgSize uint   `yaml:"avg_size" json:"avg_size"`
+	MaxSize uint   `yaml:"max_size" json:"max_size"`
+}
+
+// DualConfig are the dual manager's options, with the original plan's
+// names.
+type DualConfig struct {
+	WriteToBoth       *bool         `yaml:"write_to_both" json:"write_to_both"`
+	VerifyBoth        bool          `yaml:"verify_both" json:"verify_both"`
+	ReadPreference    string        `yaml:"read_preference" json:"read_preference"`
+	FallbackEnabled   *bool         `yaml:"fallback_enabled" json:"fallback_enabled"`
+	SelfHeal          *bool         `yaml:"self_heal" json:"self_heal"`
+	ComparisonLogging bool          `yaml:"comparison_logging" json:"comparison_logging"`
+	Require           string        `yaml:"require" json:"require"`
+	WriteConcurrency  int           `yaml:"write_concurrency" json:"write_concurrency"`
+	StoreTimeout      time.Duration `yaml:"store_timeout" json:"store_timeout"`
+	BackfillInterval  time.Duration `yaml:"backfill_interval" json:"backfill_interval"`
+}
+
+// CompareConfig are the defaults of comparisons and repairs.
+type CompareConfig struct {
+	Concurrency int   `yaml:"concurrency" json:"concurrency"`
+	BatchSize   int   `yaml:"batch_size" json:"batch_size"`
+	Rate        int64 `yaml:"rate" json:"rate"` // bytes/s, 0 = unlimited
+	MaxDetails  int   `yaml:"max_details" json:"max_details"`
+}
+
+// StoreConfig is one store of a tier.
+type StoreConfig struct {
+	Name string `yaml:"name" json:"name"`
+	// Type is "local" (more kinds come as backends are added).
+	Type string `yaml:"type" json:"type"`
+	// Path is a local store's directory.
+	Path     string `yaml:"path" json:"path,omitempty"`
+	Compress bool   `yaml:"compress" json:"compress"`
+	// Fsync syncs every chunk file as it is written. Off by default:
+	// fsync() on a file syncs the stores once for all its chunks.
+	Fsync bool `yaml:"fsync" json:"fsync"`
+}
+
+// loadConfig reads a YAML file strictly: an unknown key is an error that
+// names it, so a typo never silently falls back to a default.
+func loadConfig(path string) (Config, error) {
+	var c Config
+	if path == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := parseConfig(b, &c); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func parseConfig(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func boolOr(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// complete fills defaults and checks everything, naming the bad key.
+func (c *Config) complete() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: required (set it in the config or with --data-dir)"))
+	} else if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "warn"
+	}
+	if c.Mount.CacheMB == 0 {
+		c.Mount.CacheMB = 64
+	}
+	if c.Mount.CacheMB < 0 {
+		errs = append(errs, fmt.Errorf("mount.cache_mb %d: want > 0", c.Mount.CacheMB))
+	}
+	if c.Mount.Prefetch == 0 {
+		c.Mount.Prefetch = 2
+	}
+	if c.Mount.Prefetch < 0 || c.Mount.Prefetch > 64 {
+		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..64", c.Mount.Prefetch))
+	}
+	def := chunker.DefaultParams()
+	if c.Chunker.Hash == "" {
+		c.Chunker.Hash = chunker.HashBLAKE3
+	}
+	if _, err := chunker.Hasher(c.Chunker.Hash); err != nil {
+		errs = append(errs, fmt.Errorf("chunker.hash: %w", err))
+	}
+	if c.Chunker.MinSize == 0 {
+		c.Chunker.MinSize = def.MinSize
+	}
+	if c.Chunker.AvgSize == 0 {
+		c.Chunker.AvgSize = def.AvgSize
+	}
+	if c.Chunker.MaxSize == 0 {
+		c.Chunker.MaxSize = def.MaxSize
+	}
+	if c.Dual.ReadPreference == "" {
+		c.Dual.ReadPreference = "primary"
+	}
+	if _, err := dual.ParsePreference(c.Dual.ReadPreference); err != nil {
+		errs = append(errs, fmt.Errorf("dual.%w", err))
+	}
+	if c.Dual.Require == "" {
+		c.Dual.Require = "primary"
+	}
+	if _, err := dual.ParseRequire(c.Dual.Require); err != nil {
+		errs = append(errs, fmt.Errorf("dual.%w", err))
+	}
+	for tier, list := range map[string]*[]StoreConfig{"primary": &c.Primary, "safety": &c.Safety} {
+		if len(*list) == 0 && c.DataDir != "" {
+			*list = []StoreConfig{{Type: "local", Path: filepath.Join(c.DataDir, tier)}}
+		}
+		for i := range *list {
+			s := &(*list)[i]
+			key := fmt.Sprintf("%s[%d]", tier, i)
+			if s.Name == "" {
+				s.Name = fmt.Sprintf("%s-%d", tier, i)
+			}
+			switch s.Type {
+			case "", "local":
+				s.Type = "local"
+				if s.Path == "" {
+					errs = append(errs, fmt.Errorf("%s.path: required for a local store", key))
+				} else if abs, err := filepath.Abs(s.Path); err == nil {
+					s.Path = abs
+				}
+			default:
+				errs = append(errs, fmt.Errorf("%s.type %q: unknown store type (want local)", key, s.Type))
+			}
+		}
+	}
+	if len(c.Primary) > 0 && len(c.Safety) > 0 && c.Primary[0].Path != "" && c.Primary[0].Path == c.Safety[0].Path {
+		errs = append(errs, fmt.Errorf("primary[0].path and safety[0].path are the same directory %s: the two tiers must be independent", c.Primary[0].Path))
+	}
+	return errors.Join(errs...)
+}
+
+// dualOptions turns the config into the manager's options.
+func (c *Config) dualOptions(hash chunker.HashFunc) (dual.Options, error) {
+	o := dual.DefaultOptions()
+	o.WriteToBoth = boolOr(c.Dual.WriteToBoth, true)
+	o.VerifyBoth = c.Dual.VerifyBoth
+	o.FallbackEnabled = boolOr(c.Dual.FallbackEnabled, true)
+	o.SelfHeal = boolOr(c.Dual.SelfHeal, true)
+	o.ComparisonLogging = c.Dual.ComparisonLogging
+	var err error
+	if o.ReadPreference, err = dual.ParsePreference(c.Dual.ReadPreference); err != nil {
+		return o, err
+	}
+	if o.Require, err = dual.ParseRequire(c.Dual.Require); err != nil {
+		return o, err
+	}
+	if c.Dual.WriteConcurrency != 0 {
+		o.WriteConcurrency = c.Dual.WriteConcurrency
+	}
+	if c.Dual.StoreTimeout != 0 {
+		o.StoreTimeout = c.Dual.StoreTimeout
+	}
+	if c.Dual.BackfillInterval != 0 {
+		o.BackfillInterval = c.Dual.BackfillInterval
+		o.BackfillMaxBackoff = max(o.BackfillMaxBackoff, o.BackfillInterval)
+	}
+	o.Hash = func(b []byte) stores.ID { return hash(b) }
+	if err := o.Validate(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// redactedJSON renders the effective config for `.dualstore/config`.
+// Secrets (credentials of future remote stores) never appear: every key
+// whose name suggests one is replaced.
+func (c *Config) redactedJSON() []byte {
+	b, _ := json.Marshal(c)
+	var m any
+	_ = json.Unmarshal(b, &m)
+	redact(m)
+	out, _ := json.MarshalIndent(m, "", "  ")
+	return append(out, '\n')
+}
+
+func redact(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			lk := strings.ToLower(k)
+			if strings.Contains(lk, "secret") || strings.Contains(lk, "password") || strings.Contains(lk, "token") || strings.Contains(lk, "access_key") {
+				if s, ok := x.(string); ok && s != "" {
+					t[k] = "REDACTED"
+				}
+				continue
+			}
+			redact(x)
+		}
+	case []any:
+		for _, x := range t {
+			redact(x)
+		}
+	}
+}

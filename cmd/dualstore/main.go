@@ -1,0 +1,84 @@
+// Command dualstore mounts a FUSE filesystem that keeps every chunk of
+// every file in two independent chunk stores, and drives comparisons and
+// repairs of the two.
+//
+// Exit codes:
+//
+//	0  success
+//	1  runtime error (a store, the index or the mount failed)
+//	2  bad usage or configuration
+//	3  a comparison found differences, or a repair left chunks unrecoverable
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes (documented in the package comment and the README).
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitUsage   = 2
+	exitDiffers = 3
+)
+
+// exitError carries an exit code through cobra.
+type codeError struct {
+	code int
+	err  error
+}
+
+func (e *codeError) Error() string { return e.err.Error() }
+func (e *codeError) Unwrap() error { return e.err }
+
+func usageErr(err error) error { return &codeError{exitUsage, err} }
+
+type globals struct {
+	logLevel string
+	cfgFile  string
+	dataDir  string
+}
+
+func main() {
+	var g globals
+	root := &cobra.Command{
+		Use:           "dualstore",
+		Short:         "A FUSE filesystem that keeps every chunk in two independent stores",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default warn)")
+	root.PersistentFlags().StringVarP(&g.cfgFile, "config", "c", "", "YAML config file")
+	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (index, staging, default local stores)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErr(err) })
+	root.AddCommand(mountCmd(&g), statsCmd(), compareCmd(), repairCmd(), unmountCmd(), ctlCmd())
+
+	err := root.Execute()
+	if err == nil {
+		os.Exit(exitOK)
+	}
+	fmt.Fprintln(os.Stderr, "dualstore:", err)
+	var ce *codeError
+	if errors.As(err, &ce) {
+		os.Exit(ce.code)
+	}
+	os.Exit(exitError)
+}
+
+// logger builds the process logger: structured JSON on stderr, quiet (warn)
+// unless asked.
+func logger(level string) (zerolog.Logger, error) {
+	if level == "" {
+		level = "warn"
+	}
+	l, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), usageErr(fmt.Errorf("--log-level %q: want debug, info, warn or error", level))
+	}
+	return zerolog.New(os.Stderr).Level(l).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/dualstore/dualstore/chunker"
+	"github.com/dualstore/dualstore/dual"
+	dsfs "github.com/dualstore/dualstore/fs"
+	"github.com/dualstore/dualstore/index"
+	"github.com/dualstore/dualstore/stores"
+	"github.com/dualstore/dualstore/stores/local"
+)
+
+type mountFlags struct {
+	allowOther        bool
+	debugFuse         bool
+	writeToBoth       string
+	verifyBoth        string
+	readPreference    string
+	fallbackEnabled   string
+	comparisonLogging string
+	require           string
+	cacheMB           int
+}
+
+func mountCmd(g *globals) *cobra.Command {
+	var mf mountFlags
+	c := &cobra.Command{
+		Use:   "mount [--config FILE] [--data-dir DIR] MOUNTPOINT",
+		Short: "Mount in the foreground; SIGINT/SIGTERM unmount cleanly",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := resolveConfig(g, cmd, &mf)
+			if err != nil {
+				return err
+			}
+			return runMount(cfg, args[0], mf)
+		},
+	}
+	f := c.Flags()
+	f.BoolVar(&mf.allowOther, "allow-other", false, "let other users access the mount")
+	f.BoolVar(&mf.debugFuse, "debug-fuse", false, "log every FUSE request")
+	f.StringVar(&mf.writeToBoth, "write-to-both", "", "true|false: also write the safety tier")
+	f.StringVar(&mf.verifyBoth, "verify-both", "", "true|false: read every copy back after writing")
+	f.StringVar(&mf.readPreference, "read-preference", "", "primary|safety|fastest")
+	f.StringVar(&mf.fallbackEnabled, "fallback-enabled", "", "true|false: read the other tier on failure")
+	f.StringVar(&mf.comparisonLogging, "comparison-logging", "", "true|false: log every difference a comparison finds")
+	f.StringVar(&mf.require, "require", "", "primary|both|any: tiers that must accept a write")
+	f.IntVar(&mf.cacheMB, "cache-mb", 0, "chunk cache size in MiB")
+	return c
+}
+
+// resolveConfig merges file, flags and defaults, in that order of
+// increasing precedence.
+func resolveConfig(g *globals, cmd *cobra.Command, mf *mountFlags) (Config, error) {
+	cfg, err := loadConfig(g.cfgFile)
+	if err != nil {
+		return cfg, usageErr(err)
+	}
+	if g.dataDir != "" {
+		cfg.DataDir = g.dataDir
+	}
+	if g.logLevel != "" {
+		cfg.LogLevel = g.logLevel
+	}
+	if mf != nil {
+		if mf.allowOther {
+			cfg.Mount.AllowOther = true
+		}
+		if mf.cacheMB != 0 {
+			cfg.Mount.CacheMB = mf.cacheMB
+		}
+		for _, b := range []struct {
+			flag, val string
+			dst       **bool
+		}{
+			{"write-to-both", mf.writeToBoth, &cfg.Dual.WriteToBoth},
+			{"fallback-enabled", mf.fallbackEnabled, &cfg.Dual.FallbackEnabled},
+		} {
+			if b.val != "" {
+				v, err := strconv.ParseBool(b.val)
+				if err != nil {
+					return cfg, usageErr(fmt.Errorf("--%s %q: want true or false", b.flag, b.val))
+				}
+				*b.dst = &v
+			}
+		}
+		for _, b := range []struct {
+			flag, val string
+			dst       *bool
+		}{
+			{"verify-both", mf.verifyBoth, &cfg.Dual.VerifyBoth},
+			{"comparison-logging", mf.comparisonLogging, &cfg.Dual.ComparisonLogging},
+		} {
+			if b.val != "" {
+				v, err := strconv.ParseBool(b.val)
+				if err != nil {
+					return cfg, usageErr(fmt.Errorf("--%s %q: want true or false", b.flag, b.val))
+				}
+				*b.dst = v
+			}
+		}
+		if mf.readPreference != "" {
+			cfg.Dual.ReadPreference = mf.readPreference
+		}
+		if mf.require != "" {
+			cfg.Dual.Require = mf.require
+		}
+	}
+	if err := cfg.complete(); err != nil {
+		where := "configuration"
+		if g.cfgFile != "" {
+			where = "config " + g.cfgFile
+		}
+		return cfg, usageErr(fmt.Errorf("%s: %w", where, err))
+	}
+	return cfg, nil
+}
+
+// engine is everything a mount (or an offline command) opens.
+type engine struct {
+	cfg  Config
+	log  zerolog.Logger
+	lock *os.File
+	db   *index.DB
+	dm   *dual.Manager
+}
+
+// openEngine locks the data dir, opens the index (creating the filesystem
+// on first use) and the stores. Nothing is created or changed before every
+// check has passed.
+func openEngine(ctx context.Context, cfg Config, log zerolog.Logger) (*engine, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	e := &engine{cfg: cfg, log: log, lock: lock}
+	ok := false
+	defer func() {
+		if !ok {
+			e.close()
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "staging"), 0o700); err != nil {
+		return nil, fmt.Errorf("staging dir: %w", err)
+	}
+	pol, err := chunker.NewPolynomial()
+	if err != nil {
+		return nil, err
+	}
+	e.db, err = index.Open(ctx, index.Options{
+		Path: filepath.Join(cfg.DataDir, "index.db"),
+		NewHeader: index.Header{
+			Hash: cfg.Chunker.Hash, Polynomial: pol,
+			MinSize: uint32(cfg.Chunker.MinSize), AvgSize: uint32(cfg.Chunker.AvgSize), MaxSize: uint32(cfg.Chunker.MaxSize),
+		},
+		Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	hash, err := chunker.Hasher(e.db.Header().Hash)
+	if err != nil {
+		return nil, fmt.Errorf("index header: %w", err)
+	}
+	opts, err := cfg.dualOptions(hash)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	idHash := func(b []byte) stores.ID { return hash(b) }
+	primary, err := openTier("primary", cfg.Primary, idHash)
+	if err != nil {
+		return nil, err
+	}
+	safety, err := openTier("safety", cfg.Safety, idHash)
+	if err != nil {
+		primary.Close()
+		return nil, err
+	}
+	e.dm, err = dual.New(primary, safety, e.db, opts, log)
+	if err != nil {
+		primary.Close()
+		safety.Close()
+		return nil, err
+	}
+	ok = true
+	return e, nil
+}
+
+func (e *engine) close() {
+	if e.dm != nil {
+		if err := e.dm.Close(); err != nil {
+			e.log.Error().Err(err).Msg("closing stores")
+		}
+	}
+	if e.db != nil {
+		if err := e.db.Close(); err != nil {
+			e.log.Error().Err(err).Msg("closing index")
+		}
+	}
+	if e.lock != nil {
+		e.lock.Close()
+	}
+}
+
+func openTier(name string, cfgs []StoreConfig, hash func([]byte) stores.ID) (*stores.Tier, error) {
+	var members []stores.Store
+	for i, sc := range cfgs {
+		switch sc.Type {
+		case "local":
+			s, err := local.New(local.Options{Root: sc.Path, Name: sc.Name, Compress: sc.Compress, Fsync: sc.Fsync, CreateRoot: true})
+			if err != nil {
+				for _, m := range members {
+					m.Close()
+				}
+				return nil, fmt.Errorf("%s[%d] store %q: %w", name, i, sc.Name, err)
+			}
+			members = append(members, s)
+		default:
+			return nil, fmt.Errorf("%s[%d] store %q: unknown type %q", name, i, sc.Name, sc.Type)
+		}
+	}
+	return dual.NewTier(name, members, hash), nil
+}
+
+// lockDataDir takes an exclusive lock so two mounts (or a mount and an
+// offline repair) never share a data dir.
+func lockDataDir(dir string) (*os.File, error) {
+	p := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: lock: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(p)
+		f.Close()
+		msg := strings.TrimSpace(string(holder))
+		if msg == "" {
+			msg = "another process"
+		}
+		return nil, fmt.Errorf("data dir %s is in use by %s (a running mount or offline command); unmount it first", dir, msg)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "dualstore pid %d\n", os.Getpid())
+	return f, nil
+}
+
+// checkMountpoint refuses what would surprise a user: a missing or
+// non-empty directory, no FUSE device, no right to mount.
+func checkMountpoint(mnt string) error {
+	st, err := os.Stat(mnt)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", mnt, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("mountpoint %s: not a directory", mnt)
+	}
+	ents, err := os.ReadDir(mnt)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", mnt, err)
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("mountpoint %s is not empty (%d entries): mounting would hide them", mnt, len(ents))
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("/dev/fuse is missing: load the fuse module (modprobe fuse) or run where FUSE is available")
+	}
+	if os.Geteuid() != 0 {
+		if _, err := lookPath("fusermount3", "fusermount"); err != nil {
+			return fmt.Errorf("not root and no fusermount3 found: install fuse3 or run as root")
+		}
+	}
+	return nil
+}
+
+func lookPath(names ...string) (string, error) {
+	for _, n := range names {
+		for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+			p := filepath.Join(dir, n)
+			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+				return p, nil
+			}
+		}
+	}
+	return "", errors.New("not found")
+}
+
+func runMount(cfg Config, mnt string, mf mountFlags) error {
+	log, err := logger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	mnt, _ = filepath.Abs(mnt)
+	if err := checkMountpoint(mnt); err != nil {
+		return usageErr(err)
+	}
+	// The kernel already applied the caller's umask to every mode it sends;
+	// the daemon's own would strip bits a second time.
+	syscall.Umask(0)
+	ctx := context.Background()
+	e, err := openEngine(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	if err := e.dm.Start(ctx); err != nil {
+		return err
+	}
+	fsys, err := dsfs.New(e.db, e.dm, dsfs.Options{
+		StagingDir:  filepath.Join(cfg.DataDir, "staging"),
+		CacheBytes:  int64(cfg.Mount.CacheMB) << 20,
+		Prefetch:    cfg.Mount.Prefetch,
+		AttrTimeout: cfg.Mount.AttrTimeout, EntryTimeout: cfg.Mount.EntryTimeout,
+		Config: cfg.redactedJSON,
+		Scrub: dual.ScrubOptions{
+			Concurrency: cfg.Compare.Concurrency, BatchSize: cfg.Compare.BatchSize,
+			Rate: cfg.Compare.Rate, MaxDetails: cfg.Compare.MaxDetails,
+		},
+		Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := fsys.Mount(mnt, dsfs.MountOptions{AllowOther: cfg.Mount.AllowOther, Debug: mf.debugFuse})
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", mnt, err)
+	}
+	log.Info().Str("mountpoint", mnt).Str("data_dir", cfg.DataDir).Msg("mounted")
+	fmt.Fprintf(os.Stderr, "dualstore: mounted %s (data dir %s); Ctrl-C or `dualstore unmount %s` to unmount\n", mnt, cfg.DataDir, mnt)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	go func() { srv.Wait(); close(done) }()
+	select {
+	case <-done:
+	case s := <-sigs:
+		log.Info().Str("signal", s.String()).Msg("unmounting")
+		unmountServer(srv, mnt, log, done)
+	}
+	fsys.Close()
+	return nil
+}
+
+// unmountServer unmounts, retrying while the mount is busy, and falls back
+// to a lazy unmount so the daemon can always exit cleanly.
+func unmountServer(srv *fuse.Server, mnt string, log zerolog.Logger, done chan struct{}) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := srv.Unmount()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			log.Warn().Err(err).Msg("mount busy; detaching it lazily")
+			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		log.Warn().Msg("FUSE server did not stop in time")
+	}
+}

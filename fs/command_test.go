@@ -1,0 +1,72 @@
+package fs
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dualstore/dualstore/dual"
+)
+
+func TestParseCommand(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want command
+		bad  bool
+	}{
+		{in: "compare\n", want: command{Verb: "compare", Path: "/"}},
+		{in: "compare deep", want: command{Verb: "compare", Deep: true, Path: "/"}},
+		{in: "compare deep photos/2024/", want: command{Verb: "compare", Deep: true, Path: "/photos/2024"}},
+		{in: "compare /a/../b", want: command{Verb: "compare", Path: "/b"}},
+		{in: "repair", want: command{Verb: "repair"}},
+		{in: "stop\r\n", want: command{Verb: "stop"}},
+		{in: "gc", want: command{Verb: "gc"}},
+		{in: "reset-stats", want: command{Verb: "reset-stats"}},
+		{in: "read-preference safety", want: command{Verb: "read-preference", Pref: dual.PreferSafety}},
+		{in: "read-preference fastest\n", want: command{Verb: "read-preference", Pref: dual.PreferFastest}},
+		{in: "", bad: true},
+		{in: "\n", bad: true},
+		{in: "explode", bad: true},
+		{in: "compare a b", bad: true},
+		{in: "repair now", bad: true},
+		{in: "read-preference", bad: true},
+		{in: "read-preference slowest", bad: true},
+		{in: "compare\nrepair", bad: true},
+		{in: "stop\x00", bad: true},
+		{in: strings.Repeat("x", maxCommandLen+1), bad: true},
+	} {
+		got, err := parseCommand([]byte(tc.in))
+		if tc.bad {
+			if !errors.Is(err, errBadCommand) {
+				t.Errorf("parseCommand(%q) = %+v, %v; want errBadCommand", tc.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("parseCommand(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{"compare", "compare deep /x", "repair", "read-preference fastest", "gc", "\x00", "compare deep a b"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := parseCommand(b)
+		if err != nil {
+			if !errors.Is(err, errBadCommand) {
+				t.Fatalf("error %v does not wrap errBadCommand", err)
+			}
+			return
+		}
+		switch c.Verb {
+		case "compare", "repair", "stop", "gc", "read-preference", "reset-stats":
+		default:
+			t.Fatalf("accepted unknown verb %q", c.Verb)
+		}
+		if c.Verb == "compare" && !strings.HasPrefix(c.Path, "/") {
+			t.Fatalf("compare path %q not absolute", c.Path)
+		}
+	})
+}

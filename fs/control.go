@@ -1,0 +1,516 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/index"
+	"github.com/dualstore/dualstore/stores"
+)
+
+// Inode numbers of the virtual control entries: far above any the index
+// hands out, as JuiceFS does for its own virtual files.
+const (
+	ctlIno uint64 = 0x7FFFFFFF00000000 + iota
+	ctlStatsIno
+	ctlCtlIno
+	ctlCompareIno
+	ctlConfigIno
+)
+
+type ctlEntry struct {
+	name string
+	ino  uint64
+	mode uint32
+}
+
+var ctlEntries = []ctlEntry{
+	{"compare", ctlCompareIno, 0444},
+	{"config", ctlConfigIno, 0444},
+	{"ctl", ctlCtlIno, 0600},
+	{"stats", ctlStatsIno, 0444},
+}
+
+// control is the state behind `.dualstore/`: the one action that may run
+// at a time (like md's sync_action) and the last command's result.
+type control struct {
+	fs *FS
+
+	mu         sync.Mutex
+	scrub      *dual.Scrub // running or last compare/repair
+	action     string      // "" when idle, else the running action's name
+	gcProgress string
+	last       string // "compare: started", "error: …"
+}
+
+func (c *control) init(f *FS) { c.fs = f }
+
+func (c *control) stopAction() {
+	c.mu.Lock()
+	s := c.scrub
+	c.mu.Unlock()
+	if s != nil && s.Running() {
+		s.Stop()
+		s.Wait()
+	}
+}
+
+// status renders what `cat .dualstore/ctl` shows: the current action
+// (`idle`, `compare 41% …`) and the last command's result.
+func (c *control) status() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := "idle"
+	if c.scrub != nil && c.scrub.Running() {
+		cur = c.scrub.Report().Progress()
+	} else if c.action != "" {
+		cur = c.action + " " + c.gcProgress
+	}
+	last := c.last
+	if last == "" {
+		last = "none"
+	}
+	return fmt.Sprintf("%s\nlast: %s\n", strings.TrimSpace(cur), last)
+}
+
+func (c *control) busy() bool {
+	return (c.scrub != nil && c.scrub.Running()) || c.action != ""
+}
+
+// exec runs one parsed command.
+func (c *control) exec(ctx context.Context, cmd command) error {
+	f := c.fs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch cmd.Verb {
+	case "compare", "repair":
+		if c.busy() {
+			c.last = fmt.Sprintf("error: %s: another action is running", cmd.Verb)
+			return dual.ErrBusy
+		}
+		opts := f.opts.Scrub
+		opts.Repair = cmd.Verb == "repair"
+		opts.Deep = cmd.Deep
+		opts.Path = cmd.Path
+		src, count, err := f.chunkSource(ctx, cmd.Path)
+		if err != nil {
+			c.last = fmt.Sprintf("error: %s: %v", cmd.Verb, err)
+			return err
+		}
+		opts.Source, opts.Count = src, count
+		opts.FilesOf = func(ctx context.Context, id stores.ID) ([]string, error) {
+			return f.db.FilesOfChunk(ctx, id, 20)
+		}
+		s, err := f.dm.StartScrub(opts)
+		if err != nil {
+			c.last = fmt.Sprintf("error: %s: %v", cmd.Verb, err)
+			return err
+		}
+		c.scrub = s
+		c.last = fmt.Sprintf("%s: started at %s", strings.Join(strings.Fields(cmd.Verb+" "+map[bool]string{true: "deep"}[cmd.Deep]+" "+cmd.Path), " "), time.Now().UTC().Format(time.RFC3339))
+	case "stop":
+		if c.scrub == nil || !c.scrub.Running() {
+			c.last = "stop: nothing running"
+			return nil
+		}
+		s := c.scrub
+		c.mu.Unlock()
+		s.Stop()
+		s.Wait()
+		c.mu.Lock()
+		c.last = "stop: stopped"
+	case "gc":
+		if c.busy() {
+			c.last = "error: gc: another action is running"
+			return dual.ErrBusy
+		}
+		c.last = "error: gc: not available in this version; use `dualstore gc` offline"
+		return fmt.Errorf("%w: gc is not available in this version", errBadCommand)
+	case "read-preference":
+		f.dm.SetReadPreference(cmd.Pref)
+		c.last = "read-preference: " + cmd.Pref.String()
+	case "reset-stats":
+		f.dm.ResetStats()
+		f.cache.hits.Store(0)
+		f.cache.misses.Store(0)
+		c.last = "reset-stats: done"
+	}
+	f.log.Info().Str("command", cmd.Verb).Str("result", c.last).Msg("control command")
+	return nil
+}
+
+// chunkSource returns the chunks a comparison walks: every chunk the
+// index references, or those of the files under a path.
+func (f *FS) chunkSource(ctx context.Context, p string) (func(context.Context, stores.ID, int) ([]dual.ChunkInfo, error), func(context.Context) (int64, int64, error), error) {
+	if p == "/" || p == "" {
+		src := func(ctx context.Context, after stores.ID, limit int) ([]dual.ChunkInfo, error) {
+			refs, err := f.db.RefChunks(ctx, after, limit)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]dual.ChunkInfo, len(refs))
+			for i, r := range refs {
+				out[i] = dual.ChunkInfo{ID: r.ID, Size: int64(r.Size)}
+			}
+			return out, nil
+		}
+		count := func(ctx context.Context) (int64, int64, error) {
+			u, err := f.db.Usage(ctx)
+			return u.UniqueChunks, u.UniqueBytes, err
+		}
+		return src, count, nil
+	}
+	// A subtree: collect its files' chunks once, sorted by id.
+	ids, err := f.subtreeChunks(ctx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	var total int64
+	for _, c := range ids {
+		total += c.Size
+	}
+	src := func(ctx context.Context, after stores.ID, limit int) ([]dual.ChunkInfo, error) {
+		i := 0
+		for i < len(ids) && string(ids[i].ID[:]) <= string(after[:]) {
+			i++
+		}
+		return ids[i:min(len(ids), i+limit)], nil
+	}
+	count := func(context.Context) (int64, int64, error) { return int64(len(ids)), total, nil }
+	return src, count, nil
+}
+
+// subtreeChunks resolves p and gathers the distinct chunks of every
+// regular file below it, in id order.
+func (f *FS) subtreeChunks(ctx context.Context, p string) ([]dual.ChunkInfo, error) {
+	ino := index.RootIno
+	for _, name := range strings.Split(strings.Trim(path.Clean(p), "/"), "/") {
+		if name == "" {
+			continue
+		}
+		a, err := f.db.Lookup(ctx, ino, name)
+		if err != nil {
+			return nil, fmt.Errorf("compare %s: %w", p, err)
+		}
+		ino = a.Ino
+	}
+	seen := map[stores.ID]int64{}
+	var walk func(ino uint64) error
+	walk = func(ino uint64) error {
+		a, err := f.db.GetAttr(ctx, ino)
+		if err != nil {
+			return err
+		}
+		switch a.Mode & syscall.S_IFMT {
+		case syscall.S_IFREG:
+			chunks, err := f.db.Chunks(ctx, ino)
+			if err != nil {
+				return err
+			}
+			for _, c := range chunks {
+				seen[c.ID] = int64(c.Size)
+			}
+		case syscall.S_IFDIR:
+			after := ""
+			for {
+				ents, err := f.db.ReadDir(ctx, ino, after, dirPage)
+				if err != nil {
+					return err
+				}
+				for _, e := range ents {
+					if err := walk(e.Ino); err != nil {
+						return err
+					}
+				}
+				if len(ents) < dirPage {
+					return nil
+				}
+				after = ents[len(ents)-1].Name
+			}
+		}
+		return nil
+	}
+	if err := walk(ino); err != nil {
+		return nil, err
+	}
+	out := make([]dual.ChunkInfo, 0, len(seen))
+	for id, size := range seen {
+		out = append(out, dual.ChunkInfo{ID: id, Size: size})
+	}
+	sortChunkInfos(out)
+	return out, nil
+}
+
+// Stats is the `.dualstore/stats` document: the dual manager's counters
+// plus what the index knows about files and chunks.
+type Stats struct {
+	dual.Stats
+	Files        int64   `json:"files"`
+	Dirs         int64   `json:"dirs"`
+	LogicalBytes int64   `json:"logical_bytes"`
+	UniqueChunks int64   `json:"unique_chunks"`
+	UniqueBytes  int64   `json:"unique_bytes"`
+	DedupRatio   float64 `json:"dedup_ratio"`
+	Cache        struct {
+		Hits   int64 `json:"hits"`
+		Misses int64 `json:"misses"`
+		Bytes  int64 `json:"bytes"`
+	} `json:"cache"`
+	FS struct {
+		OpenFiles    int   `json:"open_files"`
+		ChunksCut    int64 `json:"chunks_cut"`
+		DedupHits    int64 `json:"dedup_hits"`
+		DedupBytes   int64 `json:"dedup_bytes"`
+		BytesWritten int64 `json:"bytes_written"`
+		BytesRead    int64 `json:"bytes_read"`
+		IOErrors     int64 `json:"io_errors"`
+	} `json:"fs"`
+	Action string `json:"action"`
+}
+
+// Stats returns a snapshot for `.dualstore/stats` and `dualstore stats`.
+func (f *FS) Stats(ctx context.Context) (Stats, error) {
+	s := Stats{Stats: f.dm.Stats()}
+	u, err := f.db.Usage(ctx)
+	if err != nil {
+		return s, err
+	}
+	s.Files, s.Dirs, s.LogicalBytes, s.UniqueChunks, s.UniqueBytes = u.Files, u.Dirs, u.LogicalBytes, u.UniqueChunks, u.UniqueBytes
+	s.DedupRatio = 1
+	if u.UniqueBytes > 0 {
+		s.DedupRatio = float64(u.LogicalBytes) / float64(u.UniqueBytes)
+	}
+	s.Cache.Hits, s.Cache.Misses, s.Cache.Bytes = f.cache.hits.Load(), f.cache.misses.Load(), f.cache.bytes()
+	f.filesMu.Lock()
+	s.FS.OpenFiles = len(f.files)
+	f.filesMu.Unlock()
+	s.FS.ChunksCut, s.FS.DedupHits, s.FS.DedupBytes = f.ctr.chunksCut.Load(), f.ctr.dedupHits.Load(), f.ctr.dedupBytes.Load()
+	s.FS.BytesWritten, s.FS.BytesRead, s.FS.IOErrors = f.ctr.bytesWritten.Load(), f.ctr.bytesRead.Load(), f.ctr.ioErrors.Load()
+	s.Action = strings.SplitN(f.ctl.status(), "\n", 2)[0]
+	return s, nil
+}
+
+// CompareReport returns the running or last comparison/repair.
+func (f *FS) CompareReport() dual.Report {
+	f.ctl.mu.Lock()
+	s := f.ctl.scrub
+	f.ctl.mu.Unlock()
+	if s == nil {
+		return dual.Report{State: "idle", Action: "compare", Details: []dual.Detail{}}
+	}
+	return s.Report()
+}
+
+// render produces the snapshot a control file shows at open.
+func (f *FS) render(ctx context.Context, ino uint64) ([]byte, error) {
+	switch ino {
+	case ctlStatsIno:
+		s, err := f.Stats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return jsonLine(s)
+	case ctlCompareIno:
+		return jsonLine(f.CompareReport())
+	case ctlConfigIno:
+		if f.opts.Config != nil {
+			return f.opts.Config(), nil
+		}
+		return []byte("{}\n"), nil
+	case ctlCtlIno:
+		return []byte(f.ctl.status()), nil
+	}
+	return nil, nil
+}
+
+func jsonLine(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+func (f *FS) controlAttr(ino uint64, mode uint32) fuse.Attr {
+	t := f.start
+	a := fuse.Attr{Ino: ino, Mode: mode, Nlink: 1}
+	if mode&syscall.S_IFDIR != 0 {
+		a.Nlink = 2
+	}
+	a.SetTimes(&t, &t, &t)
+	a.Uid, a.Gid = uint32(syscall.Getuid()), uint32(syscall.Getgid())
+	return a
+}
+
+// controlDir returns the inode of `.dualstore`.
+func (f *FS) controlDir(ctx context.Context, root *node) *gofs.Inode {
+	return root.NewInode(ctx, &ctlDir{fs: f}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ctlIno})
+}
+
+// ctlDir is the `.dualstore` directory: fixed contents, nothing can be
+// created, removed or renamed in it.
+type ctlDir struct {
+	gofs.Inode
+	fs *FS
+}
+
+var (
+	_ gofs.NodeLookuper   = (*ctlDir)(nil)
+	_ gofs.NodeReaddirer  = (*ctlDir)(nil)
+	_ gofs.NodeGetattrer  = (*ctlDir)(nil)
+	_ gofs.NodeCreater    = (*ctlDir)(nil)
+	_ gofs.NodeMkdirer    = (*ctlDir)(nil)
+	_ gofs.NodeUnlinker   = (*ctlDir)(nil)
+	_ gofs.NodeRmdirer    = (*ctlDir)(nil)
+	_ gofs.NodeRenamer    = (*ctlDir)(nil)
+	_ gofs.NodeSetattrer  = (*ctlDir)(nil)
+	_ gofs.NodeSymlinker  = (*ctlDir)(nil)
+	_ gofs.NodeMknoder    = (*ctlDir)(nil)
+	_ gofs.NodeLinker     = (*ctlDir)(nil)
+	_ gofs.NodeSetxattrer = (*ctlDir)(nil)
+)
+
+func (d *ctlDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	for _, e := range ctlEntries {
+		if e.name == name {
+			out.Attr = d.fs.controlAttr(e.ino, syscall.S_IFREG|e.mode)
+			return d.NewInode(ctx, &ctlFile{fs: d.fs, entry: e}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: e.ino}), 0
+		}
+	}
+	return nil, syscall.ENOENT
+}
+
+func (d *ctlDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	var ents []fuse.DirEntry
+	for _, e := range ctlEntries {
+		ents = append(ents, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: syscall.S_IFREG})
+	}
+	return gofs.NewListDirStream(ents), 0
+}
+
+func (d *ctlDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Attr = d.fs.controlAttr(ctlIno, syscall.S_IFDIR|0555)
+	return 0
+}
+
+func (d *ctlDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EPERM
+}
+func (d *ctlDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+func (d *ctlDir) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EPERM }
+func (d *ctlDir) Rmdir(ctx context.Context, name string) syscall.Errno  { return syscall.EPERM }
+func (d *ctlDir) Rename(ctx context.Context, name string, np gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return syscall.EPERM
+}
+func (d *ctlDir) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return syscall.EPERM
+}
+func (d *ctlDir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+func (d *ctlDir) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+func (d *ctlDir) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+func (d *ctlDir) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return syscall.EPERM
+}
+
+// ctlFile is one control file. Each open takes a fresh snapshot, and
+// direct I/O keeps the kernel from caching it or trusting its size.
+type ctlFile struct {
+	gofs.Inode
+	fs    *FS
+	entry ctlEntry
+}
+
+var (
+	_ gofs.NodeOpener     = (*ctlFile)(nil)
+	_ gofs.NodeGetattrer  = (*ctlFile)(nil)
+	_ gofs.NodeSetattrer  = (*ctlFile)(nil)
+	_ gofs.NodeSetxattrer = (*ctlFile)(nil)
+)
+
+func (c *ctlFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Attr = c.fs.controlAttr(c.entry.ino, syscall.S_IFREG|c.entry.mode)
+	return 0
+}
+
+// Setattr accepts only the truncation that `echo cmd > ctl` does.
+func (c *ctlFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if c.entry.ino != ctlCtlIno || in.Valid&^(fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_MTIME|fuse.FATTR_MTIME_NOW|fuse.FATTR_ATIME|fuse.FATTR_ATIME_NOW|fuse.FATTR_CTIME) != 0 {
+		return syscall.EPERM
+	}
+	out.Attr = c.fs.controlAttr(c.entry.ino, syscall.S_IFREG|c.entry.mode)
+	return 0
+}
+
+func (c *ctlFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return syscall.EPERM
+}
+
+func (c *ctlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY && c.entry.ino != ctlCtlIno {
+		// Root passes the kernel's permission check; read-only means
+		// read-only for root too.
+		return nil, 0, syscall.EACCES
+	}
+	data, err := c.fs.render(ctx, c.entry.ino)
+	if err != nil {
+		return nil, 0, c.fs.fail("open "+c.entry.name, c.entry.ino, err)
+	}
+	return &ctlHandle{fs: c.fs, data: data}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+type ctlHandle struct {
+	fs   *FS
+	data []byte
+}
+
+var (
+	_ gofs.FileReader = (*ctlHandle)(nil)
+	_ gofs.FileWriter = (*ctlHandle)(nil)
+)
+
+func (h *ctlHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	return fuse.ReadResultData(h.data[off:min(int64(len(h.data)), off+int64(len(dest)))]), 0
+}
+
+// Write runs one command per write; garbage is EINVAL and changes nothing.
+func (h *ctlHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	cmd, err := parseCommand(data)
+	if err != nil {
+		h.fs.ctl.mu.Lock()
+		h.fs.ctl.last = "error: " + err.Error()
+		h.fs.ctl.mu.Unlock()
+		h.fs.log.Warn().Err(err).Msg("rejected control command")
+		return 0, syscall.EINVAL
+	}
+	if err := h.fs.ctl.exec(ctx, cmd); err != nil {
+		return 0, toErrno(err)
+	}
+	return uint32(len(data)), 0
+}
+
+func sortChunkInfos(s []dual.ChunkInfo) {
+	slices.SortFunc(s, func(a, b dual.ChunkInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+}

@@ -1,0 +1,540 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dualstore/dualstore/chunker"
+	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/index"
+	"github.com/dualstore/dualstore/stores"
+)
+
+// fileState is the content of one regular file while it is open (or being
+// truncated), shared by every handle on the inode so two handles see the
+// same bytes. Its content is:
+//
+//	chunks (committed or already cut, in the stores)
+//	+ an active stream (sequential writes at the end, being chunked and
+//	  written to both tiers as they arrive)
+//	or an overlay (a sparse staging file on local disk holding the dirty
+//	  extents of non-sequential writes and truncates; re-chunked at flush,
+//	  from the first dirty chunk until the new cuts meet the old ones).
+//
+// Memory stays bounded whatever the file size: a stream holds about one
+// chunk, the overlay lives on disk.
+type fileState struct {
+	fs  *FS
+	ino uint64
+
+	mu     sync.RWMutex
+	chunks []index.Chunk
+	offs   []uint64 // offs[i] is where chunks[i] starts; offs[len(chunks)] is their end
+	size   uint64
+	mtime  time.Time
+	dirty  bool
+	werr   error // a write failed: reported at the next write/flush/fsync
+
+	// pending ids this state has written but not yet committed (protected
+	// from gc while here).
+	written []stores.ID
+
+	stream   *chunker.Stream
+	batch    *dual.Batch
+	streamMu sync.Mutex // guards streamed: emit runs on the chunker's goroutine
+	streamed []index.Chunk
+
+	stage       *os.File
+	extents     []extent // sorted, disjoint, merged
+	rechunkFrom uint64
+
+	opens int // guarded by fs.filesMu
+}
+
+type extent struct{ start, end uint64 }
+
+func (st *fileState) setChunks(chunks []index.Chunk) {
+	st.chunks = chunks
+	st.offs = make([]uint64, len(chunks)+1)
+	var off uint64
+	for i, c := range chunks {
+		st.offs[i] = off
+		off += uint64(c.Size)
+	}
+	st.offs[len(chunks)] = off
+}
+
+func (st *fileState) chunkEnd() uint64 { return st.offs[len(st.chunks)] }
+
+// load (re)reads the committed state from the index, discarding anything
+// uncommitted. Caller holds mu (or owns st exclusively).
+func (st *fileState) load(ctx context.Context) error {
+	st.dropOverlay()
+	if st.stream != nil {
+		st.stream.Abort()
+		_ = st.batch.Wait()
+		st.stream, st.batch = nil, nil
+	}
+	st.streamMu.Lock()
+	st.streamed = nil
+	st.streamMu.Unlock()
+	st.fs.unprotect(st.written)
+	st.written = nil
+	a, err := st.fs.db.GetAttr(ctx, st.ino)
+	if err != nil {
+		return err
+	}
+	chunks, err := st.fs.db.Chunks(ctx, st.ino)
+	if err != nil {
+		return err
+	}
+	st.setChunks(chunks)
+	if st.chunkEnd() != a.Size {
+		return fmt.Errorf("inode %d: index chunk list covers %d bytes but the size is %d: %w", st.ino, st.chunkEnd(), a.Size, index.ErrCorrupt)
+	}
+	st.size, st.mtime, st.dirty, st.werr = a.Size, a.Mtime, false, nil
+	return nil
+}
+
+func (st *fileState) dropOverlay() {
+	if st.stage != nil {
+		st.stage.Close()
+		st.stage = nil
+	}
+	st.extents = nil
+	st.rechunkFrom = math.MaxUint64
+}
+
+// emit receives a cut chunk from a stream and queues its write to both
+// tiers. A chunk the index already references is not written again: that
+// is the dedup that makes a second copy of a file cheap.
+func (st *fileState) emit(c chunker.Chunk, batch *dual.Batch, out *[]index.Chunk) error {
+	id := stores.ID(c.ID)
+	st.fs.protect(id)
+	st.streamMu.Lock()
+	*out = append(*out, index.Chunk{ID: id, Size: uint32(len(c.Data))})
+	st.streamMu.Unlock()
+	st.fs.ctr.chunksCut.Add(1)
+	if st.fs.known(id) {
+		st.fs.ctr.dedupHits.Add(1)
+		st.fs.ctr.dedupBytes.Add(int64(len(c.Data)))
+		return nil
+	}
+	return batch.Put(id, c.Data)
+}
+
+// startStream begins chunking sequential writes at the end of the file.
+// The last chunk is fed again first, so the cuts are the ones a chunking
+// of the whole file would make and appends dedup against earlier copies.
+func (st *fileState) startStream(ctx context.Context) error {
+	var refeed []byte
+	if n := len(st.chunks); n > 0 {
+		last := st.chunks[n-1]
+		data, err := st.fs.chunk(ctx, last)
+		if err != nil {
+			return err
+		}
+		refeed = data
+		st.setChunks(st.chunks[:n-1])
+	}
+	batch := st.fs.dm.NewBatch(context.WithoutCancel(ctx), nil)
+	st.streamMu.Lock()
+	st.streamed = nil
+	st.streamMu.Unlock()
+	s, err := chunker.NewStream(st.fs.params, st.fs.hash, func(c chunker.Chunk) error {
+		return st.emit(c, batch, &st.streamed)
+	})
+	if err != nil {
+		return err
+	}
+	st.stream, st.batch = s, batch
+	if len(refeed) > 0 {
+		if _, err := s.Write(refeed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishStream cuts the final chunk of the active stream, waits for every
+// chunk to be stored, and appends the chunks to the list.
+func (st *fileState) finishStream() error {
+	s, b := st.stream, st.batch
+	st.stream, st.batch = nil, nil
+	err := s.Close()
+	werr := b.Wait()
+	st.streamMu.Lock()
+	cut := st.streamed
+	st.streamed = nil
+	st.streamMu.Unlock()
+	for _, c := range cut {
+		st.written = append(st.written, c.ID)
+	}
+	if err := errors.Join(err, werr); err != nil {
+		return err
+	}
+	st.setChunks(append(st.chunks, cut...))
+	if st.chunkEnd() != st.size {
+		return fmt.Errorf("inode %d: stream produced %d bytes, file has %d", st.ino, st.chunkEnd(), st.size)
+	}
+	return nil
+}
+
+// write applies one write(2).
+func (st *fileState) write(ctx context.Context, data []byte, off uint64) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.werr != nil {
+		return st.werr
+	}
+	if st.batch != nil {
+		if err := st.batch.Err(); err != nil {
+			st.werr = err
+			return err
+		}
+	}
+	err := st.writeLocked(ctx, data, off)
+	if err != nil {
+		st.werr = err
+		return err
+	}
+	st.dirty = true
+	st.mtime = time.Now()
+	return nil
+}
+
+func (st *fileState) writeLocked(ctx context.Context, data []byte, off uint64) error {
+	if st.stage == nil && off == st.size {
+		if st.stream == nil {
+			if err := st.startStream(ctx); err != nil {
+				return err
+			}
+		}
+		if _, err := st.stream.Write(data); err != nil {
+			return err
+		}
+		st.size += uint64(len(data))
+		return nil
+	}
+	if err := st.toStaging(); err != nil {
+		return err
+	}
+	if _, err := st.stage.WriteAt(data, int64(off)); err != nil {
+		return fmt.Errorf("staging file for inode %d: %w", st.ino, err)
+	}
+	end := off + uint64(len(data))
+	start := min(off, st.size) // a write past the end dirties the hole too
+	st.addExtent(start, end)
+	st.rechunkFrom = min(st.rechunkFrom, start)
+	st.size = max(st.size, end)
+	return nil
+}
+
+// toStaging switches to the overlay. The staging file is unlinked at once,
+// so a crash leaves nothing behind.
+func (st *fileState) toStaging() error {
+	if st.stage != nil {
+		return nil
+	}
+	if st.stream != nil {
+		if err := st.finishStream(); err != nil {
+			return err
+		}
+	}
+	f, err := os.CreateTemp(st.fs.opts.StagingDir, fmt.Sprintf("ino-%d-*", st.ino))
+	if err != nil {
+		return fmt.Errorf("staging file for inode %d: %w", st.ino, err)
+	}
+	os.Remove(f.Name())
+	if err := f.Truncate(int64(st.size)); err != nil {
+		f.Close()
+		return fmt.Errorf("staging file for inode %d: %w", st.ino, err)
+	}
+	st.stage = f
+	st.extents = nil
+	st.rechunkFrom = math.MaxUint64
+	return nil
+}
+
+func (st *fileState) addExtent(start, end uint64) {
+	if start >= end {
+		return
+	}
+	var out []extent
+	i := 0
+	for ; i < len(st.extents) && st.extents[i].end < start; i++ {
+		out = append(out, st.extents[i])
+	}
+	n := extent{start, end}
+	for ; i < len(st.extents) && st.extents[i].start <= end; i++ {
+		n.start = min(n.start, st.extents[i].start)
+		n.end = max(n.end, st.extents[i].end)
+	}
+	out = append(out, n)
+	out = append(out, st.extents[i:]...)
+	st.extents = out
+}
+
+func (st *fileState) clipExtents(size uint64) {
+	out := st.extents[:0]
+	for _, e := range st.extents {
+		if e.start >= size {
+			break
+		}
+		e.end = min(e.end, size)
+		out = append(out, e)
+	}
+	st.extents = out
+}
+
+// truncate applies truncate(2)/O_TRUNC.
+func (st *fileState) truncate(ctx context.Context, size uint64) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.dirty = true
+	st.mtime = time.Now()
+	if size == st.size && st.werr == nil {
+		return nil
+	}
+	if size == 0 {
+		// Everything goes: no need to wait for, or even finish, a stream.
+		if st.stream != nil {
+			st.stream.Abort()
+			_ = st.batch.Wait()
+			st.stream, st.batch = nil, nil
+			st.streamMu.Lock()
+			for _, c := range st.streamed {
+				st.written = append(st.written, c.ID)
+			}
+			st.streamed = nil
+			st.streamMu.Unlock()
+		}
+		st.dropOverlay()
+		st.setChunks(nil)
+		st.size, st.werr = 0, nil
+		return nil
+	}
+	if st.werr != nil {
+		return st.werr
+	}
+	if err := st.toStaging(); err != nil {
+		st.werr = err
+		return err
+	}
+	if err := st.stage.Truncate(int64(size)); err != nil {
+		err = fmt.Errorf("staging file for inode %d: %w", st.ino, err)
+		st.werr = err
+		return err
+	}
+	if size < st.size {
+		st.clipExtents(size)
+		st.rechunkFrom = min(st.rechunkFrom, size)
+	} else {
+		st.addExtent(st.size, size)
+		st.rechunkFrom = min(st.rechunkFrom, st.size)
+	}
+	st.size = size
+	return nil
+}
+
+// read fills dest from off; it returns the number of bytes (short at EOF).
+func (st *fileState) read(ctx context.Context, dest []byte, off uint64) (int, error) {
+	for {
+		st.mu.RLock()
+		if st.stream == nil || off+uint64(len(dest)) <= st.chunkEnd() || off >= st.size {
+			n, err := st.readLocked(ctx, dest, off)
+			st.mu.RUnlock()
+			return n, err
+		}
+		st.mu.RUnlock()
+		// The read wants bytes still inside the chunker: cut them now
+		// (read-your-writes). Later appends start a new stream.
+		st.mu.Lock()
+		if st.stream != nil {
+			if err := st.finishStream(); err != nil {
+				st.werr = err
+				st.mu.Unlock()
+				return 0, err
+			}
+		}
+		st.mu.Unlock()
+	}
+}
+
+// readLocked reads the merged view (overlay over chunks). Caller holds mu.
+func (st *fileState) readLocked(ctx context.Context, dest []byte, off uint64) (int, error) {
+	if off >= st.size {
+		return 0, nil
+	}
+	end := min(off+uint64(len(dest)), st.size)
+	p := off
+	for p < end {
+		limit := end
+		if st.stage != nil {
+			i := sort.Search(len(st.extents), func(i int) bool { return st.extents[i].end > p })
+			if i < len(st.extents) && st.extents[i].start <= p {
+				n := min(st.extents[i].end, end) - p
+				if _, err := st.stage.ReadAt(dest[p-off:p-off+n], int64(p)); err != nil && err != io.EOF {
+					return int(p - off), fmt.Errorf("staging file for inode %d: %w", st.ino, err)
+				}
+				p += n
+				continue
+			}
+			if i < len(st.extents) {
+				limit = min(limit, st.extents[i].start)
+			}
+		}
+		i := sort.Search(len(st.chunks), func(i int) bool { return st.offs[i+1] > p })
+		if i >= len(st.chunks) {
+			return int(p - off), fmt.Errorf("inode %d: offset %d beyond its chunks (%d bytes): %w", st.ino, p, st.chunkEnd(), index.ErrCorrupt)
+		}
+		data, err := st.fs.chunk(ctx, st.chunks[i])
+		if err != nil {
+			return int(p - off), err
+		}
+		st.fs.prefetch(st.chunks, i+1)
+		within := p - st.offs[i]
+		n := min(uint64(len(data))-within, limit-p)
+		copy(dest[p-off:], data[within:within+n])
+		p += n
+	}
+	return int(end - off), nil
+}
+
+// errResync stops a re-chunking stream once its cuts meet the old ones.
+var errResync = errors.New("resynchronised with the old chunk boundaries")
+
+// rechunk turns the overlay into chunks: it keeps the chunks before the
+// first dirty one, streams the merged view from there through the
+// chunker, and as soon as a new cut lands on an old boundary past the last
+// dirty byte it reuses the old chunks from there on.
+func (st *fileState) rechunk(ctx context.Context) error {
+	old, oldOffs := st.chunks, st.offs
+	oldEnd := st.chunkEnd()
+	from := min(st.rechunkFrom, st.size)
+	i := sort.Search(len(old), func(j int) bool { return oldOffs[j+1] > from })
+	if i == len(old) && i > 0 {
+		// Appending or extending past the old end: feed the last chunk
+		// again so the cuts match a chunking of the whole file.
+		i--
+	}
+	start := oldOffs[i]
+	lastDirty := from
+	if n := len(st.extents); n > 0 {
+		lastDirty = max(lastDirty, st.extents[n-1].end)
+	}
+	// Old boundaries we may resynchronise on: only if the old chunks after
+	// them are still the file's content up to its end.
+	bounds := map[uint64]int{}
+	if oldEnd == st.size {
+		for j := i + 1; j < len(old); j++ {
+			if oldOffs[j] >= lastDirty && oldOffs[j] > start {
+				bounds[oldOffs[j]] = j
+			}
+		}
+	}
+
+	batch := st.fs.dm.NewBatch(context.WithoutCancel(ctx), nil)
+	var cut []index.Chunk
+	resyncAt := -1
+	s, err := chunker.NewStream(st.fs.params, st.fs.hash, func(c chunker.Chunk) error {
+		endOff := start + c.Offset + uint64(len(c.Data))
+		if err := st.emit(c, batch, &cut); err != nil {
+			return err
+		}
+		if j, ok := bounds[endOff]; ok {
+			resyncAt = j
+			return errResync
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for p := start; p < st.size; {
+		n := min(uint64(len(buf)), st.size-p)
+		if _, err := st.readLocked(ctx, buf[:n], p); err != nil {
+			s.Abort()
+			_ = batch.Wait()
+			return err
+		}
+		if _, err := s.Write(buf[:n]); err != nil {
+			break
+		}
+		p += n
+	}
+	cerr := s.Close()
+	if resyncAt >= 0 {
+		cerr = nil
+	}
+	werr := batch.Wait()
+	st.streamMu.Lock()
+	for _, c := range cut {
+		st.written = append(st.written, c.ID)
+	}
+	st.streamMu.Unlock()
+	if err := errors.Join(cerr, werr); err != nil && !errors.Is(err, errResync) {
+		return err
+	}
+	chunks := append(append([]index.Chunk{}, old[:i]...), cut...)
+	if resyncAt >= 0 {
+		chunks = append(chunks, old[resyncAt:]...)
+	}
+	st.setChunks(chunks)
+	if st.chunkEnd() != st.size {
+		return fmt.Errorf("inode %d: re-chunking produced %d bytes, file has %d", st.ino, st.chunkEnd(), st.size)
+	}
+	st.dropOverlay()
+	return nil
+}
+
+// commit makes the file's current content durable in the stores and its
+// chunk list committed in the index (flush and fsync). On a failed chunk
+// write the file goes back to its last committed content and the error
+// is returned: nothing in the index points at a chunk that is not stored.
+func (st *fileState) commit(ctx context.Context) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.commitLocked(ctx)
+}
+
+func (st *fileState) commitLocked(ctx context.Context) error {
+	fail := func(err error) error {
+		st.fs.log.Error().Uint64("ino", st.ino).Err(err).Msg("write failed; file reverted to its last committed content")
+		if lerr := st.load(context.WithoutCancel(ctx)); lerr != nil {
+			st.werr = lerr
+		}
+		return err
+	}
+	if st.werr != nil {
+		return fail(st.werr)
+	}
+	if st.stream != nil {
+		if err := st.finishStream(); err != nil {
+			return fail(err)
+		}
+	}
+	if st.stage != nil {
+		if err := st.rechunk(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	if !st.dirty {
+		return nil
+	}
+	if _, err := st.fs.db.CommitChunks(context.WithoutCancel(ctx), st.ino, st.chunks, st.mtime); err != nil {
+		return err // keep the state dirty: a later flush may succeed
+	}
+	st.dirty = false
+	st.fs.unprotect(st.written)
+	st.written = nil
+	return nil
+}

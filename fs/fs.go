@@ -1,0 +1,467 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/rs/zerolog"
+
+	"github.com/dualstore/dualstore/chunker"
+	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/index"
+	"github.com/dualstore/dualstore/stores"
+)
+
+// Options configure the filesystem layer.
+type Options struct {
+	// StagingDir holds the (unlinked) staging files of non-sequential
+	// writes. Required; it should be on local disk.
+	StagingDir string
+	// CacheBytes bounds the chunk cache. Default 64 MiB.
+	CacheBytes int64
+	// Prefetch is how many chunks ahead sequential reads fetch. Default 2.
+	Prefetch int
+	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's
+	// caching times. Every change goes through this mount, so the kernel's
+	// copies stay right; defaults 1s, 1s, 0.
+	EntryTimeout, AttrTimeout, NegativeTimeout time.Duration
+	// Config renders the effective configuration, secrets redacted, for
+	// `.dualstore/config`. Optional.
+	Config func() []byte
+	// Scrub carries the defaults for comparisons started through ctl
+	// (concurrency, batch size, rate, max details).
+	Scrub dual.ScrubOptions
+	// Log receives the filesystem's logs.
+	Log zerolog.Logger
+}
+
+// Validate reports options that are out of range.
+func (o Options) Validate() error {
+	var errs []error
+	if o.StagingDir == "" {
+		errs = append(errs, errors.New("fs: StagingDir is required"))
+	} else if st, err := os.Stat(o.StagingDir); err != nil || !st.IsDir() {
+		errs = append(errs, fmt.Errorf("fs: staging dir %s: not a directory (%v)", o.StagingDir, err))
+	}
+	if o.CacheBytes < 0 || o.Prefetch < 0 || o.Prefetch > 64 {
+		errs = append(errs, fmt.Errorf("fs: cache_bytes %d / prefetch %d out of range", o.CacheBytes, o.Prefetch))
+	}
+	return errors.Join(errs...)
+}
+
+// FS is a mounted dualstore filesystem: the index holds the tree and each
+// file's chunk list, the dual manager holds the chunks.
+type FS struct {
+	db     *index.DB
+	dm     *dual.Manager
+	opts   Options
+	log    zerolog.Logger
+	params chunker.Params
+	hash   chunker.HashFunc
+	start  time.Time
+	cache  *chunkCache
+
+	filesMu sync.Mutex
+	files   map[uint64]*fileState
+
+	protMu    sync.Mutex
+	protected map[stores.ID]int
+
+	prefetchSem chan struct{}
+
+	ctl control
+	ctr fsCounters
+}
+
+type fsCounters struct {
+	chunksCut, dedupHits, dedupBytes atomic.Int64
+	bytesWritten, bytesRead          atomic.Int64
+	ioErrors                         atomic.Int64
+}
+
+// New builds the filesystem over an open index and a dual manager. The
+// chunker parameters and hash come from the index header, so the same
+// bytes always cut the same way in this filesystem.
+func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = 64 << 20
+	}
+	if opts.Prefetch == 0 {
+		opts.Prefetch = 2
+	}
+	if opts.EntryTimeout == 0 {
+		opts.EntryTimeout = time.Second
+	}
+	if opts.AttrTimeout == 0 {
+		opts.AttrTimeout = time.Second
+	}
+	h := db.Header()
+	params := chunker.Params{Polynomial: h.Polynomial, MinSize: uint(h.MinSize), AvgSize: uint(h.AvgSize), MaxSize: uint(h.MaxSize)}
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("fs: index header chunker parameters: %w", err)
+	}
+	hash, err := chunker.Hasher(h.Hash)
+	if err != nil {
+		return nil, fmt.Errorf("fs: index header: %w", err)
+	}
+	f := &FS{
+		db: db, dm: dm, opts: opts, params: params, hash: hash, start: time.Now(),
+		log:         opts.Log.With().Str("component", "fs").Logger(),
+		files:       map[uint64]*fileState{},
+		protected:   map[stores.ID]int{},
+		prefetchSem: make(chan struct{}, 4),
+	}
+	f.cache = newChunkCache(opts.CacheBytes, dm.Get)
+	f.ctl.init(f)
+	return f, nil
+}
+
+// Root returns the root node to mount.
+func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f} }
+
+// MountOptions are what a mount needs besides the filesystem.
+type MountOptions struct {
+	// AllowOther lets users other than the mounting one in (off by
+	// default, as with every FUSE filesystem).
+	AllowOther bool
+	// Debug logs every FUSE request (very verbose).
+	Debug bool
+	// FsName is shown in /proc/mounts (default "dualstore").
+	FsName string
+}
+
+// Mount mounts f at mountpoint and returns the running server. The
+// options are the ones FUSE filesystems learned the hard way: the kernel
+// checks permissions (default_permissions) against the modes we store and
+// applies the caller's umask, null permissions stay null, and writes
+// arrive in pieces of up to 1 MiB.
+func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
+	name := mo.FsName
+	if name == "" {
+		name = "dualstore"
+	}
+	neg := f.opts.NegativeTimeout
+	opts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName:        name,
+			Name:          "dualstore",
+			DirectMount:   true,
+			AllowOther:    mo.AllowOther,
+			MaxWrite:      1 << 20,
+			MaxReadAhead:  1 << 20,
+			Options:       []string{"default_permissions"},
+			Debug:         mo.Debug,
+			DisableXAttrs: false,
+		},
+		EntryTimeout:    &f.opts.EntryTimeout,
+		AttrTimeout:     &f.opts.AttrTimeout,
+		NegativeTimeout: &neg,
+		NullPermissions: true,
+		RootStableAttr:  &gofs.StableAttr{Ino: index.RootIno},
+	}
+	return gofs.Mount(mountpoint, f.Root(), opts)
+}
+
+// Close stops background actions. The caller closes the dual manager and
+// the index after the server has exited.
+func (f *FS) Close() error {
+	f.ctl.stopAction()
+	return nil
+}
+
+// fail logs an error that is about to become an errno and returns it.
+// Not-found and the like are ordinary answers, logged at debug only.
+func (f *FS) fail(op string, ino uint64, err error) syscall.Errno {
+	e := toErrno(err)
+	if e == syscall.EIO {
+		f.ctr.ioErrors.Add(1)
+		f.log.Error().Str("op", op).Uint64("ino", ino).Err(err).Msg("I/O error")
+	} else {
+		f.log.Debug().Str("op", op).Uint64("ino", ino).Err(err).Msg(e.Error())
+	}
+	return e
+}
+
+// chunk returns one chunk's bytes (cached), checking its length.
+func (f *FS) chunk(ctx context.Context, c index.Chunk) ([]byte, error) {
+	data, err := f.cache.get(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) != int(c.Size) {
+		return nil, fmt.Errorf("chunk %s: %d bytes, index says %d: %w", c.ID, len(data), c.Size, stores.ErrCorrupt)
+	}
+	return data, nil
+}
+
+// prefetch fetches the next chunks of a sequential read in the
+// background, without ever blocking the read.
+func (f *FS) prefetch(chunks []index.Chunk, from int) {
+	for i := from; i < len(chunks) && i < from+f.opts.Prefetch; i++ {
+		id := chunks[i].ID
+		if f.cache.contains(id) {
+			continue
+		}
+		select {
+		case f.prefetchSem <- struct{}{}:
+		default:
+			return
+		}
+		go func() {
+			defer func() { <-f.prefetchSem }()
+			_, _ = f.cache.get(context.Background(), id)
+		}()
+	}
+}
+
+// known reports whether the index already references the chunk, so its
+// write can be skipped (dedup).
+func (f *FS) known(id stores.ID) bool {
+	ok, err := f.db.HasChunk(context.Background(), id)
+	return err == nil && ok
+}
+
+// protect marks a chunk as written but not yet committed: gc must not
+// remove it, even though no file references it yet.
+func (f *FS) protect(id stores.ID) {
+	f.protMu.Lock()
+	f.protected[id]++
+	f.protMu.Unlock()
+}
+
+func (f *FS) unprotect(ids []stores.ID) {
+	f.protMu.Lock()
+	for _, id := range ids {
+		if f.protected[id]--; f.protected[id] <= 0 {
+			delete(f.protected, id)
+		}
+	}
+	f.protMu.Unlock()
+}
+
+func (f *FS) isProtected(id stores.ID) bool {
+	f.protMu.Lock()
+	defer f.protMu.Unlock()
+	return f.protected[id] > 0
+}
+
+// acquire returns the shared state of an open file, loading it on first
+// open.
+func (f *FS) acquire(ctx context.Context, ino uint64) (*fileState, error) {
+	f.filesMu.Lock()
+	defer f.filesMu.Unlock()
+	if st, ok := f.files[ino]; ok {
+		st.opens++
+		return st, nil
+	}
+	st := &fileState{fs: f, ino: ino, rechunkFrom: math.MaxUint64}
+	if err := st.load(ctx); err != nil {
+		return nil, err
+	}
+	st.opens = 1
+	f.files[ino] = st
+	return st, nil
+}
+
+// release drops one reference; the last one commits anything left (a
+// safety net: Flush already did) and purges an unlinked inode.
+func (f *FS) release(ctx context.Context, st *fileState) {
+	f.filesMu.Lock()
+	st.opens--
+	last := st.opens == 0
+	if last {
+		delete(f.files, st.ino)
+	}
+	f.filesMu.Unlock()
+	if !last {
+		return
+	}
+	if err := st.commit(ctx); err != nil {
+		f.log.Error().Uint64("ino", st.ino).Err(err).Msg("commit at release failed")
+	}
+	st.mu.Lock()
+	st.dropOverlay()
+	st.mu.Unlock()
+	if a, err := f.db.GetAttr(ctx, st.ino); err == nil && a.Nlink == 0 {
+		f.purge(ctx, st.ino)
+	}
+}
+
+func (f *FS) isOpen(ino uint64) bool {
+	f.filesMu.Lock()
+	defer f.filesMu.Unlock()
+	_, ok := f.files[ino]
+	return ok
+}
+
+// maybePurge removes an inode whose last link went, unless it is open
+// (then the last release does).
+func (f *FS) maybePurge(ctx context.Context, a index.Attr) {
+	if a.Nlink == 0 && !f.isOpen(a.Ino) {
+		f.purge(ctx, a.Ino)
+	}
+}
+
+func (f *FS) purge(ctx context.Context, ino uint64) {
+	if err := f.db.Purge(context.WithoutCancel(ctx), ino); err != nil {
+		f.log.Error().Uint64("ino", ino).Err(err).Msg("purge of unlinked inode failed; it is purged at the next mount")
+	}
+}
+
+// overlayAttr replaces size and mtime with an open file's unflushed ones.
+func (f *FS) overlayAttr(a *index.Attr) {
+	f.filesMu.Lock()
+	st, ok := f.files[a.Ino]
+	f.filesMu.Unlock()
+	if !ok {
+		return
+	}
+	st.mu.RLock()
+	if st.dirty {
+		a.Size = st.size
+		a.Mtime = st.mtime
+		if st.mtime.After(a.Ctime) {
+			a.Ctime = st.mtime
+		}
+	}
+	st.mu.RUnlock()
+}
+
+// setOpenMtime keeps an explicit utimes from being overwritten by the
+// write time of an open file's next commit.
+func (f *FS) setOpenMtime(ino uint64, t time.Time) {
+	f.filesMu.Lock()
+	st, ok := f.files[ino]
+	f.filesMu.Unlock()
+	if ok {
+		st.mu.Lock()
+		st.mtime = t
+		st.mu.Unlock()
+	}
+}
+
+// truncate changes a file's size, open or not, and commits it.
+func (f *FS) truncate(ctx context.Context, ino uint64, size uint64) error {
+	st, err := f.acquire(ctx, ino)
+	if err != nil {
+		return err
+	}
+	defer f.release(ctx, st)
+	if err := st.truncate(ctx, size); err != nil {
+		return err
+	}
+	return st.commit(ctx)
+}
+
+// openHandle opens a file handle (O_TRUNC truncates).
+func (f *FS) openHandle(ctx context.Context, ino uint64, flags uint32) (*handle, error) {
+	st, err := f.acquire(ctx, ino)
+	if err != nil {
+		return nil, err
+	}
+	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		if err := st.truncate(ctx, 0); err != nil {
+			f.release(ctx, st)
+			return nil, err
+		}
+	}
+	return &handle{st: st}, nil
+}
+
+// openFlags are the FUSE open flags for regular files.
+func (f *FS) openFlags() uint32 { return 0 }
+
+func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var s syscall.Statfs_t
+	if err := syscall.Statfs(f.opts.StagingDir, &s); err != nil {
+		return f.fail("statfs", 0, err)
+	}
+	u, err := f.db.Usage(ctx)
+	if err != nil {
+		return f.fail("statfs", 0, err)
+	}
+	out.Bsize = uint32(s.Bsize)
+	out.Frsize = uint32(s.Bsize)
+	out.Blocks = s.Blocks
+	out.Bfree = s.Bfree
+	out.Bavail = s.Bavail
+	out.Files = uint64(u.Inodes) + s.Ffree
+	out.Ffree = s.Ffree
+	out.NameLen = 255
+	return 0
+}
+
+// handle is one open file description.
+type handle struct {
+	st      *fileState
+	lastEnd atomic.Uint64
+	once    sync.Once
+}
+
+var (
+	_ gofs.FileReader   = (*handle)(nil)
+	_ gofs.FileWriter   = (*handle)(nil)
+	_ gofs.FileFlusher  = (*handle)(nil)
+	_ gofs.FileFsyncer  = (*handle)(nil)
+	_ gofs.FileReleaser = (*handle)(nil)
+)
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.st.read(ctx, dest, uint64(off))
+	if err != nil {
+		return nil, h.st.fs.fail("read", h.st.ino, err)
+	}
+	h.st.fs.ctr.bytesRead.Add(int64(n))
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if err := h.st.write(ctx, data, uint64(off)); err != nil {
+		return 0, h.st.fs.fail("write", h.st.ino, err)
+	}
+	h.st.fs.ctr.bytesWritten.Add(int64(len(data)))
+	return uint32(len(data)), 0
+}
+
+// Flush runs at every close(2) of a descriptor (more than once per handle
+// after dup or fork): it commits what was written and reports any write
+// error, since the kernel ignores what Release returns.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	if err := h.st.commit(ctx); err != nil {
+		return h.st.fs.fail("flush", h.st.ino, err)
+	}
+	return 0
+}
+
+// Fsync commits and then makes the chunks and the index durable, with one
+// sync per store and one for the index rather than one per chunk.
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	f := h.st.fs
+	if err := h.st.commit(ctx); err != nil {
+		return f.fail("fsync", h.st.ino, err)
+	}
+	if err := f.dm.Sync(ctx); err != nil {
+		return f.fail("fsync", h.st.ino, err)
+	}
+	if err := f.db.Sync(ctx); err != nil {
+		return f.fail("fsync", h.st.ino, err)
+	}
+	return 0
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.once.Do(func() { h.st.fs.release(context.WithoutCancel(ctx), h.st) })
+	return 0
+}

@@ -36,6 +36,8 @@ func toErrno(err error) syscall.Errno {
 		return syscall.ENODATA
 	case errors.Is(err, index.ErrInvalid):
 		return syscall.EINVAL
+	case errors.Is(err, index.ErrPerm):
+		return syscall.EPERM
 	case errors.Is(err, dual.ErrBusy):
 		return syscall.EBUSY
 	case errors.Is(err, errBadCommand):

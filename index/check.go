@@ -1,8 +1,8 @@
 package index
 
 import (
-	"database/sql"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 )

@@ -210,4 +210,3 @@ func errf(err error, format string, args ...any) error {
 	}
 	return fmt.Errorf("index: "+format+": %w", append(args, sqlErr(err))...)
 }
-

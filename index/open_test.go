@@ -414,3 +414,31 @@ func TestCreateRace(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+func TestOpenOddPath(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "a dir?#%20&x=y")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "in dex?.db")
+	db := openDB(t, path)
+	mkfile(t, db, RootIno, "f")
+	if err := db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if db.File() != path {
+		t.Fatalf("File() = %q", db.File())
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 || ents[0].Name() != "in dex?.db" {
+		t.Fatalf("directory holds %v", ents)
+	}
+	db = openDB(t, path)
+	if _, err := db.Lookup(ctx, RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+}

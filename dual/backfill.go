@@ -18,8 +18,10 @@ const backfillBatch = 256
 // after a restart, since the pending list is durable.
 func (m *Manager) Start(ctx context.Context) error {
 	if m.pending != nil {
+		m.pendingMu.Lock()
 		counts, err := m.pending.CountPending(ctx)
 		if err != nil {
+			m.pendingMu.Unlock()
 			return fmt.Errorf("dual: count pending backfill: %w", err)
 		}
 		var n int64
@@ -27,6 +29,7 @@ func (m *Manager) Start(ctx context.Context) error {
 			n += c
 		}
 		m.pendingCount.Store(n)
+		m.pendingMu.Unlock()
 	}
 	m.wg.Add(1)
 	go m.backfillLoop()
@@ -137,6 +140,8 @@ func (m *Manager) BackfillOnce(ctx context.Context) (int, error) {
 // refreshPending re-reads the durable count, so the gauge cannot drift
 // from the list (duplicate records are ignored by the list).
 func (m *Manager) refreshPending(ctx context.Context) {
+	m.pendingMu.Lock()
+	defer m.pendingMu.Unlock()
 	counts, err := m.pending.CountPending(ctx)
 	if err != nil {
 		return
@@ -173,6 +178,8 @@ func (m *Manager) donePending(ctx context.Context, t int, id stores.ID) error {
 	if t == 1 {
 		name = TierSafety
 	}
+	m.pendingMu.Lock()
+	defer m.pendingMu.Unlock()
 	if err := m.pending.RemovePending(ctx, name, id); err != nil {
 		return fmt.Errorf("backfill %s: clear pending record: %w", id, err)
 	}

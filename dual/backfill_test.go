@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -441,4 +442,61 @@ func TestStoreTimeout(t *testing.T) {
 			t.Fatalf("pending = %v: a timed-out backfill must stay pending", ids)
 		}
 	})
+}
+
+// TestPendingCountRace lands a one-sided write between the moment a
+// backfill round counts the pending list and the moment it stores that
+// count: the gauge must still match the list afterwards. (It used to drop
+// the write's increment; at zero, the loop then stopped retrying a chunk
+// that was still pending.)
+func TestPendingCountRace(t *testing.T) {
+	r := newRig(t, rigConfig{})
+	r.s.Set(stores.OpPut, stores.Rule{})
+	a, _ := chunk(1100, 100)
+	r.put(t, a)
+	b, bid := chunk(1101, 100)
+	written := make(chan error, 1)
+	var once sync.Once
+	hook := func() {
+		once.Do(func() {
+			go func() { written <- r.m.Put(context.Background(), bid, b) }()
+			// Give the write the chance to finish inside the window. A
+			// correct manager makes it wait for the refresh instead, so
+			// this bounded wait runs out.
+			select {
+			case err := <-written:
+				written <- err
+			case <-time.After(200 * time.Millisecond):
+			}
+		})
+	}
+	r.pending.countHook.Store(&hook)
+	if _, err := r.m.BackfillOnce(t.Context()); err == nil {
+		t.Fatal("BackfillOnce with the safety store down succeeded")
+	}
+	if err := <-written; err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	r.pending.countHook.Store(nil)
+	if got, want := r.m.PendingCount(), int64(len(r.pending.ids(dual.TierSafety))); got != want || want != 2 {
+		t.Fatalf("PendingCount = %d, but the list holds %d (want 2)", got, want)
+	}
+	wantStats(t, r.m, map[string]float64{"pending_backfill": 2, "one_sided_writes": 2})
+}
+
+// A round stops after 17 failures: the target is most likely down, and
+// trying every pending chunk against it would only hammer it.
+func TestBackfillRoundGivesUp(t *testing.T) {
+	r := newRig(t, rigConfig{})
+	r.s.Set(stores.OpPut, stores.Rule{})
+	writeChunks(t, r.m, 1200, 40, 100)
+	before := r.s.Calls(stores.OpPut)
+	copied, err := r.m.BackfillOnce(t.Context())
+	if copied != 0 || !errors.Is(err, stores.ErrInjected) {
+		t.Fatalf("BackfillOnce = %d, %v", copied, err)
+	}
+	if tries := r.s.Calls(stores.OpPut) - before; tries != 17 {
+		t.Errorf("one round tried %d puts against the down store, want 17", tries)
+	}
+	wantStats(t, r.m, map[string]float64{"backfill_errors": 17, "pending_backfill": 40, "backfilled": 0})
 }

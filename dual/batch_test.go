@@ -111,9 +111,12 @@ func TestBatchCancelledWhileFull(t *testing.T) {
 	// The first write holds the only slot until released, whatever its
 	// context says, so the second Put can only end by cancellation.
 	release := make(chan struct{})
+	free := sync.OnceFunc(func() { close(release) })
+	defer free()
+	held := &heldPuts{release: release, entered: make(chan struct{})}
 	r := newRig(t, rigConfig{
 		opts:  func(o *dual.Options) { o.WriteConcurrency = 1 },
-		wrapP: func(s stores.Store) stores.Store { return &heldPuts{Store: s, release: release} },
+		wrapP: func(s stores.Store) stores.Store { held.Store = s; return held },
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	b := r.m.NewBatch(ctx, nil)
@@ -121,6 +124,7 @@ func TestBatchCancelledWhileFull(t *testing.T) {
 	if err := b.Put(firstID, first); err != nil {
 		t.Fatalf("first Put: %v", err)
 	}
+	<-held.entered // the slot is taken for good
 	blocked := make(chan error, 1)
 	go func() {
 		second, secondID := chunk(951, 100)
@@ -135,20 +139,23 @@ func TestBatchCancelledWhileFull(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Batch.Put stayed blocked after its context was cancelled")
 	}
-	close(release)
+	free()
 	if err := b.Wait(); !errors.Is(err, dual.ErrWrite) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait = %v, want the cancelled write's error", err)
 	}
 	wantStats(t, r.m, map[string]float64{"chunk_writes.errors": 1, "chunk_writes.ok": 0})
 }
 
-// heldPuts is a Store whose Puts wait until release is closed.
+// heldPuts is a Store whose Puts wait until release is closed; entered is
+// closed when the first one arrives.
 type heldPuts struct {
 	stores.Store
-	release chan struct{}
+	release, entered chan struct{}
+	once             sync.Once
 }
 
 func (h *heldPuts) Put(ctx context.Context, id stores.ID, data []byte) error {
+	h.once.Do(func() { close(h.entered) })
 	<-h.release
 	return h.Store.Put(ctx, id, data)
 }

@@ -498,6 +498,9 @@ func TestScrubEmpty(t *testing.T) {
 		t.Errorf("ConsistencyRate %v, Progress %q", rep.ConsistencyRate(), rep.Progress())
 	}
 	wantStats(t, r.m, map[string]float64{"consistency_rate": 1, "last_compare.total": 0})
+	if cr := (dual.Report{State: "running"}).ConsistencyRate(); cr != -1 {
+		t.Errorf("ConsistencyRate of a run that compared nothing yet = %v, want -1", cr)
+	}
 }
 
 func TestScrubOptionsRejected(t *testing.T) {
@@ -781,5 +784,54 @@ func TestScrubRepair(t *testing.T) {
 		if !holds(t, r.p, id, p.data[id]) || !holds(t, r.s, id, p.data[id]) {
 			t.Errorf("%s (%s): a tier lacks the good copy after the repair", id, k)
 		}
+	}
+}
+
+// A repair whose written copy does not read back verified, or that cannot
+// write at all, repairs nothing and says why.
+func TestRepairWriteFails(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		rule stores.Rule
+		want string
+	}{
+		{"store corrupts the copy", stores.Rule{Corrupt: true}, "does not verify"},
+		{"store down", stores.Rule{}, "write into safety"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, rigConfig{local: true})
+			p := newPop(r, 2200)
+			p.add(t, kPrimaryOnly, 1, 3000)
+			p.finish()
+			c := p.infos[0]
+			r.s.Set(stores.OpPut, tt.rule)
+			v, repaired, err := r.m.RepairChunk(t.Context(), c)
+			if v.Class != dual.ClassPrimaryOnly || repaired || err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("RepairChunk = %s, %v, %v; want primary_only, not repaired, an error with %q", v.Class, repaired, err, tt.want)
+			}
+			r.s.Clear()
+			if v := r.m.CompareChunk(t.Context(), c, true); v.Class == dual.ClassMatch {
+				t.Fatal("a failed repair left a matching pair behind")
+			}
+			// In a repair run the chunk is reported, not counted repaired.
+			rep, err := r.m.Run(t.Context(), p.options(dual.ScrubOptions{Repair: true}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Repaired != 1 {
+				t.Fatalf("repair run after the store recovered: repaired %d, want 1", rep.Repaired)
+			}
+			r.s.Set(stores.OpPut, tt.rule)
+			if err := r.sLocal.Delete(t.Context(), c.ID); err != nil {
+				t.Fatal(err)
+			}
+			rep, err = r.m.Run(t.Context(), p.options(dual.ScrubOptions{Repair: true}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Repaired != 0 || len(rep.Details) != 1 || rep.Details[0].Repaired || rep.Details[0].Error == "" {
+				t.Fatalf("repair run with the store failing: repaired %d, details %+v", rep.Repaired, rep.Details)
+			}
+		})
 	}
 }

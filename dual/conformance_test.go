@@ -19,6 +19,7 @@ func TestManagerConformance(t *testing.T) {
 		safety := dual.NewTier(dual.TierSafety, []stores.Store{newLocal(t, t.TempDir(), "s0")}, hash)
 		o := baseOptions()
 		o.Hash = hash
+		o.StoreTimeout = 0 // no timeout: calls run on the caller's context
 		m, err := dual.New(primary, safety, newMemPending(), o, testLog(t))
 		if err != nil {
 			t.Fatal(err)

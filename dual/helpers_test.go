@@ -51,7 +51,9 @@ type memPending struct {
 	mu      sync.Mutex
 	tiers   map[string]map[stores.ID]struct{}
 	failAdd error
-	adds    atomic.Int64
+	// countHook, if set, runs inside CountPending after the count is
+	// taken, before it is returned.
+	countHook atomic.Pointer[func()]
 }
 
 var _ dual.Pending = (*memPending)(nil)
@@ -69,7 +71,6 @@ func (p *memPending) AddPending(ctx context.Context, tier string, ids []stores.I
 	if p.failAdd != nil {
 		return fmt.Errorf("mem pending: add %s: %w", tier, p.failAdd)
 	}
-	p.adds.Add(1)
 	set := p.tiers[tier]
 	if set == nil {
 		set = map[stores.ID]struct{}{}
@@ -107,12 +108,15 @@ func (p *memPending) CountPending(ctx context.Context) (map[string]int64, error)
 		return nil, err
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	out := map[string]int64{}
 	for tier, set := range p.tiers {
 		if len(set) > 0 {
 			out[tier] = int64(len(set))
 		}
+	}
+	p.mu.Unlock()
+	if hook := p.countHook.Load(); hook != nil {
+		(*hook)()
 	}
 	return out, nil
 }

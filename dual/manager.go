@@ -55,6 +55,11 @@ type Manager struct {
 	wg           sync.WaitGroup
 	closed       atomic.Bool
 
+	// pendingMu orders every change of the durable list with its update
+	// of pendingCount, so a refresh never stores a count that a concurrent
+	// one-sided write or backfill has already changed.
+	pendingMu sync.Mutex
+
 	lastCompare atomic.Pointer[Report]
 	scrubbing   atomic.Bool // a Run or StartScrub is in progress
 }
@@ -233,10 +238,15 @@ func (m *Manager) put(ctx context.Context, id stores.ID, data []byte) error {
 func (m *Manager) oneSided(ctx context.Context, tier string, id stores.ID, cause error) error {
 	m.ctr.oneSided.Add(1)
 	m.log.Warn().Str("chunk", id.String()).Str("tier", tier).Err(cause).Msg("one-sided chunk write; recorded for backfill")
-	if err := m.pending.AddPending(context.WithoutCancel(ctx), tier, []stores.ID{id}); err != nil {
+	m.pendingMu.Lock()
+	err := m.pending.AddPending(context.WithoutCancel(ctx), tier, []stores.ID{id})
+	if err == nil {
+		m.pendingCount.Add(1)
+	}
+	m.pendingMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("%w: %s tier missed the chunk and recording it as pending failed: %w", ErrWrite, tier, errors.Join(cause, err))
 	}
-	m.pendingCount.Add(1)
 	m.KickBackfill()
 	return nil
 }

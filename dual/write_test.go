@@ -291,3 +291,20 @@ func TestClosedManager(t *testing.T) {
 	}
 	wantStats(t, r.m, map[string]float64{"chunk_writes.ok": 1, "chunk_writes.errors": 0, "chunk_reads.errors": 0})
 }
+
+// A copy that cannot be read back at all counts as a failed verify too.
+func TestVerifyReadBackFails(t *testing.T) {
+	r := newRig(t, rigConfig{opts: func(o *dual.Options) { o.VerifyBoth = true }})
+	r.s.Set(stores.OpGet, stores.Rule{})
+	data, id := chunk(6, 700)
+	if err := r.m.Put(t.Context(), id, data); err != nil {
+		t.Fatalf("Put = %v, want success with safety pending", err)
+	}
+	if has(t, r.s, id) {
+		t.Error("the unverifiable copy was kept")
+	}
+	if ids := r.pending.ids(dual.TierSafety); len(ids) != 1 {
+		t.Errorf("pending safety = %v", ids)
+	}
+	wantStats(t, r.m, map[string]float64{"verify_failures": 1, "one_sided_writes": 1, "tiers.safety.reads.errors": 1})
+}

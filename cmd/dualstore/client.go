@@ -67,7 +67,7 @@ func statsCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "stats MOUNTPOINT",
 		Short: "Show live statistics of a mount",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := readControl(args[0], "stats")
 			if err != nil {
@@ -136,7 +136,7 @@ func compareCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "compare MOUNTPOINT [PATH]",
 		Short: "Compare both tiers of a mount (in the background; --wait to follow it)",
-		Args:  cobra.RangeArgs(1, 2),
+		Args:  usageArgs(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			line := "compare"
 			if deep {
@@ -159,7 +159,7 @@ func repairCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "repair MOUNTPOINT",
 		Short: "Copy missing or corrupt chunks from the verified-good tier, and wait for it",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAction(args[0], "repair", !noWait, asJSON)
 		},
@@ -173,7 +173,7 @@ func ctlCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "ctl MOUNTPOINT COMMAND...",
 		Short: "Send a raw control command (stop, read-preference safety, reset-stats, …)",
-		Args:  cobra.MinimumNArgs(2),
+		Args:  usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := sendCommand(args[0], strings.Join(args[1:], " ")); err != nil {
 				return err
@@ -272,7 +272,7 @@ func unmountCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "unmount MOUNTPOINT",
 		Short: "Unmount a dualstore mount (the daemon then exits)",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mnt, _ := filepath.Abs(args[0])
 			if _, err := controlPath(mnt, "stats"); err != nil {

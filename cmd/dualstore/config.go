@@ -117,10 +117,18 @@ func parseConfig(b []byte, c *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		// yaml.v3 reports several problems on several lines; a one-line
+		// error names every bad key and stays readable in logs.
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("%s", strings.Join(te.Errors, "; "))
+		}
+		return errors.New(strings.Join(strings.Fields(err.Error()), " "))
 	}
 	return nil
 }
+
+func boolPtr(b bool) *bool { return &b }
 
 func boolOr(p *bool, def bool) bool {
 	if p == nil {
@@ -167,6 +175,44 @@ func (c *Config) complete() error {
 	}
 	if c.Chunker.MaxSize == 0 {
 		c.Chunker.MaxSize = def.MaxSize
+	}
+	// Fill every default, so `.dualstore/config` shows what is in effect.
+	if c.Mount.AttrTimeout == 0 {
+		c.Mount.AttrTimeout = time.Second
+	}
+	if c.Mount.EntryTimeout == 0 {
+		c.Mount.EntryTimeout = time.Second
+	}
+	dd := dual.DefaultOptions()
+	if c.Dual.WriteToBoth == nil {
+		c.Dual.WriteToBoth = boolPtr(dd.WriteToBoth)
+	}
+	if c.Dual.FallbackEnabled == nil {
+		c.Dual.FallbackEnabled = boolPtr(dd.FallbackEnabled)
+	}
+	if c.Dual.SelfHeal == nil {
+		c.Dual.SelfHeal = boolPtr(dd.SelfHeal)
+	}
+	if c.Dual.WriteConcurrency == 0 {
+		c.Dual.WriteConcurrency = dd.WriteConcurrency
+	}
+	if c.Dual.StoreTimeout == 0 {
+		c.Dual.StoreTimeout = dd.StoreTimeout
+	}
+	if c.Dual.BackfillInterval == 0 {
+		c.Dual.BackfillInterval = dd.BackfillInterval
+	}
+	if c.Compare.Concurrency == 0 {
+		c.Compare.Concurrency = 4
+	}
+	if c.Compare.BatchSize == 0 {
+		c.Compare.BatchSize = 512
+	}
+	if c.Compare.MaxDetails == 0 {
+		c.Compare.MaxDetails = 1000
+	}
+	if c.Compare.Concurrency < 0 || c.Compare.BatchSize < 0 || c.Compare.MaxDetails < 0 || c.Compare.Rate < 0 {
+		errs = append(errs, fmt.Errorf("compare: concurrency, batch_size, max_details and rate must be >= 0"))
 	}
 	if c.Dual.ReadPreference == "" {
 		c.Dual.ReadPreference = "primary"

@@ -38,6 +38,17 @@ func (e *codeError) Unwrap() error { return e.err }
 
 func usageErr(err error) error { return &codeError{exitUsage, err} }
 
+// usageArgs wraps a cobra argument check so a wrong number of arguments
+// exits with the usage code, like a bad flag.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageErr(fmt.Errorf("%s: %w (usage: %s)", cmd.Name(), err, cmd.UseLine()))
+		}
+		return nil
+	}
+}
+
 type globals struct {
 	logLevel string
 	cfgFile  string

@@ -41,7 +41,7 @@ func mountCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "mount [--config FILE] [--data-dir DIR] MOUNTPOINT",
 		Short: "Mount in the foreground; SIGINT/SIGTERM unmount cleanly",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := resolveConfig(g, cmd, &mf)
 			if err != nil {

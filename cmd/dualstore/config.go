@@ -47,8 +47,8 @@ type MountConfig struct {
 	// Prefetch is how many chunks ahead sequential reads fetch.
 	Prefetch int `yaml:"prefetch" json:"prefetch"`
 	// AttrTimeout and EntryTimeout are the kernel's caching times.
-	AttrTimeout  time.Duration `yaml:"attr_timeout" json:"attr_timeout"`
-	EntryTimeout time.Duration `yaml:"entry_timeout" json:"entry_timeout"`
+	AttrTimeout  duration `yaml:"attr_timeout" json:"attr_timeout"`
+	EntryTimeout duration `yaml:"entry_timeout" json:"entry_timeout"`
 }
 
 // ChunkerConfig is used only when a filesystem is created; afterwards the
@@ -63,16 +63,16 @@ type ChunkerConfig struct {
 // DualConfig are the dual manager's options, with the original plan's
 // names.
 type DualConfig struct {
-	WriteToBoth       *bool         `yaml:"write_to_both" json:"write_to_both"`
-	VerifyBoth        bool          `yaml:"verify_both" json:"verify_both"`
-	ReadPreference    string        `yaml:"read_preference" json:"read_preference"`
-	FallbackEnabled   *bool         `yaml:"fallback_enabled" json:"fallback_enabled"`
-	SelfHeal          *bool         `yaml:"self_heal" json:"self_heal"`
-	ComparisonLogging bool          `yaml:"comparison_logging" json:"comparison_logging"`
-	Require           string        `yaml:"require" json:"require"`
-	WriteConcurrency  int           `yaml:"write_concurrency" json:"write_concurrency"`
-	StoreTimeout      time.Duration `yaml:"store_timeout" json:"store_timeout"`
-	BackfillInterval  time.Duration `yaml:"backfill_interval" json:"backfill_interval"`
+	WriteToBoth       *bool    `yaml:"write_to_both" json:"write_to_both"`
+	VerifyBoth        bool     `yaml:"verify_both" json:"verify_both"`
+	ReadPreference    string   `yaml:"read_preference" json:"read_preference"`
+	FallbackEnabled   *bool    `yaml:"fallback_enabled" json:"fallback_enabled"`
+	SelfHeal          *bool    `yaml:"self_heal" json:"self_heal"`
+	ComparisonLogging bool     `yaml:"comparison_logging" json:"comparison_logging"`
+	Require           string   `yaml:"require" json:"require"`
+	WriteConcurrency  int      `yaml:"write_concurrency" json:"write_concurrency"`
+	StoreTimeout      duration `yaml:"store_timeout" json:"store_timeout"`
+	BackfillInterval  duration `yaml:"backfill_interval" json:"backfill_interval"`
 }
 
 // CompareConfig are the defaults of comparisons and repairs.
@@ -94,6 +94,23 @@ type StoreConfig struct {
 	// Fsync syncs every chunk file as it is written. Off by default:
 	// fsync() on a file syncs the stores once for all its chunks.
 	Fsync bool `yaml:"fsync" json:"fsync"`
+}
+
+// duration is a time.Duration written as "5s" in YAML and JSON alike, so
+// `.dualstore/config` reads like the config file.
+type duration time.Duration
+
+func (d duration) D() time.Duration { return time.Duration(d) }
+
+func (d duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: want e.g. 500ms, 5s, 2m", b)
+	}
+	*d = duration(v)
+	return nil
 }
 
 // loadConfig reads a YAML file strictly: an unknown key is an error that
@@ -178,10 +195,10 @@ func (c *Config) complete() error {
 	}
 	// Fill every default, so `.dualstore/config` shows what is in effect.
 	if c.Mount.AttrTimeout == 0 {
-		c.Mount.AttrTimeout = time.Second
+		c.Mount.AttrTimeout = duration(time.Second)
 	}
 	if c.Mount.EntryTimeout == 0 {
-		c.Mount.EntryTimeout = time.Second
+		c.Mount.EntryTimeout = duration(time.Second)
 	}
 	dd := dual.DefaultOptions()
 	if c.Dual.WriteToBoth == nil {
@@ -197,10 +214,10 @@ func (c *Config) complete() error {
 		c.Dual.WriteConcurrency = dd.WriteConcurrency
 	}
 	if c.Dual.StoreTimeout == 0 {
-		c.Dual.StoreTimeout = dd.StoreTimeout
+		c.Dual.StoreTimeout = duration(dd.StoreTimeout)
 	}
 	if c.Dual.BackfillInterval == 0 {
-		c.Dual.BackfillInterval = dd.BackfillInterval
+		c.Dual.BackfillInterval = duration(dd.BackfillInterval)
 	}
 	if c.Compare.Concurrency == 0 {
 		c.Compare.Concurrency = 4
@@ -274,10 +291,10 @@ func (c *Config) dualOptions(hash chunker.HashFunc) (dual.Options, error) {
 		o.WriteConcurrency = c.Dual.WriteConcurrency
 	}
 	if c.Dual.StoreTimeout != 0 {
-		o.StoreTimeout = c.Dual.StoreTimeout
+		o.StoreTimeout = c.Dual.StoreTimeout.D()
 	}
 	if c.Dual.BackfillInterval != 0 {
-		o.BackfillInterval = c.Dual.BackfillInterval
+		o.BackfillInterval = c.Dual.BackfillInterval.D()
 		o.BackfillMaxBackoff = max(o.BackfillMaxBackoff, o.BackfillInterval)
 	}
 	o.Hash = func(b []byte) stores.ID { return hash(b) }

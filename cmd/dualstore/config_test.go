@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigParse(t *testing.T) {
@@ -77,5 +78,24 @@ func TestDefaultConfigRender(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("rendered config lacks %s:\n%s", want, s)
 		}
+	}
+}
+
+func TestConfigDurations(t *testing.T) {
+	var c Config
+	if err := parseConfig([]byte("data_dir: /tmp/d\ndual:\n  store_timeout: 30s\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.complete(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Dual.StoreTimeout.D() != 30*time.Second {
+		t.Fatalf("store_timeout = %v", c.Dual.StoreTimeout.D())
+	}
+	if s := string(c.redactedJSON()); !strings.Contains(s, `"store_timeout": "30s"`) || !strings.Contains(s, `"backfill_interval": "5s"`) {
+		t.Fatalf("durations not rendered as text:\n%s", s)
+	}
+	if err := parseConfig([]byte("dual:\n  store_timeout: soon\n"), &c); err == nil || !strings.Contains(err.Error(), "soon") {
+		t.Fatalf("bad duration error = %v", err)
 	}
 }

@@ -319,6 +319,10 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 		return err
 	}
 	defer e.close()
+	// The filesystem's chunker and hash were fixed when it was created;
+	// show those, not what the config would choose for a new one.
+	h := e.db.Header()
+	cfg.Chunker = ChunkerConfig{Hash: h.Hash, MinSize: uint(h.MinSize), AvgSize: uint(h.AvgSize), MaxSize: uint(h.MaxSize)}
 	if err := e.dm.Start(ctx); err != nil {
 		return err
 	}
@@ -326,7 +330,7 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 		StagingDir:  filepath.Join(cfg.DataDir, "staging"),
 		CacheBytes:  int64(cfg.Mount.CacheMB) << 20,
 		Prefetch:    cfg.Mount.Prefetch,
-		AttrTimeout: cfg.Mount.AttrTimeout, EntryTimeout: cfg.Mount.EntryTimeout,
+		AttrTimeout: cfg.Mount.AttrTimeout.D(), EntryTimeout: cfg.Mount.EntryTimeout.D(),
 		Config: cfg.redactedJSON,
 		Scrub: dual.ScrubOptions{
 			Concurrency: cfg.Compare.Concurrency, BatchSize: cfg.Compare.BatchSize,

@@ -353,7 +353,10 @@ func TestStoreTimeout(t *testing.T) {
 		if !errors.Is(err, dual.ErrWrite) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Put = %v, want ErrWrite wrapping DeadlineExceeded", err)
 		}
-		wantStats(t, r.m, map[string]float64{"chunk_writes.errors": 1, "chunk_writes.ok": 0, "tiers.safety.writes.ok": 1})
+		// A store that hangs past store_timeout is a failing store: its
+		// tier and store counters show the error, not only the manager's.
+		wantStats(t, r.m, map[string]float64{"chunk_writes.errors": 1, "chunk_writes.ok": 0, "tiers.safety.writes.ok": 1,
+			"tiers.primary.writes.errors": 1, "tiers.primary.stores.0.writes.errors": 1})
 	})
 	t.Run("put one-sided", func(t *testing.T) {
 		t.Parallel()
@@ -375,7 +378,7 @@ func TestStoreTimeout(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Get = %v, want DeadlineExceeded", err)
 		}
-		wantStats(t, r.m, map[string]float64{"chunk_reads.errors": 1})
+		wantStats(t, r.m, map[string]float64{"chunk_reads.errors": 1, "tiers.primary.reads.errors": 1})
 	})
 	t.Run("get both hang", func(t *testing.T) {
 		t.Parallel()

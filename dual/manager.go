@@ -142,7 +142,7 @@ func (m *Manager) ReadPreference() Preference { return Preference(m.pref.Load())
 
 func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	if m.opts.StoreTimeout > 0 {
-		return context.WithTimeout(ctx, m.opts.StoreTimeout)
+		return context.WithTimeoutCause(ctx, m.opts.StoreTimeout, stores.ErrTimeout)
 	}
 	return context.WithCancel(ctx)
 }

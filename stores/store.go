@@ -53,6 +53,10 @@ var (
 	ErrCorrupt = errors.New("chunk corrupt")
 	// ErrClosed is returned by every call on a closed store.
 	ErrClosed = errors.New("store closed")
+	// ErrTimeout is the cause callers give the deadline of a store call
+	// (context.WithTimeoutCause): a store that hangs past it is counted as
+	// failing, unlike a caller that merely gave up.
+	ErrTimeout = errors.New("store call timed out")
 )
 
 // Store holds chunks by id. Implementations are safe for concurrent use.

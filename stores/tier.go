@@ -155,8 +155,13 @@ func (t *Tier) check(ctx context.Context, op string, id *ID) error {
 // cancelled reports whether err only says that the caller gave up (ctx is
 // done). Such failures say nothing about the store and are not counted:
 // reads that lose a `fastest` race are cancelled on purpose.
+// A deadline whose cause is ErrTimeout is different: it is the store
+// taking too long, a fault that must show in the store's error counters.
 func cancelled(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+	if ctx.Err() == nil || errors.Is(context.Cause(ctx), ErrTimeout) {
+		return false
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Put writes data to the first member that accepts it. When all fail the

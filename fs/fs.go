@@ -406,7 +406,6 @@ func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 // handle is one open file description.
 type handle struct {
 	st      *fileState
-	lastEnd atomic.Uint64
 	once    sync.Once
 }
 

@@ -405,8 +405,8 @@ func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 
 // handle is one open file description.
 type handle struct {
-	st      *fileState
-	once    sync.Once
+	st   *fileState
+	once sync.Once
 }
 
 var (

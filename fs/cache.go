@@ -114,17 +114,6 @@ func (c *chunkCache) addLocked(id stores.ID, data []byte) {
 	}
 }
 
-// drop forgets a chunk (after gc or repair changed what the stores hold).
-func (c *chunkCache) drop(id stores.ID) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.entries[id]; ok {
-		c.lru.Remove(el)
-		delete(c.entries, id)
-		c.size -= int64(len(el.Value.(*cacheEntry).data))
-	}
-}
-
 func (c *chunkCache) bytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

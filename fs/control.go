@@ -119,7 +119,14 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 			return err
 		}
 		c.scrub = s
-		c.last = fmt.Sprintf("%s: started at %s", strings.Join(strings.Fields(cmd.Verb+" "+map[bool]string{true: "deep"}[cmd.Deep]+" "+cmd.Path), " "), time.Now().UTC().Format(time.RFC3339))
+		what := cmd.Verb
+		if cmd.Deep {
+			what += " deep"
+		}
+		if cmd.Path != "" && cmd.Path != "/" {
+			what += " " + cmd.Path
+		}
+		c.last = fmt.Sprintf("%s: started at %s", what, time.Now().UTC().Format(time.RFC3339))
 	case "stop":
 		if c.scrub == nil || !c.scrub.Running() {
 			c.last = "stop: nothing running"

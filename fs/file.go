@@ -42,10 +42,6 @@ type fileState struct {
 	dirty  bool
 	werr   error // a write failed: reported at the next write/flush/fsync
 
-	// pending ids this state has written but not yet committed (protected
-	// from gc while here).
-	written []stores.ID
-
 	stream   *chunker.Stream
 	batch    *dual.Batch
 	streamMu sync.Mutex // guards streamed: emit runs on the chunker's goroutine
@@ -85,8 +81,6 @@ func (st *fileState) load(ctx context.Context) error {
 	st.streamMu.Lock()
 	st.streamed = nil
 	st.streamMu.Unlock()
-	st.fs.unprotect(st.written)
-	st.written = nil
 	a, err := st.fs.db.GetAttr(ctx, st.ino)
 	if err != nil {
 		return err
@@ -117,7 +111,6 @@ func (st *fileState) dropOverlay() {
 // is the dedup that makes a second copy of a file cheap.
 func (st *fileState) emit(c chunker.Chunk, batch *dual.Batch, out *[]index.Chunk) error {
 	id := stores.ID(c.ID)
-	st.fs.protect(id)
 	st.streamMu.Lock()
 	*out = append(*out, index.Chunk{ID: id, Size: uint32(len(c.Data))})
 	st.streamMu.Unlock()
@@ -174,9 +167,6 @@ func (st *fileState) finishStream() error {
 	cut := st.streamed
 	st.streamed = nil
 	st.streamMu.Unlock()
-	for _, c := range cut {
-		st.written = append(st.written, c.ID)
-	}
 	if err := errors.Join(err, werr); err != nil {
 		return err
 	}
@@ -310,9 +300,6 @@ func (st *fileState) truncate(ctx context.Context, size uint64) error {
 			_ = st.batch.Wait()
 			st.stream, st.batch = nil, nil
 			st.streamMu.Lock()
-			for _, c := range st.streamed {
-				st.written = append(st.written, c.ID)
-			}
 			st.streamed = nil
 			st.streamMu.Unlock()
 		}
@@ -476,11 +463,6 @@ func (st *fileState) rechunk(ctx context.Context) error {
 		cerr = nil
 	}
 	werr := batch.Wait()
-	st.streamMu.Lock()
-	for _, c := range cut {
-		st.written = append(st.written, c.ID)
-	}
-	st.streamMu.Unlock()
 	if err := errors.Join(cerr, werr); err != nil && !errors.Is(err, errResync) {
 		return err
 	}
@@ -534,7 +516,5 @@ func (st *fileState) commitLocked(ctx context.Context) error {
 		return err // keep the state dirty: a later flush may succeed
 	}
 	st.dirty = false
-	st.fs.unprotect(st.written)
-	st.written = nil
 	return nil
 }

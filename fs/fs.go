@@ -73,9 +73,6 @@ type FS struct {
 	filesMu sync.Mutex
 	files   map[uint64]*fileState
 
-	protMu    sync.Mutex
-	protected map[stores.ID]int
-
 	prefetchSem chan struct{}
 
 	ctl control
@@ -120,7 +117,6 @@ func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
 		db: db, dm: dm, opts: opts, params: params, hash: hash, start: time.Now(),
 		log:         opts.Log.With().Str("component", "fs").Logger(),
 		files:       map[uint64]*fileState{},
-		protected:   map[stores.ID]int{},
 		prefetchSem: make(chan struct{}, 4),
 	}
 	f.cache = newChunkCache(opts.CacheBytes, dm.Get)
@@ -231,30 +227,6 @@ func (f *FS) prefetch(chunks []index.Chunk, from int) {
 func (f *FS) known(id stores.ID) bool {
 	ok, err := f.db.HasChunk(context.Background(), id)
 	return err == nil && ok
-}
-
-// protect marks a chunk as written but not yet committed: gc must not
-// remove it, even though no file references it yet.
-func (f *FS) protect(id stores.ID) {
-	f.protMu.Lock()
-	f.protected[id]++
-	f.protMu.Unlock()
-}
-
-func (f *FS) unprotect(ids []stores.ID) {
-	f.protMu.Lock()
-	for _, id := range ids {
-		if f.protected[id]--; f.protected[id] <= 0 {
-			delete(f.protected, id)
-		}
-	}
-	f.protMu.Unlock()
-}
-
-func (f *FS) isProtected(id stores.ID) bool {
-	f.protMu.Lock()
-	defer f.protMu.Unlock()
-	return f.protected[id] > 0
 }
 
 // acquire returns the shared state of an open file, loading it on first
@@ -379,9 +351,6 @@ func (f *FS) openHandle(ctx context.Context, ino uint64, flags uint32) (*handle,
 	}
 	return &handle{st: st}, nil
 }
-
-// openFlags are the FUSE open flags for regular files.
-func (f *FS) openFlags() uint32 { return 0 }
 
 func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	var s syscall.Statfs_t

@@ -5,7 +5,12 @@ MNT     ?= $(CURDIR)/mnt
 DATA    ?= $(CURDIR)/.dualstore-data
 PKGS    := ./chunker/... ./stores/... ./index/... ./dual/... ./fs/... ./cmd/...
 
-.PHONY: all build test unit integration vet fmt mount bench clean
+.PHONY: all build test unit integration vet fmt mount bench stress versitygw clean
+
+# The S3-compatible server the S3 tests run against (its posix backend on a
+# temp dir). Installed into the repo's own bin dir, pinned.
+VERSITYGW_VERSION := v1.8.0
+VERSITYGW := $(BIN)/versitygw
 
 all: build
 
@@ -21,17 +26,34 @@ vet:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-unit:
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+unit: versitygw
+	DUALSTORE_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-integration: build
-	DUALSTORE_BIN=$(BIN)/dualstore $(GO) test -count=1 -timeout 20m ./integration/...
+integration: build versitygw
+	DUALSTORE_BIN=$(BIN)/dualstore DUALSTORE_VERSITYGW=$(VERSITYGW) $(GO) test -count=1 -timeout 20m ./integration/...
 
 # Foreground mount of ./mnt with the embedded defaults (data in ./.dualstore-data).
 # Ctrl-C unmounts.
 mount: build
 	@mkdir -p $(MNT)
 	$(BIN)/dualstore mount --data-dir $(DATA) --log-level info $(MNT)
+
+versitygw: $(VERSITYGW)
+
+$(VERSITYGW):
+	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+# Performance: every baseline and every dualstore variant in the same run,
+# as ratios (see README, Performance). Needs root and /dev/fuse.
+bench: build
+	$(GO) run ./cmd/dualstore-bench -bin $(BIN)/dualstore $(BENCHFLAGS)
+
+# The long forms of the reliability tests (crash, model, load, faults).
+stress: build versitygw
+	DUALSTORE_STRESS=1 DUALSTORE_BIN=$(BIN)/dualstore DUALSTORE_VERSITYGW=$(VERSITYGW) \
+	  $(GO) test -race -count=1 -timeout 120m ./fs/... ./dual/...
+	DUALSTORE_STRESS=1 DUALSTORE_BIN=$(BIN)/dualstore DUALSTORE_VERSITYGW=$(VERSITYGW) \
+	  $(GO) test -count=1 -timeout 180m ./integration/...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -154,6 +154,10 @@ func (m *Manager) refreshPending(ctx context.Context) {
 }
 
 func (m *Manager) backfillOne(ctx context.Context, t int, id stores.ID) error {
+	// Held, so gc does not remove the chunk from one tier while it is
+	// being copied into the other (which would leave a stray copy).
+	m.Hold(id)
+	defer m.Release(id)
 	src := 1 - t
 	data, err := m.getTier(ctx, src, id)
 	if err != nil {

@@ -164,10 +164,10 @@ func (m *Manager) RepairChunk(ctx context.Context, c ChunkInfo) (Verdict, bool, 
 		case TierSafety:
 			src, dst = 1, 0
 		default:
-			return v, false, fmt.Errorf("chunk %s: no verified copy to repair from (%s)", c.ID, v.Note)
+			return v, false, fmt.Errorf("chunk %s: %w: no verified copy to repair from (%s)", c.ID, ErrUnrecoverable, v.Note)
 		}
 	case ClassMissing:
-		return v, false, fmt.Errorf("chunk %s: unrecoverable, no tier holds a good copy (%s)", c.ID, v.Note)
+		return v, false, fmt.Errorf("chunk %s: %w: no tier holds a good copy (%s)", c.ID, ErrUnrecoverable, v.Note)
 	default:
 		return v, false, fmt.Errorf("chunk %s: cannot repair: %w", c.ID, v.Err)
 	}
@@ -188,6 +188,65 @@ func (m *Manager) RepairChunk(ctx context.Context, c ChunkInfo) (Verdict, bool, 
 	return v, true, nil
 }
 
+// ErrUnrecoverable is wrapped by a repair or migrate error when no tier
+// holds a copy that verifies: the chunk's files have lost data. Any other
+// repair error (a store that failed the read or the write) may succeed on
+// a later run.
+var ErrUnrecoverable = errors.New("unrecoverable")
+
+// Migration directions (ScrubOptions.Migrate).
+const (
+	MigrateToSafety   = "to_safety"
+	MigrateToPrimary  = "to_primary"
+	MigrateCompareAll = "compare_all"
+)
+
+// ParseDirection checks a migrate direction.
+func ParseDirection(s string) (string, error) {
+	switch s {
+	case MigrateToSafety, MigrateToPrimary, MigrateCompareAll:
+		return s, nil
+	}
+	return "", fmt.Errorf("migrate direction %q: want to_safety, to_primary or compare_all", s)
+}
+
+// MigrateChunk makes tier dst (0 primary, 1 safety) hold the chunk: a copy
+// already there with the right size is left alone (so a rerun skips what
+// is done); a missing one is copied from the other tier, whose bytes are
+// verified against the id before they are written; a copy of the wrong
+// size is repaired from whichever copy verifies. It returns the state it
+// found and whether it copied.
+func (m *Manager) MigrateChunk(ctx context.Context, c ChunkInfo, dst int) (Verdict, bool, error) {
+	src := 1 - dst
+	n, err := m.statTier(ctx, dst, c.ID)
+	switch {
+	case err == nil && (c.Size < 0 || n < 0 || n == c.Size):
+		return Verdict{Class: ClassMatch}, false, nil
+	case err == nil:
+		return m.RepairChunk(ctx, c)
+	case !errors.Is(err, stores.ErrNotFound):
+		return Verdict{Class: ClassError, Err: err}, false, err
+	}
+	v := Verdict{Class: ClassPrimaryOnly, Good: TierPrimary}
+	if dst == 0 {
+		v = Verdict{Class: ClassSafetyOnly, Good: TierSafety}
+	}
+	data, err := m.getTier(ctx, src, c.ID)
+	switch {
+	case errors.Is(err, stores.ErrNotFound) || errors.Is(err, stores.ErrCorrupt):
+		v = Verdict{Class: ClassMissing, Good: "none", Note: err.Error()}
+		return v, false, fmt.Errorf("chunk %s: %w: not in %s, and %s has no good copy", c.ID, ErrUnrecoverable, m.tiers[dst].Name(), m.tiers[src].Name())
+	case err != nil:
+		return Verdict{Class: ClassError, Err: err}, false, err
+	}
+	wctx, cancel := m.callCtx(ctx)
+	defer cancel()
+	if err := m.tiers[dst].Put(wctx, c.ID, data); err != nil {
+		return v, false, fmt.Errorf("chunk %s: write into %s: %w", c.ID, m.tiers[dst].Name(), err)
+	}
+	return v, true, nil
+}
+
 // Detail describes one chunk a comparison found not matching.
 type Detail struct {
 	Chunk    string   `json:"chunk"`
@@ -203,28 +262,38 @@ type Detail struct {
 // is the `.dualstore/compare` contract (fields may be added, never renamed
 // or dropped).
 type Report struct {
-	State            string   `json:"state"` // idle, running, done, stopped, failed
-	Action           string   `json:"action"`
-	Deep             bool     `json:"deep"`
-	Path             string   `json:"path,omitempty"`
-	StartedAt        string   `json:"started_at,omitempty"`
-	FinishedAt       string   `json:"finished_at,omitempty"`
-	Total            int64    `json:"total"`
-	Done             int64    `json:"done"`
-	TotalBytes       int64    `json:"total_bytes"`
-	DoneBytes        int64    `json:"done_bytes"`
-	ElapsedSeconds   float64  `json:"elapsed_seconds"`
-	BytesPerSecond   float64  `json:"bytes_per_second"`
-	ChunksPerSecond  float64  `json:"chunks_per_second"`
-	Matches          int64    `json:"matches"`
-	Mismatches       int64    `json:"mismatches"`
-	PrimaryOnly      int64    `json:"primary_only"`
-	SafetyOnly       int64    `json:"safety_only"`
-	Missing          int64    `json:"missing"`
-	Errors           int64    `json:"errors"`
-	Repaired         int64    `json:"repaired"`
-	Unrecoverable    int64    `json:"unrecoverable"`
-	Backfilled       int64    `json:"backfilled"`
+	State           string  `json:"state"` // idle, running, done, stopped, failed
+	Action          string  `json:"action"`
+	Deep            bool    `json:"deep"`
+	Path            string  `json:"path,omitempty"`
+	StartedAt       string  `json:"started_at,omitempty"`
+	FinishedAt      string  `json:"finished_at,omitempty"`
+	Total           int64   `json:"total"`
+	Done            int64   `json:"done"`
+	TotalBytes      int64   `json:"total_bytes"`
+	DoneBytes       int64   `json:"done_bytes"`
+	ElapsedSeconds  float64 `json:"elapsed_seconds"`
+	BytesPerSecond  float64 `json:"bytes_per_second"`
+	ChunksPerSecond float64 `json:"chunks_per_second"`
+	Matches         int64   `json:"matches"`
+	Mismatches      int64   `json:"mismatches"`
+	PrimaryOnly     int64   `json:"primary_only"`
+	SafetyOnly      int64   `json:"safety_only"`
+	Missing         int64   `json:"missing"`
+	Errors          int64   `json:"errors"`
+	Repaired        int64   `json:"repaired"`
+	Unrecoverable   int64   `json:"unrecoverable"`
+	RepairFailed    int64   `json:"repair_failed"`
+	Backfilled      int64   `json:"backfilled"`
+	// Migrate: the direction, and the chunks copied to the target tier.
+	Direction string `json:"direction,omitempty"`
+	Copied    int64  `json:"copied"`
+	// GC: chunks (and their bytes) removed, or that would be in a dry run,
+	// and candidates skipped because a write in flight holds them.
+	DryRun           bool     `json:"dry_run,omitempty"`
+	Removed          int64    `json:"removed"`
+	RemovedBytes     int64    `json:"removed_bytes"`
+	InFlight         int64    `json:"in_flight"`
 	Details          []Detail `json:"details"`
 	DetailsTruncated bool     `json:"details_truncated"`
 	Error            string   `json:"error,omitempty"`
@@ -233,6 +302,19 @@ type Report struct {
 // Differences counts the chunks that did not match.
 func (r Report) Differences() int64 {
 	return r.Mismatches + r.PrimaryOnly + r.SafetyOnly + r.Missing + r.Errors
+}
+
+// Remaining counts the differences a run leaves behind: for a compare,
+// every difference; for a repair or migration, the chunks it could not
+// fix; for gc, the chunks it failed to remove.
+func (r Report) Remaining() int64 {
+	switch {
+	case r.Action == "gc":
+		return r.Errors
+	case r.Action == "compare" || r.Direction == MigrateCompareAll:
+		return r.Differences()
+	}
+	return r.Unrecoverable + r.RepairFailed + r.Errors
 }
 
 // ConsistencyRate is matches / total compared, or -1 if nothing was.
@@ -264,6 +346,11 @@ type ScrubOptions struct {
 	// Repair copies verified-good data over every difference found (and
 	// drains the pending backfill first).
 	Repair bool
+	// Migrate, instead of Repair, fills one tier from the other
+	// (MigrateToSafety, MigrateToPrimary: see MigrateChunk; the pending
+	// backfill is drained first), or compares all chunks deeply
+	// (MigrateCompareAll).
+	Migrate string
 	// Deep reads and hashes both copies; otherwise existence and size.
 	Deep bool
 	// Path is informational: the subtree Source was limited to.
@@ -287,7 +374,7 @@ type ScrubOptions struct {
 	// Optional.
 	FilesOf func(ctx context.Context, id stores.ID) ([]string, error)
 	// OnDetail, if set, is called for every difference (e.g. the text form
-	// of `dualstore compare`).
+	// of `dualstore compare`), one call at a time.
 	OnDetail func(Detail)
 }
 
@@ -306,6 +393,14 @@ func (o *ScrubOptions) defaults() error {
 	}
 	if o.Rate < 0 {
 		return fmt.Errorf("dual: scrub rate %d: want >= 0", o.Rate)
+	}
+	if o.Migrate != "" {
+		if _, err := ParseDirection(o.Migrate); err != nil {
+			return fmt.Errorf("dual: %w", err)
+		}
+		if o.Repair {
+			return errors.New("dual: a run is a repair or a migration, not both")
+		}
 	}
 	return nil
 }
@@ -327,7 +422,12 @@ type Scrub struct {
 	match, mismatch, pOnly, sOnly atomic.Int64
 	missing, errs                 atomic.Int64
 	repaired, unrecoverable       atomic.Int64
+	repairFailed, copied          atomic.Int64
 	backfilled                    atomic.Int64
+	removed, removedBytes         atomic.Int64
+	inFlight                      atomic.Int64
+
+	gc *GCOptions // set for a garbage collection
 
 	mu        sync.Mutex
 	state     string
@@ -343,7 +443,7 @@ type Scrub struct {
 // in the foreground, and returns the final report. Cancel ctx to stop. It
 // fails with ErrBusy if an action is running.
 func (m *Manager) Run(ctx context.Context, opts ScrubOptions) (Report, error) {
-	s, err := m.newScrub(opts)
+	s, err := m.newScrub(&opts)
 	if err != nil {
 		return Report{}, err
 	}
@@ -357,26 +457,50 @@ func (m *Manager) Run(ctx context.Context, opts ScrubOptions) (Report, error) {
 	return r, nil
 }
 
-func (m *Manager) newScrub(opts ScrubOptions) (*Scrub, error) {
+func (m *Manager) newScrub(opts *ScrubOptions) (*Scrub, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
+	return m.newRun(opts, nil)
+}
+
+// newRun claims the one action slot for a scrub (or, with gc, a garbage
+// collection).
+func (m *Manager) newRun(opts *ScrubOptions, gc *GCOptions) (*Scrub, error) {
 	if !m.scrubbing.CompareAndSwap(false, true) {
-		return nil, fmt.Errorf("dual: scrub: %w", ErrBusy)
+		return nil, fmt.Errorf("dual: %s: %w", opts.action(gc != nil), ErrBusy)
 	}
-	s := &Scrub{m: m, opts: opts, done: make(chan struct{}), start: time.Now(), state: "running"}
+	s := &Scrub{m: m, opts: *opts, gc: gc, done: make(chan struct{}), start: time.Now(), state: "running"}
 	s.limiter.rate = opts.Rate
 	s.limiter.start = s.start
 	return s, nil
 }
 
+func (o *ScrubOptions) action(gc bool) string {
+	switch {
+	case gc:
+		return "gc"
+	case o.Migrate != "":
+		return "migrate"
+	case o.Repair:
+		return "repair"
+	}
+	return "compare"
+}
+
 // StartScrub runs a comparison or repair in the background. It fails with
 // ErrBusy if an action is running.
 func (m *Manager) StartScrub(opts ScrubOptions) (*Scrub, error) {
-	s, err := m.newScrub(opts)
+	s, err := m.newScrub(&opts)
 	if err != nil {
 		return nil, err
 	}
+	m.background(s)
+	return s, nil
+}
+
+// background runs s until it ends, is stopped, or the manager closes.
+func (m *Manager) background(s *Scrub) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	m.wg.Add(1)
@@ -392,7 +516,6 @@ func (m *Manager) StartScrub(opts ScrubOptions) (*Scrub, error) {
 		}()
 		s.run(ctx)
 	}()
-	return s, nil
 }
 
 // Stop cancels the run; Wait returns once it has ended.
@@ -415,12 +538,10 @@ func (s *Scrub) Running() bool {
 func (s *Scrub) Report() Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	action := "compare"
-	if s.opts.Repair {
-		action = "repair"
-	}
 	r := Report{
-		State: s.state, Action: action, Deep: s.opts.Deep || s.opts.Repair, Path: s.opts.Path,
+		State: s.state, Action: s.opts.action(s.gc != nil), Path: s.opts.Path,
+		Deep:      s.gc == nil && (s.opts.Deep || s.opts.Repair || s.opts.Migrate == MigrateCompareAll),
+		Direction: s.opts.Migrate,
 		StartedAt: s.start.UTC().Format(time.RFC3339),
 		Total:     s.total.Load(), TotalBytes: s.totalBytes.Load(),
 		Done: s.n.Load(), DoneBytes: s.nBytes.Load(),
@@ -428,7 +549,10 @@ func (s *Scrub) Report() Report {
 		PrimaryOnly: s.pOnly.Load(), SafetyOnly: s.sOnly.Load(),
 		Missing: s.missing.Load(), Errors: s.errs.Load(),
 		Repaired: s.repaired.Load(), Unrecoverable: s.unrecoverable.Load(),
-		Backfilled:       s.backfilled.Load(),
+		RepairFailed: s.repairFailed.Load(), Copied: s.copied.Load(),
+		Backfilled: s.backfilled.Load(),
+		Removed:    s.removed.Load(), RemovedBytes: s.removedBytes.Load(), InFlight: s.inFlight.Load(),
+		DryRun:           s.gc != nil && s.gc.DryRun,
 		Details:          append([]Detail{}, s.details...),
 		DetailsTruncated: s.truncated,
 	}
@@ -456,51 +580,46 @@ func (s *Scrub) run(ctx context.Context) {
 	defer close(s.done)
 	// Free the manager for the next action before Wait returns.
 	defer s.m.scrubbing.Store(false)
-	if s.opts.Count != nil {
+	produce, work := s.pageSource, s.one
+	if s.gc != nil {
+		produce, work = s.gcSource, s.collect
+	} else if s.opts.Count != nil {
 		if n, b, err := s.opts.Count(ctx); err == nil {
 			s.total.Store(n)
 			s.totalBytes.Store(b)
 		}
 	}
-	if s.opts.Repair {
+	if s.gc == nil && (s.opts.Repair || s.opts.Migrate == MigrateToSafety || s.opts.Migrate == MigrateToPrimary) {
 		n, err := s.m.BackfillOnce(ctx)
 		s.backfilled.Store(int64(n))
 		if err != nil && ctx.Err() == nil {
-			s.m.log.Warn().Err(err).Msg("repair: pending backfill incomplete; the comparison below repairs what it can")
+			s.m.log.Warn().Err(err).Msg("pending backfill incomplete; the pass below copies what it can")
 		}
 	}
-	work := make(chan ChunkInfo, s.opts.Concurrency*2)
+	queue := make(chan ChunkInfo, s.opts.Concurrency*2)
 	var wg sync.WaitGroup
 	for range s.opts.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for c := range work {
-				s.one(ctx, c)
+			for c := range queue {
+				work(ctx, c)
 			}
 		}()
 	}
-	var srcErr error
-	var after stores.ID
-	for ctx.Err() == nil {
-		page, err := s.opts.Source(ctx, after, s.opts.BatchSize)
-		if err != nil {
-			srcErr = fmt.Errorf("list chunks: %w", err)
-			break
+	srcErr := produce(ctx, func(c ChunkInfo) bool {
+		select {
+		case queue <- c:
+			return true
+		case <-ctx.Done():
+			return false
 		}
-		if len(page) == 0 {
-			break
-		}
-		for _, c := range page {
-			select {
-			case work <- c:
-			case <-ctx.Done():
-			}
-		}
-		after = page[len(page)-1].ID
-	}
-	close(work)
+	})
+	close(queue)
 	wg.Wait()
+	if s.gc != nil {
+		s.m.refreshPending(context.WithoutCancel(ctx))
+	}
 
 	s.mu.Lock()
 	s.finished = time.Now()
@@ -514,26 +633,70 @@ func (s *Scrub) run(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	r := s.Report()
-	if r.State == "done" && !s.opts.Repair {
+	switch {
+	case r.State != "done" || s.gc != nil:
+	case !s.opts.Repair && s.opts.Migrate == "":
 		s.m.lastCompare.Store(&r)
-	}
-	if r.State == "done" && s.opts.Repair {
+	case s.opts.Migrate == MigrateCompareAll:
+		s.m.lastCompare.Store(&r)
+	case s.opts.Repair:
 		// A finished repair leaves both tiers consistent except for what it
-		// reported unrecoverable; record that as the latest knowledge.
+		// could not repair; record that as the latest knowledge.
 		r2 := r
-		r2.Matches = r.Done - r.Unrecoverable - r.Errors
+		r2.Matches = r.Done - r.Unrecoverable - r.RepairFailed - r.Errors
 		s.m.lastCompare.Store(&r2)
 	}
 	s.m.log.Info().Str("action", r.Action).Str("state", r.State).Int64("done", r.Done).
-		Int64("differences", r.Differences()).Int64("repaired", r.Repaired).Msg("scrub finished")
+		Int64("differences", r.Differences()).Int64("repaired", r.Repaired).Int64("copied", r.Copied).
+		Int64("removed", r.Removed).Msg("action finished")
+}
+
+// pageSource pages through opts.Source.
+func (s *Scrub) pageSource(ctx context.Context, emit func(ChunkInfo) bool) error {
+	var after stores.ID
+	for ctx.Err() == nil {
+		page, err := s.opts.Source(ctx, after, s.opts.BatchSize)
+		if err != nil {
+			return fmt.Errorf("list chunks: %w", err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		for _, c := range page {
+			if !emit(c) {
+				return nil
+			}
+		}
+		after = page[len(page)-1].ID
+	}
+	return nil
+}
+
+func (s *Scrub) addDetail(d Detail) {
+	if s.m.opts.ComparisonLogging {
+		s.m.log.Warn().Str("action", s.opts.action(s.gc != nil)).Str("chunk", d.Chunk).Str("class", string(d.Class)).
+			Strs("files", d.Files).Str("good", d.Good).Str("note", d.Note).Str("error", d.Error).
+			Bool("repaired", d.Repaired).Msg("comparison difference")
+	}
+	s.mu.Lock()
+	if s.opts.OnDetail != nil {
+		s.opts.OnDetail(d) // one at a time
+	}
+	if len(s.details) < s.opts.MaxDetails {
+		s.details = append(s.details, d)
+	} else {
+		s.truncated = true
+	}
+	s.mu.Unlock()
 }
 
 func (s *Scrub) one(ctx context.Context, c ChunkInfo) {
 	if ctx.Err() != nil {
 		return
 	}
-	deep := s.opts.Deep || s.opts.Repair
-	if deep {
+	deep := s.opts.Deep || s.opts.Repair || s.opts.Migrate == MigrateCompareAll
+	fixes := s.opts.Repair || s.opts.Migrate == MigrateToSafety || s.opts.Migrate == MigrateToPrimary
+	if deep || fixes {
 		if err := s.limiter.wait(ctx, 2*c.Size); err != nil {
 			return
 		}
@@ -541,9 +704,14 @@ func (s *Scrub) one(ctx context.Context, c ChunkInfo) {
 	var v Verdict
 	var repaired bool
 	var rerr error
-	if s.opts.Repair {
+	switch {
+	case s.opts.Repair:
 		v, repaired, rerr = s.m.RepairChunk(ctx, c)
-	} else {
+	case s.opts.Migrate == MigrateToSafety:
+		v, repaired, rerr = s.m.MigrateChunk(ctx, c, 1)
+	case s.opts.Migrate == MigrateToPrimary:
+		v, repaired, rerr = s.m.MigrateChunk(ctx, c, 0)
+	default:
 		v = s.m.CompareChunk(ctx, c, deep)
 	}
 	if ctx.Err() != nil && v.Class == ClassError {
@@ -566,10 +734,16 @@ func (s *Scrub) one(ctx context.Context, c ChunkInfo) {
 	case ClassError:
 		s.errs.Add(1)
 	}
-	if repaired {
+	switch {
+	case repaired && s.opts.Migrate != "":
+		s.copied.Add(1)
+	case repaired:
 		s.repaired.Add(1)
-	} else if s.opts.Repair && v.Class != ClassError {
+	case !fixes || v.Class == ClassError:
+	case errors.Is(rerr, ErrUnrecoverable):
 		s.unrecoverable.Add(1)
+	default:
+		s.repairFailed.Add(1)
 	}
 	d := Detail{Chunk: c.ID.String(), Class: v.Class, Good: v.Good, Note: v.Note, Repaired: repaired, Files: []string{}}
 	if v.Err != nil {
@@ -582,20 +756,7 @@ func (s *Scrub) one(ctx context.Context, c ChunkInfo) {
 			d.Files = files
 		}
 	}
-	if s.m.opts.ComparisonLogging {
-		s.m.log.Warn().Str("chunk", d.Chunk).Str("class", string(d.Class)).Strs("files", d.Files).
-			Str("good", d.Good).Str("note", d.Note).Str("error", d.Error).Bool("repaired", repaired).Msg("comparison difference")
-	}
-	if s.opts.OnDetail != nil {
-		s.opts.OnDetail(d)
-	}
-	s.mu.Lock()
-	if len(s.details) < s.opts.MaxDetails {
-		s.details = append(s.details, d)
-	} else {
-		s.truncated = true
-	}
-	s.mu.Unlock()
+	s.addDetail(d)
 }
 
 // rateLimiter spaces reads so that, over the run, at most rate bytes per

@@ -62,6 +62,8 @@ type Manager struct {
 
 	lastCompare atomic.Pointer[Report]
 	scrubbing   atomic.Bool // a Run or StartScrub is in progress
+
+	holds holds // chunks that writes in flight are about to reference (gc.go)
 }
 
 type counters struct {

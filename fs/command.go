@@ -3,7 +3,9 @@ package fs
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/dualstore/dualstore/dual"
@@ -15,14 +17,22 @@ var errBadCommand = errors.New("bad control command")
 
 // command is one parsed line written to `.dualstore/ctl`.
 type command struct {
-	Verb string // compare, repair, stop, gc, read-preference, reset-stats
-	Deep bool
-	Path string // compare: limit to this subtree ("/" = all)
-	Pref dual.Preference
+	Verb        string // compare, repair, migrate, gc, stop, read-preference, reset-stats
+	Deep        bool
+	DryRun      bool   // gc
+	Path        string // compare, repair: limit to this subtree ("/" = all)
+	Direction   string // migrate
+	Pref        dual.Preference
+	Rate        int64 // bytes/s, 0 = the configured default
+	Concurrency int   // 0 = the configured default
 }
 
 // maxCommandLen bounds what a ctl write may hold: one short command.
 const maxCommandLen = 4096
+
+const commandUsage = "compare [deep] [rate=N] [concurrency=N] [PATH], repair [rate=N] [concurrency=N] [PATH], " +
+	"migrate to_safety|to_primary|compare_all [rate=N] [concurrency=N], gc [dry-run], stop, " +
+	"read-preference primary|safety|fastest, reset-stats"
 
 // parseCommand parses one control command. Anything unknown or malformed
 // is an error wrapping errBadCommand, and nothing runs.
@@ -41,15 +51,42 @@ func parseCommand(b []byte) (command, error) {
 	}
 	c := command{Verb: f[0]}
 	args := f[1:]
+	// Tuning options (key=value) may come anywhere after the verb.
+	tunable := c.Verb == "compare" || c.Verb == "repair" || c.Verb == "migrate"
+	var rest []string
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || !tunable {
+			rest = append(rest, a)
+			continue
+		}
+		switch k {
+		case "rate":
+			n, err := ParseBytes(v)
+			if err != nil {
+				return command{}, fmt.Errorf("%w: rate: %w", errBadCommand, err)
+			}
+			c.Rate = n
+		case "concurrency":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1024 {
+				return command{}, fmt.Errorf("%w: concurrency %q: want 1..1024", errBadCommand, v)
+			}
+			c.Concurrency = n
+		default:
+			return command{}, fmt.Errorf("%w: %s: unknown option %q (want rate=N or concurrency=N)", errBadCommand, c.Verb, k)
+		}
+	}
+	args = rest
 	switch c.Verb {
-	case "compare":
-		if len(args) > 0 && args[0] == "deep" {
+	case "compare", "repair":
+		if c.Verb == "compare" && len(args) > 0 && args[0] == "deep" {
 			c.Deep = true
 			args = args[1:]
 		}
 		c.Path = "/"
 		if len(args) > 1 {
-			return command{}, fmt.Errorf("%w: usage: compare [deep] [PATH]", errBadCommand)
+			return command{}, fmt.Errorf("%w: usage: %s", errBadCommand, commandUsage)
 		}
 		if len(args) == 1 {
 			p := args[0]
@@ -58,7 +95,23 @@ func parseCommand(b []byte) (command, error) {
 			}
 			c.Path = path.Clean(p)
 		}
-	case "repair", "stop", "gc", "reset-stats":
+	case "migrate":
+		if len(args) != 1 {
+			return command{}, fmt.Errorf("%w: usage: migrate to_safety|to_primary|compare_all [rate=N] [concurrency=N]", errBadCommand)
+		}
+		d, err := dual.ParseDirection(args[0])
+		if err != nil {
+			return command{}, fmt.Errorf("%w: %w", errBadCommand, err)
+		}
+		c.Direction = d
+	case "gc":
+		switch {
+		case len(args) == 1 && args[0] == "dry-run":
+			c.DryRun = true
+		case len(args) != 0:
+			return command{}, fmt.Errorf("%w: usage: gc [dry-run]", errBadCommand)
+		}
+	case "stop", "reset-stats":
 		if len(args) != 0 {
 			return command{}, fmt.Errorf("%w: %s takes no arguments", errBadCommand, c.Verb)
 		}
@@ -72,7 +125,38 @@ func parseCommand(b []byte) (command, error) {
 		}
 		c.Pref = p
 	default:
-		return command{}, fmt.Errorf("%w: unknown command %q (want compare [deep] [PATH], repair, stop, gc, read-preference primary|safety|fastest, reset-stats)", errBadCommand, c.Verb)
+		return command{}, fmt.Errorf("%w: unknown command %q (want %s)", errBadCommand, c.Verb, commandUsage)
 	}
 	return c, nil
+}
+
+// ParseBytes reads a byte count or rate: a plain number, or one with a
+// K, M, G or T suffix (powers of 1024; "KiB", "MB" and "M" all mean the
+// same). Zero means unlimited where a rate is meant.
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	u := strings.ToUpper(t)
+	u = strings.TrimSuffix(strings.TrimSuffix(u, "/S"), "B")
+	u = strings.TrimSuffix(u, "I")
+	mult := int64(1)
+	if n := len(u); n > 0 {
+		switch u[n-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			u = u[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(u, 64)
+	if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) || v*float64(mult) > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q: want a byte count like 50M or 1048576", s)
+	}
+	return int64(v * float64(mult)), nil
 }

@@ -1,12 +1,9 @@
 package fs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"path"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,8 +13,6 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/dualstore/dualstore/dual"
-	"github.com/dualstore/dualstore/index"
-	"github.com/dualstore/dualstore/stores"
 )
 
 // Inode numbers of the virtual control entries: far above any the index
@@ -48,11 +43,9 @@ var ctlEntries = []ctlEntry{
 type control struct {
 	fs *FS
 
-	mu         sync.Mutex
-	scrub      *dual.Scrub // running or last compare/repair
-	action     string      // "" when idle, else the running action's name
-	gcProgress string
-	last       string // "compare: started", "error: …"
+	mu    sync.Mutex
+	scrub *dual.Scrub // running or last compare/repair/migrate/gc
+	last  string      // "compare: started", "error: …"
 }
 
 func (c *control) init(f *FS) { c.fs = f }
@@ -75,8 +68,6 @@ func (c *control) status() string {
 	cur := "idle"
 	if c.scrub != nil && c.scrub.Running() {
 		cur = c.scrub.Report().Progress()
-	} else if c.action != "" {
-		cur = c.action + " " + c.gcProgress
 	}
 	last := c.last
 	if last == "" {
@@ -86,7 +77,7 @@ func (c *control) status() string {
 }
 
 func (c *control) busy() bool {
-	return (c.scrub != nil && c.scrub.Running()) || c.action != ""
+	return c.scrub != nil && c.scrub.Running()
 }
 
 // exec runs one parsed command.
@@ -94,34 +85,47 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 	f := c.fs
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	fail := func(err error) error {
+		c.last = fmt.Sprintf("error: %s: %v", cmd.Verb, err)
+		return err
+	}
 	switch cmd.Verb {
-	case "compare", "repair":
+	case "compare", "repair", "migrate", "gc":
 		if c.busy() {
-			c.last = fmt.Sprintf("error: %s: another action is running", cmd.Verb)
-			return dual.ErrBusy
+			return fail(dual.ErrBusy)
 		}
-		opts := f.opts.Scrub
-		opts.Repair = cmd.Verb == "repair"
-		opts.Deep = cmd.Deep
-		opts.Path = cmd.Path
-		src, count, err := f.chunkSource(ctx, cmd.Path)
+		var s *dual.Scrub
+		var err error
+		if cmd.Verb == "gc" {
+			s, err = f.dm.StartGC(f.maint.GCOptions(dual.GCOptions{DryRun: cmd.DryRun, Sweep: true}))
+		} else {
+			opts := f.opts.Scrub
+			opts.Repair = cmd.Verb == "repair"
+			opts.Deep = cmd.Deep
+			opts.Migrate = cmd.Direction
+			if cmd.Rate > 0 {
+				opts.Rate = cmd.Rate
+			}
+			if cmd.Concurrency > 0 {
+				opts.Concurrency = cmd.Concurrency
+			}
+			opts, err = f.maint.ScrubOptions(ctx, opts, cmd.Path)
+			if err == nil {
+				s, err = f.dm.StartScrub(opts)
+			}
+		}
 		if err != nil {
-			c.last = fmt.Sprintf("error: %s: %v", cmd.Verb, err)
-			return err
-		}
-		opts.Source, opts.Count = src, count
-		opts.FilesOf = func(ctx context.Context, id stores.ID) ([]string, error) {
-			return f.db.FilesOfChunk(ctx, id, 20)
-		}
-		s, err := f.dm.StartScrub(opts)
-		if err != nil {
-			c.last = fmt.Sprintf("error: %s: %v", cmd.Verb, err)
-			return err
+			return fail(err)
 		}
 		c.scrub = s
 		what := cmd.Verb
-		if cmd.Deep {
+		switch {
+		case cmd.Deep:
 			what += " deep"
+		case cmd.DryRun:
+			what += " dry-run"
+		case cmd.Direction != "":
+			what += " " + cmd.Direction
 		}
 		if cmd.Path != "" && cmd.Path != "/" {
 			what += " " + cmd.Path
@@ -138,13 +142,6 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 		s.Wait()
 		c.mu.Lock()
 		c.last = "stop: stopped"
-	case "gc":
-		if c.busy() {
-			c.last = "error: gc: another action is running"
-			return dual.ErrBusy
-		}
-		c.last = "error: gc: not available in this version; use `dualstore gc` offline"
-		return fmt.Errorf("%w: gc is not available in this version", errBadCommand)
 	case "read-preference":
 		f.dm.SetReadPreference(cmd.Pref)
 		c.last = "read-preference: " + cmd.Pref.String()
@@ -156,108 +153,6 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 	}
 	f.log.Info().Str("command", cmd.Verb).Str("result", c.last).Msg("control command")
 	return nil
-}
-
-// chunkSource returns the chunks a comparison walks: every chunk the
-// index references, or those of the files under a path.
-func (f *FS) chunkSource(ctx context.Context, p string) (func(context.Context, stores.ID, int) ([]dual.ChunkInfo, error), func(context.Context) (int64, int64, error), error) {
-	if p == "/" || p == "" {
-		src := func(ctx context.Context, after stores.ID, limit int) ([]dual.ChunkInfo, error) {
-			refs, err := f.db.RefChunks(ctx, after, limit)
-			if err != nil {
-				return nil, err
-			}
-			out := make([]dual.ChunkInfo, len(refs))
-			for i, r := range refs {
-				out[i] = dual.ChunkInfo{ID: r.ID, Size: int64(r.Size)}
-			}
-			return out, nil
-		}
-		count := func(ctx context.Context) (int64, int64, error) {
-			u, err := f.db.Usage(ctx)
-			return u.UniqueChunks, u.UniqueBytes, err
-		}
-		return src, count, nil
-	}
-	// A subtree: collect its files' chunks once, sorted by id.
-	ids, err := f.subtreeChunks(ctx, p)
-	if err != nil {
-		return nil, nil, err
-	}
-	var total int64
-	for _, c := range ids {
-		total += c.Size
-	}
-	src := func(ctx context.Context, after stores.ID, limit int) ([]dual.ChunkInfo, error) {
-		i := 0
-		for i < len(ids) && string(ids[i].ID[:]) <= string(after[:]) {
-			i++
-		}
-		return ids[i:min(len(ids), i+limit)], nil
-	}
-	count := func(context.Context) (int64, int64, error) { return int64(len(ids)), total, nil }
-	return src, count, nil
-}
-
-// subtreeChunks resolves p and gathers the distinct chunks of every
-// regular file below it, in id order.
-func (f *FS) subtreeChunks(ctx context.Context, p string) ([]dual.ChunkInfo, error) {
-	ino := index.RootIno
-	for _, name := range strings.Split(strings.Trim(path.Clean(p), "/"), "/") {
-		if name == "" {
-			continue
-		}
-		a, err := f.db.Lookup(ctx, ino, name)
-		if err != nil {
-			return nil, fmt.Errorf("compare %s: %w", p, err)
-		}
-		ino = a.Ino
-	}
-	seen := map[stores.ID]int64{}
-	var walk func(ino uint64) error
-	walk = func(ino uint64) error {
-		a, err := f.db.GetAttr(ctx, ino)
-		if err != nil {
-			return err
-		}
-		switch a.Mode & syscall.S_IFMT {
-		case syscall.S_IFREG:
-			chunks, err := f.db.Chunks(ctx, ino)
-			if err != nil {
-				return err
-			}
-			for _, c := range chunks {
-				seen[c.ID] = int64(c.Size)
-			}
-		case syscall.S_IFDIR:
-			after := ""
-			for {
-				ents, err := f.db.ReadDir(ctx, ino, after, dirPage)
-				if err != nil {
-					return err
-				}
-				for _, e := range ents {
-					if err := walk(e.Ino); err != nil {
-						return err
-					}
-				}
-				if len(ents) < dirPage {
-					return nil
-				}
-				after = ents[len(ents)-1].Name
-			}
-		}
-		return nil
-	}
-	if err := walk(ino); err != nil {
-		return nil, err
-	}
-	out := make([]dual.ChunkInfo, 0, len(seen))
-	for id, size := range seen {
-		out = append(out, dual.ChunkInfo{ID: id, Size: size})
-	}
-	sortChunkInfos(out)
-	return out, nil
 }
 
 // Stats is the `.dualstore/stats` document: the dual manager's counters
@@ -516,8 +411,4 @@ func (h *ctlHandle) Write(ctx context.Context, data []byte, off int64) (uint32, 
 		return 0, toErrno(err)
 	}
 	return uint32(len(data)), 0
-}
-
-func sortChunkInfos(s []dual.ChunkInfo) {
-	slices.SortFunc(s, func(a, b dual.ChunkInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 }

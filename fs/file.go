@@ -44,8 +44,12 @@ type fileState struct {
 
 	stream   *chunker.Stream
 	batch    *dual.Batch
-	streamMu sync.Mutex // guards streamed: emit runs on the chunker's goroutine
+	streamMu sync.Mutex // guards streamed and held: emit runs on the chunker's goroutine
 	streamed []index.Chunk
+	// held are the chunk ids this file's uncommitted content may
+	// reference: gc leaves them alone until the commit (or the revert)
+	// releases them.
+	held []stores.ID
 
 	stage       *os.File
 	extents     []extent // sorted, disjoint, merged
@@ -81,6 +85,7 @@ func (st *fileState) load(ctx context.Context) error {
 	st.streamMu.Lock()
 	st.streamed = nil
 	st.streamMu.Unlock()
+	st.releaseHeld()
 	a, err := st.fs.db.GetAttr(ctx, st.ino)
 	if err != nil {
 		return err
@@ -97,6 +102,17 @@ func (st *fileState) load(ctx context.Context) error {
 	return nil
 }
 
+// releaseHeld lets gc see this file's chunk holds again: after a commit
+// the index references what the file uses, after a revert the rest is
+// garbage.
+func (st *fileState) releaseHeld() {
+	st.streamMu.Lock()
+	held := st.held
+	st.held = nil
+	st.streamMu.Unlock()
+	st.fs.dm.Release(held...)
+}
+
 func (st *fileState) dropOverlay() {
 	if st.stage != nil {
 		st.stage.Close()
@@ -109,9 +125,14 @@ func (st *fileState) dropOverlay() {
 // emit receives a cut chunk from a stream and queues its write to both
 // tiers. A chunk the index already references is not written again: that
 // is the dedup that makes a second copy of a file cheap.
+//
+// The id is held (see dual.Manager.Hold) before the dedup check, so gc
+// cannot remove the chunk between the check and the commit.
 func (st *fileState) emit(c chunker.Chunk, batch *dual.Batch, out *[]index.Chunk) error {
 	id := stores.ID(c.ID)
+	st.fs.dm.Hold(id)
 	st.streamMu.Lock()
+	st.held = append(st.held, id)
 	*out = append(*out, index.Chunk{ID: id, Size: uint32(len(c.Data))})
 	st.streamMu.Unlock()
 	st.fs.ctr.chunksCut.Add(1)
@@ -510,11 +531,13 @@ func (st *fileState) commitLocked(ctx context.Context) error {
 		}
 	}
 	if !st.dirty {
+		st.releaseHeld()
 		return nil
 	}
 	if _, err := st.fs.db.CommitChunks(context.WithoutCancel(ctx), st.ino, st.chunks, st.mtime); err != nil {
-		return err // keep the state dirty: a later flush may succeed
+		return err // keep the state dirty (and the holds): a later flush may succeed
 	}
 	st.dirty = false
+	st.releaseHeld()
 	return nil
 }

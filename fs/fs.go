@@ -75,8 +75,9 @@ type FS struct {
 
 	prefetchSem chan struct{}
 
-	ctl control
-	ctr fsCounters
+	ctl   control
+	ctr   fsCounters
+	maint *Maintenance
 }
 
 type fsCounters struct {
@@ -120,6 +121,7 @@ func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
 		prefetchSem: make(chan struct{}, 4),
 	}
 	f.cache = newChunkCache(opts.CacheBytes, dm.Get)
+	f.maint = NewMaintenance(db, dm)
 	f.ctl.init(f)
 	return f, nil
 }
@@ -224,9 +226,13 @@ func (f *FS) prefetch(chunks []index.Chunk, from int) {
 
 // known reports whether the index already references the chunk, so its
 // write can be skipped (dedup).
+//
+// Only a referenced chunk counts: an unreferenced row may be one gc has
+// already removed from the stores (gc removes the files first, then the
+// row). The caller holds id, so a referenced chunk stays stored.
 func (f *FS) known(id stores.ID) bool {
-	ok, err := f.db.HasChunk(context.Background(), id)
-	return err == nil && ok
+	_, refs, err := f.db.ChunkRefs(context.Background(), id)
+	return err == nil && refs > 0
 }
 
 // acquire returns the shared state of an open file, loading it on first
@@ -266,6 +272,7 @@ func (f *FS) release(ctx context.Context, st *fileState) {
 	st.mu.Lock()
 	st.dropOverlay()
 	st.mu.Unlock()
+	st.releaseHeld() // whatever did not commit is garbage now
 	if a, err := f.db.GetAttr(ctx, st.ino); err == nil && a.Nlink == 0 {
 		f.purge(ctx, st.ino)
 	}

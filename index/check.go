@@ -101,3 +101,71 @@ func (db *DB) Check(ctx context.Context, max int) error {
 	}
 	return fmt.Errorf("index: check %s: %d problems: %w: %w", db.path, n, ErrCorrupt, errors.Join(problems...))
 }
+
+// RepairCounts recomputes what the index can derive from its own tables
+// (fsck --repair): chunk rows missing for chunk-list entries, reference
+// counts, regular file sizes (the sum of their chunks, which hold the
+// data), link counts of named inodes, and the running totals. It deletes
+// nothing and returns how many rows it changed.
+func (db *DB) RepairCounts(ctx context.Context) (int64, error) {
+	var fixed int64
+	err := db.update(ctx, func(w *wtx) error {
+		fixed = 0
+		stmts := []string{
+			`INSERT INTO chunks (id, size, refs) SELECT f.chunk_id, min(f.size), 0 FROM file_chunks f
+				WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = f.chunk_id) AND length(f.chunk_id) = 32
+				GROUP BY f.chunk_id`,
+			`UPDATE chunks SET refs = (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = chunks.id)
+				WHERE refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = chunks.id)`,
+			fmt.Sprintf(`UPDATE inodes SET size = (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)
+				WHERE (mode & %d) = %d AND size != (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)`,
+				modeType, sIFREG),
+			fmt.Sprintf(`UPDATE inodes SET nlink = (SELECT count(*) FROM dentries d WHERE d.ino = inodes.ino)
+				WHERE (mode & %d) != %d AND nlink != (SELECT count(*) FROM dentries d WHERE d.ino = inodes.ino)
+				AND EXISTS (SELECT 1 FROM dentries d WHERE d.ino = inodes.ino)`, modeType, sIFDIR),
+			fmt.Sprintf(`UPDATE inodes SET nlink = 2 + (SELECT count(*) FROM dentries d JOIN inodes c ON c.ino = d.ino
+				WHERE d.parent = inodes.ino AND (c.mode & %d) = %d)
+				WHERE (mode & %d) = %d AND nlink != 2 + (SELECT count(*) FROM dentries d JOIN inodes c ON c.ino = d.ino
+				WHERE d.parent = inodes.ino AND (c.mode & %d) = %d)`, modeType, sIFDIR, modeType, sIFDIR, modeType, sIFDIR),
+		}
+		for _, q := range stmts {
+			res, err := w.ExecContext(ctx, q)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			fixed += n
+		}
+		var u, got Usage
+		if err := recount(ctx, w, &u); err != nil {
+			return err
+		}
+		err := w.QueryRowContext(ctx, `SELECT files, dirs, inodes, logical_bytes, unique_chunks, unique_bytes
+			FROM counters WHERE id = 1`).Scan(&got.Files, &got.Dirs, &got.Inodes, &got.LogicalBytes, &got.UniqueChunks, &got.UniqueBytes)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return scanErr(err, "counters")
+		}
+		if got != u || errors.Is(err, sql.ErrNoRows) {
+			if _, err := w.ExecContext(ctx, `INSERT OR REPLACE INTO counters
+				(id, files, dirs, inodes, logical_bytes, unique_chunks, unique_bytes) VALUES (1, ?, ?, ?, ?, ?, ?)`,
+				u.Files, u.Dirs, u.Inodes, u.LogicalBytes, u.UniqueChunks, u.UniqueBytes); err != nil {
+				return err
+			}
+			fixed++
+		}
+		return nil
+	})
+	return fixed, errf(err, "repair counts")
+}
+
+// UnrefCount returns how many chunk rows no file references, and their
+// bytes: what gc would remove from the index.
+func (db *DB) UnrefCount(ctx context.Context) (n, bytes int64, err error) {
+	err = db.read(ctx, func(q *conn) error {
+		return scanErr(q.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(size), 0) FROM chunks WHERE refs = 0").Scan(&n, &bytes), "chunks")
+	})
+	return n, bytes, errf(err, "count unreferenced chunks")
+}

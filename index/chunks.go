@@ -454,6 +454,39 @@ func (db *DB) DeleteChunks(ctx context.Context, ids []stores.ID) (deleted []stor
 	return deleted, nil
 }
 
+// ChunkRefs reports whether the index has a row for id and how many
+// chunk-list entries reference it (gc's re-check before a removal).
+func (db *DB) ChunkRefs(ctx context.Context, id stores.ID) (known bool, refs int64, err error) {
+	err = db.read(ctx, func(q *conn) error {
+		err := q.QueryRowContext(ctx, "SELECT refs FROM chunks WHERE id = ?", id[:]).Scan(&refs)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		known = err == nil
+		return err
+	})
+	return known, refs, errf(err, "chunk refs %s", id)
+}
+
+// UnrefChunksAfter pages through the chunks with no references, in id
+// order, strictly after `after` (gc's candidates).
+func (db *DB) UnrefChunksAfter(ctx context.Context, after stores.ID, limit int) ([]ChunkRef, error) {
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	var out []ChunkRef
+	err := db.read(ctx, func(q *conn) error {
+		rows, err := q.QueryContext(ctx,
+			"SELECT id, size, refs FROM chunks WHERE id > ? AND refs = 0 ORDER BY id LIMIT ?", after[:], limit)
+		if err != nil {
+			return err
+		}
+		out, err = scanChunkRefs(rows)
+		return err
+	})
+	return out, errf(err, "unreferenced chunks after %s", after)
+}
+
 // HasChunk reports whether the index has a row for id (referenced or not).
 func (db *DB) HasChunk(ctx context.Context, id stores.ID) (bool, error) {
 	var ok bool

@@ -13,7 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/dualstore/dualstore/dual"
@@ -131,44 +130,6 @@ func human(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-func compareCmd() *cobra.Command {
-	var deep, wait, asJSON bool
-	c := &cobra.Command{
-		Use:   "compare MOUNTPOINT [PATH]",
-		Short: "Compare both tiers of a mount (in the background; --wait to follow it)",
-		Args:  usageArgs(cobra.RangeArgs(1, 2)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			line := "compare"
-			if deep {
-				line += " deep"
-			}
-			if len(args) == 2 {
-				line += " " + args[1]
-			}
-			return runAction(args[0], line, wait, asJSON)
-		},
-	}
-	c.Flags().BoolVar(&deep, "deep", false, "read and hash both copies of every chunk (default: existence and size)")
-	c.Flags().BoolVar(&wait, "wait", false, "wait for the result, with a progress bar")
-	c.Flags().BoolVar(&asJSON, "json", false, "with --wait: print the final report as JSON")
-	return c
-}
-
-func repairCmd() *cobra.Command {
-	var noWait, asJSON bool
-	c := &cobra.Command{
-		Use:   "repair MOUNTPOINT",
-		Short: "Copy missing or corrupt chunks from the verified-good tier, and wait for it",
-		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAction(args[0], "repair", !noWait, asJSON)
-		},
-	}
-	c.Flags().BoolVar(&noWait, "no-wait", false, "start the repair and return")
-	c.Flags().BoolVar(&asJSON, "json", false, "print the final report as JSON")
-	return c
-}
-
 func ctlCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "ctl MOUNTPOINT COMMAND...",
@@ -185,6 +146,8 @@ func ctlCmd() *cobra.Command {
 	}
 }
 
+// runAction starts an action on a mount through its ctl file and, with
+// wait, follows `.dualstore/compare` with a progress bar to the end.
 func runAction(mnt, line string, wait, asJSON bool) error {
 	if err := sendCommand(mnt, line); err != nil {
 		return err
@@ -193,34 +156,7 @@ func runAction(mnt, line string, wait, asJSON bool) error {
 		fmt.Printf("%s started; follow it with: cat %s\n", line, filepath.Join(mnt, ".dualstore", "compare"))
 		return nil
 	}
-	r, err := followReport(mnt)
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		b, _ := json.MarshalIndent(r, "", "  ")
-		fmt.Println(string(b))
-	} else {
-		printReport(os.Stdout, r)
-	}
-	switch {
-	case r.State == "failed":
-		return fmt.Errorf("%s failed: %s", r.Action, r.Error)
-	case r.State == "stopped":
-		return &codeError{exitError, fmt.Errorf("%s was stopped", r.Action)}
-	case r.Action == "repair" && (r.Unrecoverable > 0 || r.Errors > 0):
-		return &codeError{exitDiffers, fmt.Errorf("repair left %d chunks unrecoverable and %d errors", r.Unrecoverable, r.Errors)}
-	case r.Action == "compare" && r.Differences() > 0:
-		return &codeError{exitDiffers, fmt.Errorf("the tiers differ in %d chunks", r.Differences())}
-	}
-	return nil
-}
-
-// followReport polls `.dualstore/compare` with a progress bar until the
-// action ends.
-func followReport(mnt string) (dual.Report, error) {
-	var bar *progressbar.ProgressBar
-	for {
+	r, err := follow(func() (dual.Report, error) {
 		b, err := readControl(mnt, "compare")
 		if err != nil {
 			return dual.Report{}, err
@@ -229,42 +165,12 @@ func followReport(mnt string) (dual.Report, error) {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return r, fmt.Errorf("%s/.dualstore/compare: %w", mnt, err)
 		}
-		if bar == nil && r.Total > 0 {
-			bar = progressbar.NewOptions64(r.Total, progressbar.OptionSetDescription(r.Action),
-				progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-				progressbar.OptionSetItsString("chunks"), progressbar.OptionThrottle(200*time.Millisecond))
-		}
-		if bar != nil {
-			bar.Set64(r.Done)
-		}
-		if r.State != "running" {
-			if bar != nil {
-				bar.Finish()
-				fmt.Fprintln(os.Stderr)
-			}
-			return r, nil
-		}
-		time.Sleep(200 * time.Millisecond)
+		return r, nil
+	}, func(r dual.Report) bool { return r.State == "running" })
+	if err != nil {
+		return err
 	}
-}
-
-// printReport prints a summary and one line per difference, in the style
-// of `rclone check --combined`: "+ id" primary only, "- id" safety only,
-// "* id" mismatch, "! id" error or missing.
-func printReport(w io.Writer, r dual.Report) {
-	fmt.Fprintf(w, "%s %s: %d chunks (%s) in %.1fs: %d match, %d mismatch, %d primary only, %d safety only, %d missing, %d errors",
-		r.Action, r.State, r.Done, human(r.DoneBytes), r.ElapsedSeconds, r.Matches, r.Mismatches, r.PrimaryOnly, r.SafetyOnly, r.Missing, r.Errors)
-	if r.Action == "repair" {
-		fmt.Fprintf(w, "; repaired %d, unrecoverable %d, backfilled %d", r.Repaired, r.Unrecoverable, r.Backfilled)
-	}
-	fmt.Fprintln(w)
-	for _, d := range r.Details {
-		sym := map[dual.Class]string{dual.ClassPrimaryOnly: "+", dual.ClassSafetyOnly: "-", dual.ClassMismatch: "*", dual.ClassMissing: "!", dual.ClassError: "!"}[d.Class]
-		fmt.Fprintf(w, "%s %s %s %s\n", sym, d.Chunk, d.Class, strings.Join(d.Files, " "))
-	}
-	if r.DetailsTruncated {
-		fmt.Fprintln(w, "(more differences than the report keeps)")
-	}
+	return finish(r, asJSON)
 }
 
 func unmountCmd() *cobra.Command {

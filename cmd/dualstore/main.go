@@ -7,7 +7,8 @@
 //	0  success
 //	1  runtime error (a store, the index or the mount failed)
 //	2  bad usage or configuration
-//	3  a comparison found differences, or a repair left chunks unrecoverable
+//	3  differences remain: a comparison found some, a repair or migration
+//	   could not fix all, fsck found problems
 package main
 
 import (
@@ -67,7 +68,8 @@ func main() {
 	root.PersistentFlags().StringVarP(&g.cfgFile, "config", "c", "", "YAML config file")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (index, staging, default local stores)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErr(err) })
-	root.AddCommand(mountCmd(&g), statsCmd(), compareCmd(), repairCmd(), unmountCmd(), ctlCmd())
+	root.AddCommand(mountCmd(&g), statsCmd(), compareCmd(&g), repairCmd(&g), migrateCmd(&g), gcCmd(&g), fsckCmd(&g),
+		unmountCmd(), ctlCmd())
 
 	err := root.Execute()
 	if err == nil {

@@ -140,10 +140,15 @@ type engine struct {
 }
 
 // openEngine locks the data dir, opens the index (creating the filesystem
-// on first use) and the stores. Nothing is created or changed before every
-// check has passed.
-func openEngine(ctx context.Context, cfg Config, log zerolog.Logger) (*engine, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+// on first use, unless existing is set: offline commands never create one)
+// and the stores. Nothing is created or changed before every check has
+// passed.
+func openEngine(ctx context.Context, cfg Config, log zerolog.Logger, existing bool) (*engine, error) {
+	if existing {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, "index.db")); err != nil {
+			return nil, usageErr(fmt.Errorf("data dir %s holds no dualstore filesystem (no index.db): %w", cfg.DataDir, err))
+		}
+	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	lock, err := lockDataDir(cfg.DataDir)
@@ -170,7 +175,8 @@ func openEngine(ctx context.Context, cfg Config, log zerolog.Logger) (*engine, e
 			Hash: cfg.Chunker.Hash, Polynomial: pol,
 			MinSize: uint32(cfg.Chunker.MinSize), AvgSize: uint32(cfg.Chunker.AvgSize), MaxSize: uint32(cfg.Chunker.MaxSize),
 		},
-		Log: log,
+		Log:       log,
+		MustExist: existing,
 	})
 	if err != nil {
 		return nil, err
@@ -201,6 +207,14 @@ func openEngine(ctx context.Context, cfg Config, log zerolog.Logger) (*engine, e
 	}
 	ok = true
 	return e, nil
+}
+
+// holder records who holds the data dir, for the error a second user gets.
+func (e *engine) holder(what string) {
+	if e.lock != nil {
+		e.lock.Truncate(0)
+		e.lock.WriteAt([]byte(fmt.Sprintf("%s (dualstore pid %d)\n", what, os.Getpid())), 0)
+	}
 }
 
 func (e *engine) close() {
@@ -254,7 +268,7 @@ func lockDataDir(dir string) (*os.File, error) {
 		if msg == "" {
 			msg = "another process"
 		}
-		return nil, fmt.Errorf("data dir %s is in use by %s (a running mount or offline command); unmount it first", dir, msg)
+		return nil, fmt.Errorf("data dir %s is in use by %s; unmount it, or wait for that command, first", dir, msg)
 	}
 	f.Truncate(0)
 	fmt.Fprintf(f, "dualstore pid %d\n", os.Getpid())
@@ -314,11 +328,12 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	// the daemon's own would strip bits a second time.
 	syscall.Umask(0)
 	ctx := context.Background()
-	e, err := openEngine(ctx, cfg, log)
+	e, err := openEngine(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}
 	defer e.close()
+	e.holder(fmt.Sprintf("the mount at %s", mnt))
 	// The filesystem's chunker and hash were fixed when it was created;
 	// show those, not what the config would choose for a new one.
 	h := e.db.Header()

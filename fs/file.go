@@ -224,6 +224,7 @@ func (st *fileState) write(ctx context.Context, data []byte, off uint64) error {
 func (st *fileState) writeLocked(ctx context.Context, data []byte, off uint64) error {
 	if st.stage == nil && off == st.size {
 		if st.stream == nil {
+			st.fs.log.Debug().Uint64("ino", st.ino).Uint64("off", off).Int("chunks", len(st.chunks)).Msg("stream starts")
 			if err := st.startStream(ctx); err != nil {
 				return err
 			}
@@ -233,6 +234,9 @@ func (st *fileState) writeLocked(ctx context.Context, data []byte, off uint64) e
 		}
 		st.size += uint64(len(data))
 		return nil
+	}
+	if st.stage == nil {
+		st.fs.log.Debug().Uint64("ino", st.ino).Uint64("off", off).Uint64("size", st.size).Int("len", len(data)).Msg("non-sequential write: staging")
 	}
 	if err := st.toStaging(); err != nil {
 		return err
@@ -364,6 +368,7 @@ func (st *fileState) read(ctx context.Context, dest []byte, off uint64) (int, er
 		st.mu.RUnlock()
 		// The read wants bytes still inside the chunker: cut them now
 		// (read-your-writes). Later appends start a new stream.
+		st.fs.log.Debug().Uint64("ino", st.ino).Uint64("off", off).Msg("read of bytes being chunked: stream cut")
 		st.mu.Lock()
 		if st.stream != nil {
 			if err := st.finishStream(); err != nil {

@@ -483,6 +483,14 @@ type Report struct {
 	Errors        int64    `json:"errors"`
 	Repaired      int64    `json:"repaired"`
 	Unrecoverable int64    `json:"unrecoverable"`
+	RepairFailed  int64    `json:"repair_failed"`
+	Backfilled    int64    `json:"backfilled"`
+	Direction     string   `json:"direction"`
+	Copied        int64    `json:"copied"`
+	DryRun        bool     `json:"dry_run"`
+	Removed       int64    `json:"removed"`
+	RemovedBytes  int64    `json:"removed_bytes"`
+	InFlight      int64    `json:"in_flight"`
 	Details       []Detail `json:"details"`
 }
 
@@ -492,6 +500,8 @@ type Detail struct {
 	Class    string   `json:"class"`
 	Files    []string `json:"files"`
 	Good     string   `json:"good"`
+	Note     string   `json:"note"`
+	Error    string   `json:"error"`
 	Repaired bool     `json:"repaired"`
 }
 

@@ -207,7 +207,8 @@ func TestControlDir(t *testing.T) {
 		m := m.For(t)
 		before := withoutUptime(m.StatsRaw())
 		for _, cmd := range []string{"garbage", "", "compare deep / extra", "compare shallow deep", "read-preference",
-			"read-preference bogus", "read-preference primary safety", "repair now", "reset-stats please", "stop stop",
+			"read-preference bogus", "read-preference primary safety", "repair a b", "reset-stats please", "stop stop",
+			"migrate", "migrate sideways", "gc now", "compare rate=fast", "compare speed=3",
 			"gcc", "compare\ncompare", "READ-PREFERENCE safety", strings.Repeat("x", 5000)} {
 			err := m.Ctl(cmd)
 			if !errors.Is(err, syscall.EINVAL) {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -71,16 +72,35 @@ func main() {
 	root.AddCommand(mountCmd(&g), statsCmd(), compareCmd(&g), repairCmd(&g), migrateCmd(&g), gcCmd(&g), fsckCmd(&g),
 		unmountCmd(), ctlCmd())
 
+	os.Exit(run(root))
+}
+
+func run(root *cobra.Command) int {
+	// Profiling for performance work (see README, Performance): the whole
+	// process, e.g. a mount from start to unmount.
+	if p := os.Getenv("DUALSTORE_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dualstore: DUALSTORE_CPUPROFILE:", err)
+			return exitUsage
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "dualstore: DUALSTORE_CPUPROFILE:", err)
+			return exitUsage
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	err := root.Execute()
 	if err == nil {
-		os.Exit(exitOK)
+		return exitOK
 	}
 	fmt.Fprintln(os.Stderr, "dualstore:", err)
 	var ce *codeError
 	if errors.As(err, &ce) {
-		os.Exit(ce.code)
+		return ce.code
 	}
-	os.Exit(exitError)
+	return exitError
 }
 
 // logger builds the process logger: structured JSON on stderr, quiet (warn)

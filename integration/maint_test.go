@@ -495,3 +495,68 @@ func TestScrubThrottleAndStop(t *testing.T) {
 
 // Remaining is what a repair or migration left unfixed.
 func (r Report) Remaining() int64 { return r.Unrecoverable + r.RepairFailed + r.Errors }
+
+// TestKillDuringGC kills an offline gc with SIGKILL at random points (it
+// runs long enough with tiny chunks): afterwards the index opens, fsck is
+// clean, every kept file reads back exactly, and a rerun of gc leaves the
+// stores holding exactly the referenced chunks.
+func TestKillDuringGC(t *testing.T) {
+	t.Parallel()
+	m := mount(t, withConfig("chunker:\n  min_size: 4096\n  avg_size: 8192\n  max_size: 32768\n"))
+	keep := map[string][]byte{}
+	for i := range 4 {
+		name := fmt.Sprintf("keep%d", i)
+		keep[name] = randBytes(uint64(1300+i), 1<<20)
+		writeFile(t, m.Path(name), keep[name])
+	}
+	for round := range 3 {
+		for i := range 3 {
+			writeFile(t, m.Path(fmt.Sprintf("junk%d", i)), randBytes(uint64(1400+10*round+i), 2<<20))
+		}
+		for i := range 3 {
+			if err := os.Remove(m.Path(fmt.Sprintf("junk%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.Unmount()
+		cmd := exec.Command(bin, "gc", "--data-dir", m.Data)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill once it has removed some chunks, at a point that differs
+		// by round.
+		before := len(m.ChunkFiles(primary))
+		deadline := time.Now().Add(actionDeadline)
+		for len(m.ChunkFiles(primary)) > before-50*(round+1) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cmd.Process.Kill()
+		werr := cmd.Wait()
+		left := len(m.ChunkFiles(primary))
+		t.Logf("round %d: killed gc (%v) with %d of %d primary chunk files left", round, werr, left, before)
+
+		var fr fsckJSON
+		if code, errOut := maintJSON(t, &fr, "fsck", "--data-dir", m.Data); code != 0 || !fr.Clean || fr.OneSided != 0 {
+			t.Fatalf("round %d: fsck after gc was killed: exit %d, %+v\n%s", round, code, fr, errOut)
+		}
+		m.Remount()
+		for name, want := range keep {
+			if got, err := os.ReadFile(m.Path(name)); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("round %d: %s after gc was killed: %v", round, name, err)
+			}
+		}
+	}
+	st := m.Stats()
+	m.Unmount()
+	var r Report
+	if code, _ := maintJSON(t, &r, "gc", "--data-dir", m.Data); code != 0 || r.Errors != 0 {
+		t.Fatalf("gc after the kills: exit %d, %+v", code, r)
+	}
+	for _, tier := range []string{primary, safety} {
+		if n := int64(len(m.ChunkFiles(tier))); n != st.UniqueChunks {
+			t.Errorf("%s tier holds %d chunk files after gc, want the %d referenced", tier, n, st.UniqueChunks)
+		}
+	}
+}

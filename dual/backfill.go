@@ -47,6 +47,22 @@ func (m *Manager) KickBackfill() {
 	}
 }
 
+// tiersHealthy is called when both tiers accepted a write: if the
+// backfill is backing off after failed rounds, it runs a round now (at
+// most once per interval), so a store that comes back is refilled at once
+// rather than after the longest backoff.
+func (m *Manager) tiersHealthy() {
+	if !m.backingOff.Load() || m.pendingCount.Load() == 0 {
+		return
+	}
+	if time.Since(time.Unix(0, m.lastRound.Load())) < m.opts.BackfillInterval {
+		return
+	}
+	if m.backingOff.CompareAndSwap(true, false) {
+		m.KickBackfill()
+	}
+}
+
 // PendingCount returns the number of chunks a tier is known to miss.
 func (m *Manager) PendingCount() int64 { return m.pendingCount.Load() }
 
@@ -77,12 +93,19 @@ func (m *Manager) backfillLoop() {
 			timer.Reset(wait)
 			continue
 		}
+		if !m.backingOff.Load() {
+			// A kick from tiersHealthy: the outage is over, so is the backoff.
+			wait = m.opts.BackfillInterval
+		}
+		m.lastRound.Store(time.Now().UnixNano())
 		_, err := m.BackfillOnce(ctx)
 		if err != nil && ctx.Err() == nil {
 			wait = min(2*wait, m.opts.BackfillMaxBackoff)
+			m.backingOff.Store(true)
 			m.log.Warn().Err(err).Dur("retry_in", wait).Int64("pending", m.pendingCount.Load()).Msg("backfill round failed")
 		} else {
 			wait = m.opts.BackfillInterval
+			m.backingOff.Store(false)
 		}
 		timer.Reset(wait)
 	}

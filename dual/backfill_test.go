@@ -503,3 +503,34 @@ func TestBackfillRoundGivesUp(t *testing.T) {
 	}
 	wantStats(t, r.m, map[string]float64{"backfill_errors": 17, "pending_backfill": 40, "backfilled": 0})
 }
+
+// TestBackfillResumesWhenTheTierIsBack: writes during an outage do not
+// drive the backoff (they do not kick rounds against a tier that just
+// failed), and the first write both tiers accept again ends the backoff,
+// so the pending list drains at once instead of after the longest wait.
+func TestBackfillResumesWhenTheTierIsBack(t *testing.T) {
+	r := newRig(t, rigConfig{opts: func(o *dual.Options) {
+		o.BackfillInterval, o.BackfillMaxBackoff = 20*time.Millisecond, time.Hour
+	}})
+	if err := r.m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r.s.Set(stores.OpPut, stores.Rule{Fail: errors.New("safety store down")})
+	writeChunks(t, r.m, 700, 5, 100)
+	waitFor(t, 5*time.Second, "failed backfill rounds", func() bool { return statNum(t, r.m, "backfill_errors") >= 10 })
+	// The writes of an outage must not kick a round each: the timer may
+	// run one or two (a round gives up after 17 failed puts).
+	roundsBefore := statNum(t, r.m, "backfill_errors")
+	writeChunks(t, r.m, 800, 50, 100)
+	time.Sleep(100 * time.Millisecond)
+	if extra := statNum(t, r.m, "backfill_errors") - roundsBefore; extra > 2*17 {
+		t.Errorf("50 writes during the outage ran %v more failing backfill puts", extra)
+	}
+	r.s.Clear()
+	start := time.Now()
+	writeChunks(t, r.m, 900, 1, 100) // both tiers take it: the outage is over
+	waitFor(t, 5*time.Second, "the pending list to drain", func() bool { return r.m.PendingCount() == 0 })
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("pending drained %s after the tier came back; want at once", d)
+	}
+}

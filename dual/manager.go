@@ -63,6 +63,11 @@ type Manager struct {
 	lastCompare atomic.Pointer[Report]
 	scrubbing   atomic.Bool // a Run or StartScrub is in progress
 
+	// backingOff is set while the backfill waits longer than its interval
+	// after failed rounds; lastRound is when a round last started (unix ns).
+	backingOff atomic.Bool
+	lastRound  atomic.Int64
+
 	holds holds // chunks that writes in flight are about to reference (gc.go)
 }
 
@@ -219,6 +224,7 @@ func (m *Manager) put(ctx context.Context, id stores.ID, data []byte) error {
 
 	switch {
 	case pErr == nil && sErr == nil:
+		m.tiersHealthy()
 		return nil
 	case pErr != nil && sErr != nil:
 		m.log.Error().Str("chunk", id.String()).AnErr("primary", pErr).AnErr("safety", sErr).Msg("chunk write failed on both tiers")
@@ -249,7 +255,8 @@ func (m *Manager) oneSided(ctx context.Context, tier string, id stores.ID, cause
 	if err != nil {
 		return fmt.Errorf("%w: %s tier missed the chunk and recording it as pending failed: %w", ErrWrite, tier, errors.Join(cause, err))
 	}
-	m.KickBackfill()
+	// No kick: the tier has just failed. The backfill's timer retries, and
+	// the first write that both tiers accept again ends its backoff.
 	return nil
 }
 

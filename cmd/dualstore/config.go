@@ -86,7 +86,7 @@ type CompareConfig struct {
 // StoreConfig is one store of a tier.
 type StoreConfig struct {
 	Name string `yaml:"name" json:"name"`
-	// Type is "local" (more kinds come as backends are added).
+	// Type is "local" (a directory) or "s3" (a bucket).
 	Type string `yaml:"type" json:"type"`
 	// Path is a local store's directory.
 	Path     string `yaml:"path" json:"path,omitempty"`
@@ -94,6 +94,27 @@ type StoreConfig struct {
 	// Fsync syncs every chunk file as it is written. Off by default:
 	// fsync() on a file syncs the stores once for all its chunks.
 	Fsync bool `yaml:"fsync" json:"fsync"`
+
+	// The keys of an s3 store (see stores/s3.Options and the README).
+	// access_key, secret_key and session_token are redacted in
+	// `.dualstore/config`.
+	Endpoint           string   `yaml:"endpoint" json:"endpoint,omitempty"`
+	Bucket             string   `yaml:"bucket" json:"bucket,omitempty"`
+	Prefix             string   `yaml:"prefix" json:"prefix,omitempty"`
+	Region             string   `yaml:"region" json:"region,omitempty"`
+	PathStyle          string   `yaml:"path_style" json:"path_style,omitempty"` // auto, true, false
+	TLS                *bool    `yaml:"tls" json:"tls,omitempty"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify" json:"insecure_skip_verify,omitempty"`
+	AccessKey          string   `yaml:"access_key" json:"access_key,omitempty"`
+	SecretKey          string   `yaml:"secret_key" json:"secret_key,omitempty"`
+	SessionToken       string   `yaml:"session_token" json:"session_token,omitempty"`
+	Profile            string   `yaml:"profile" json:"profile,omitempty"`
+	CredentialsFile    string   `yaml:"credentials_file" json:"credentials_file,omitempty"`
+	Timeout            duration `yaml:"timeout" json:"timeout,omitempty"`
+	Retries            *int     `yaml:"retries" json:"retries,omitempty"`
+	Concurrency        int      `yaml:"concurrency" json:"concurrency,omitempty"`
+	OutageBackoff      duration `yaml:"outage_backoff" json:"outage_backoff,omitempty"`
+	CreateBucket       bool     `yaml:"create_bucket" json:"create_bucket,omitempty"`
 }
 
 // duration is a time.Duration written as "5s" in YAML and JSON alike, so
@@ -261,13 +282,23 @@ func (c *Config) complete() error {
 				} else if abs, err := filepath.Abs(s.Path); err == nil {
 					s.Path = abs
 				}
+				if err := s.checkNoS3Keys(key); err != nil {
+					errs = append(errs, err)
+				}
+			case "s3":
+				if err := s.completeS3(key); err != nil {
+					errs = append(errs, err)
+				}
 			default:
-				errs = append(errs, fmt.Errorf("%s.type %q: unknown store type (want local)", key, s.Type))
+				errs = append(errs, fmt.Errorf("%s.type %q: unknown store type (want local or s3)", key, s.Type))
 			}
 		}
 	}
 	if len(c.Primary) > 0 && len(c.Safety) > 0 && c.Primary[0].Path != "" && c.Primary[0].Path == c.Safety[0].Path {
 		errs = append(errs, fmt.Errorf("primary[0].path and safety[0].path are the same directory %s: the two tiers must be independent", c.Primary[0].Path))
+	}
+	if err := checkS3Independent(c.Primary, c.Safety); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -305,8 +336,8 @@ func (c *Config) dualOptions(hash chunker.HashFunc) (dual.Options, error) {
 }
 
 // redactedJSON renders the effective config for `.dualstore/config`.
-// Secrets (credentials of future remote stores) never appear: every key
-// whose name suggests one is replaced.
+// Secrets (the credentials of s3 stores) never appear: every key whose
+// name suggests one is replaced.
 func (c *Config) redactedJSON() []byte {
 	b, _ := json.Marshal(c)
 	var m any

@@ -99,3 +99,120 @@ func TestConfigDurations(t *testing.T) {
 		t.Fatalf("bad duration error = %v", err)
 	}
 }
+
+func TestConfigS3(t *testing.T) {
+	const head = "data_dir: /tmp/d\nprimary:\n  - path: /tmp/p\nsafety:\n  - type: s3\n"
+	for _, tc := range []struct {
+		name, yaml string
+		wantErr    string // substring; "" = no error
+		check      func(t *testing.T, s StoreConfig)
+	}{
+		{name: "minimal", yaml: head + "    endpoint: s3.example.test\n    bucket: chunks\n", check: func(t *testing.T, s StoreConfig) {
+			if s.Name != "safety-0" || s.PathStyle != "auto" || s.TLS == nil || !*s.TLS || s.Retries == nil || *s.Retries != 3 ||
+				s.Timeout.D() != 30*time.Second || s.Concurrency != 16 || s.OutageBackoff.D() != time.Second {
+				t.Errorf("defaults not filled: %+v", s)
+			}
+			o, err := s.s3Options()
+			if err != nil || o.DisableTLS || o.Retries != 3 || o.Name != "safety-0" {
+				t.Errorf("s3Options = %+v, %v", o, err)
+			}
+		}},
+		{name: "everything", yaml: head + "    endpoint: http://127.0.0.1:7070\n    bucket: chunks\n    prefix: /host-a/\n    region: eu-west-1\n" +
+			"    path_style: true\n    access_key: AKID\n    secret_key: s3cr3t\n    session_token: tok\n    timeout: 5s\n    retries: 0\n" +
+			"    concurrency: 4\n    outage_backoff: 250ms\n    create_bucket: true\n", check: func(t *testing.T, s StoreConfig) {
+			o, err := s.s3Options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !o.DisableTLS || o.Addressing.String() != "path" || o.Retries != -1 || o.Timeout != 5*time.Second ||
+				o.Concurrency != 4 || o.OutageBackoff != 250*time.Millisecond || !o.CreateBucket || o.Prefix != "/host-a/" ||
+				o.AccessKey != "AKID" || o.SecretKey != "s3cr3t" || o.SessionToken != "tok" || o.Region != "eu-west-1" {
+				t.Errorf("s3Options = %v", o)
+			}
+		}},
+		{name: "virtual host, tls off", yaml: head + "    endpoint: minio.lan:9000\n    bucket: chunks\n    path_style: false\n    tls: false\n", check: func(t *testing.T, s StoreConfig) {
+			o, _ := s.s3Options()
+			if !o.DisableTLS || o.Addressing.String() != "virtual-host" {
+				t.Errorf("s3Options = %v", o)
+			}
+		}},
+		{name: "profile", yaml: head + "    endpoint: s3.example.test\n    bucket: chunks\n    profile: backup\n    credentials_file: /etc/dualstore/aws\n", check: func(t *testing.T, s StoreConfig) {
+			o, _ := s.s3Options()
+			if o.Profile != "backup" || o.CredentialsFile != "/etc/dualstore/aws" {
+				t.Errorf("s3Options = %v", o)
+			}
+		}},
+		{name: "no endpoint", yaml: head + "    bucket: chunks\n", wantErr: "safety[0]: endpoint not set"},
+		{name: "no bucket", yaml: head + "    endpoint: h\n", wantErr: "safety[0]: bucket not set"},
+		{name: "bad bucket", yaml: head + "    endpoint: h\n    bucket: My_Bucket\n", wantErr: "safety[0]: bucket \"My_Bucket\""},
+		{name: "bad path_style", yaml: head + "    endpoint: h\n    bucket: chunks\n    path_style: sideways\n", wantErr: "path_style \"sideways\""},
+		{name: "https with tls off", yaml: head + "    endpoint: https://h\n    bucket: chunks\n    tls: false\n", wantErr: "TLS is disabled"},
+		{name: "key without secret", yaml: head + "    endpoint: h\n    bucket: chunks\n    access_key: AKID\n", wantErr: "set together"},
+		{name: "negative retries", yaml: head + "    endpoint: h\n    bucket: chunks\n    retries: -2\n", wantErr: "safety[0].retries -2"},
+		{name: "negative timeout", yaml: head + "    endpoint: h\n    bucket: chunks\n    timeout: -1s\n", wantErr: "safety[0].timeout"},
+		{name: "path on s3", yaml: head + "    endpoint: h\n    bucket: chunks\n    path: /x\n", wantErr: "safety[0].path: only for local stores"},
+		{name: "compress on s3", yaml: head + "    endpoint: h\n    bucket: chunks\n    compress: true\n", wantErr: "not supported by s3 stores"},
+		{name: "s3 keys on a local store", yaml: "data_dir: /tmp/d\nsafety:\n  - path: /tmp/s\n    endpoint: h\n    bucket: chunks\n", wantErr: "safety[0]: endpoint, bucket: only for s3 stores (missing `type: s3`?)"},
+		{name: "unknown key", yaml: head + "    endpoint: h\n    bucket: chunks\n    secret: x\n", wantErr: "secret"},
+		{name: "same bucket twice", yaml: "data_dir: /tmp/d\nprimary:\n  - type: s3\n    endpoint: http://h:1\n    bucket: chunks\n    prefix: a\n" +
+			"safety:\n  - type: s3\n    endpoint: h:1\n    bucket: chunks\n    prefix: /a/\n", wantErr: "must be independent"},
+		{name: "same bucket, other prefixes", yaml: "data_dir: /tmp/d\nprimary:\n  - type: s3\n    endpoint: h:1\n    bucket: chunks\n    prefix: a\n" +
+			"safety:\n  - type: s3\n    endpoint: h:1\n    bucket: chunks\n    prefix: b\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			err := parseConfig([]byte(tc.yaml), &c)
+			if err == nil {
+				err = c.complete()
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want it to mention %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tc.check != nil {
+				tc.check(t, c.Safety[0])
+			}
+		})
+	}
+}
+
+// TestConfigS3Redacted: `.dualstore/config` shows an s3 store's settings
+// but none of its secrets.
+func TestConfigS3Redacted(t *testing.T) {
+	var c Config
+	yaml := "data_dir: /tmp/d\nsafety:\n  - type: s3\n    endpoint: http://127.0.0.1:7070\n    bucket: chunks\n    prefix: p\n" +
+		"    access_key: AKIDEXAMPLE42\n    secret_key: wJalrXUtnFEMI-secret\n    session_token: FwoGZXIvYXdz-token\n"
+	if err := parseConfig([]byte(yaml), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.complete(); err != nil {
+		t.Fatal(err)
+	}
+	out := string(c.redactedJSON())
+	for _, secret := range []string{"AKIDEXAMPLE42", "wJalrXUtnFEMI-secret", "FwoGZXIvYXdz-token"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("secret %q in the rendered config:\n%s", secret, out)
+		}
+	}
+	for _, want := range []string{`"type": "s3"`, `"endpoint": "http://127.0.0.1:7070"`, `"bucket": "chunks"`, `"prefix": "p"`,
+		`"access_key": "REDACTED"`, `"secret_key": "REDACTED"`, `"session_token": "REDACTED"`,
+		`"tls": false`, `"path_style": "auto"`, `"retries": 3`, `"timeout": "30s"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rendered config lacks %s:\n%s", want, out)
+		}
+	}
+	// The options handed to the store keep the real values.
+	o, err := c.Safety[0].s3Options()
+	if err != nil || o.SecretKey != "wJalrXUtnFEMI-secret" {
+		t.Errorf("s3Options lost the secret: %v", err)
+	}
+	// A local store's rendering has no s3 keys at all.
+	if strings.Count(out, `"endpoint"`) != 1 {
+		t.Errorf("s3 keys rendered for the local store:\n%s", out)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/dualstore/dualstore/index"
 	"github.com/dualstore/dualstore/stores"
 	"github.com/dualstore/dualstore/stores/local"
+	"github.com/dualstore/dualstore/stores/s3"
 )
 
 type mountFlags struct {
@@ -239,6 +240,21 @@ func openTier(name string, cfgs []StoreConfig, hash func([]byte) stores.ID) (*st
 		switch sc.Type {
 		case "local":
 			s, err := local.New(local.Options{Root: sc.Path, Name: sc.Name, Compress: sc.Compress, Fsync: sc.Fsync, CreateRoot: true})
+			if err != nil {
+				for _, m := range members {
+					m.Close()
+				}
+				return nil, fmt.Errorf("%s[%d] store %q: %w", name, i, sc.Name, err)
+			}
+			members = append(members, s)
+		case "s3":
+			// New checks the bucket and the credentials, within the
+			// store's own timeout.
+			o, err := sc.s3Options()
+			var s *s3.Store
+			if err == nil {
+				s, err = s3.New(context.Background(), o)
+			}
 			if err != nil {
 				for _, m := range members {
 					m.Close()

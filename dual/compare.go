@@ -447,6 +447,11 @@ func (m *Manager) Run(ctx context.Context, opts ScrubOptions) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	return s.foreground(ctx)
+}
+
+// foreground runs s in the caller's goroutine until it ends or ctx does.
+func (s *Scrub) foreground(ctx context.Context) (Report, error) {
 	ctx, s.cancel = context.WithCancel(ctx)
 	defer s.cancel()
 	s.run(ctx)

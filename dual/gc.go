@@ -159,14 +159,7 @@ func (m *Manager) GC(ctx context.Context, opts GCOptions) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	ctx, s.cancel = context.WithCancel(ctx)
-	defer s.cancel()
-	s.run(ctx)
-	r := s.Report()
-	if r.State == "failed" {
-		return r, s.err
-	}
-	return r, nil
+	return s.foreground(ctx)
 }
 
 // StartGC runs a garbage collection in the background (see GC).

@@ -62,6 +62,19 @@ func (t *tuning) ctlOptions() (string, error) {
 	return s, nil
 }
 
+// online sends verb with the tuning (and a path) to a mount's ctl.
+func (t *tuning) online(mnt, verb, path string, wait bool) error {
+	opts, err := t.ctlOptions()
+	if err != nil {
+		return err
+	}
+	line := verb + opts
+	if path != "" {
+		line += " " + path
+	}
+	return runAction(mnt, line, wait, t.json)
+}
+
 // scrubOptions applies config and flags to a run's options.
 func (t *tuning) scrubOptions(cfg Config) (dual.ScrubOptions, error) {
 	o := dual.ScrubOptions{
@@ -291,19 +304,11 @@ mismatch, "! id" missing or error, with the affected files. Exit code 3 if any d
 				path = rest[0]
 			}
 			if mnt != "" {
-				line := "compare"
+				verb := "compare"
 				if deep {
-					line += " deep"
+					verb += " deep"
 				}
-				opts, err := t.ctlOptions()
-				if err != nil {
-					return err
-				}
-				line += opts
-				if path != "" {
-					line += " " + path
-				}
-				return runAction(mnt, line, t.wait, t.json)
+				return t.online(mnt, verb, path, t.wait)
 			}
 			return offlineScrub(g, cmd, &t, func(o *dual.ScrubOptions) { o.Deep = deep }, path, "compare")
 		},
@@ -332,15 +337,7 @@ A chunk with no good copy is reported with its files, never "repaired" from bad 
 				path = rest[0]
 			}
 			if mnt != "" {
-				opts, err := t.ctlOptions()
-				if err != nil {
-					return err
-				}
-				line := "repair" + opts
-				if path != "" {
-					line += " " + path
-				}
-				return runAction(mnt, line, !noWait, t.json)
+				return t.online(mnt, "repair", path, !noWait)
 			}
 			return offlineScrub(g, cmd, &t, func(o *dual.ScrubOptions) { o.Repair = true }, path, "repair")
 		},
@@ -371,11 +368,7 @@ if differences remain (chunks with no good copy, copies that failed).`,
 				return err
 			}
 			if mnt != "" {
-				opts, err := t.ctlOptions()
-				if err != nil {
-					return err
-				}
-				return runAction(mnt, "migrate "+d+opts, !noWait, t.json)
+				return t.online(mnt, "migrate "+d, "", !noWait)
 			}
 			return offlineScrub(g, cmd, &t, func(o *dual.ScrubOptions) { o.Migrate = d }, "", "migrate")
 		},

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/klauspost/compress/zstd"
+)
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+		{[]float64{2, 2, 9}, 2},
+	} {
+		in := append([]float64(nil), tc.in...)
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+		if !slices.Equal(in, tc.in) {
+			t.Errorf("median changed its input: %v, was %v", tc.in, in)
+		}
+	}
+	if !math.IsNaN(median(nil)) {
+		t.Error("median(nil) is not NaN")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		bad  bool
+	}{
+		{in: "4096", want: 4096},
+		{in: "64K", want: 64 << 10},
+		{in: "256MiB", want: 256 << 20},
+		{in: "1GiB", want: 1 << 30},
+		{in: "4G", want: 4 << 30},
+		{in: "1GB", want: 1 << 30},
+		{in: "1.5G", bad: true},
+		{in: "12X", bad: true},
+		{in: "", bad: true},
+	} {
+		got, err := parseSize(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("parseSize(%q) = %d, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// read returns a dataset's first n bytes, read in pieces of size step.
+func read(t *testing.T, ds dataset, n int64, step int) []byte {
+	t.Helper()
+	r, err := ds.reader(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	buf := make([]byte, step)
+	for {
+		k, err := r.Read(buf)
+		out.Write(buf[:k])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out.Bytes()
+}
+
+// TestDatasetsDeterministic: the same bytes whatever the read sizes, on
+// every call, and different seeds give different bytes.
+func TestDatasetsDeterministic(t *testing.T) {
+	const n = 3<<20 + 12345
+	for _, ds := range []dataset{randomData, compressibleData} {
+		t.Run(ds.name, func(t *testing.T) {
+			a := read(t, ds, n, 1<<20)
+			b := read(t, ds, n, 777)
+			if len(a) != n || !bytes.Equal(a, b) {
+				t.Fatalf("%d and %d bytes, equal %v: the stream depends on how it is read", len(a), len(b), bytes.Equal(a, b))
+			}
+			other := ds
+			other.seed += 1000
+			if bytes.Equal(a[:4096], read(t, other, 4096, 4096)) {
+				t.Error("another seed gave the same bytes")
+			}
+		})
+	}
+}
+
+// TestDatasetsCompressibility: random data does not compress, the text
+// compresses between 2× and 3.5× with zstd's default level.
+func TestDatasetsCompressibility(t *testing.T) {
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	for _, tc := range []struct {
+		ds       dataset
+		min, max float64
+	}{
+		{randomData, 0.95, 1.01},
+		{compressibleData, 2, 3.5},
+	} {
+		data := read(t, tc.ds, 8<<20, 1<<20)
+		ratio := float64(len(data)) / float64(len(enc.EncodeAll(data, nil)))
+		if ratio < tc.min || ratio > tc.max {
+			t.Errorf("%s: zstd ratio %.2f, want %.2f..%.2f", tc.ds.name, ratio, tc.min, tc.max)
+		}
+		t.Logf("%s: zstd ratio %.2f", tc.ds.name, ratio)
+	}
+}
+
+// TestLoopbackHidesPassthrough: the loopback's files must not offer their
+// fd to the kernel, or (b) would not be a FUSE floor at all.
+func TestLoopbackHidesPassthrough(t *testing.T) {
+	var f any = &noPassthroughFile{}
+	if _, ok := f.(gofs.FilePassthroughFder); ok {
+		t.Error("noPassthroughFile offers PassthroughFd")
+	}
+	if _, ok := any(&gofs.LoopbackFile{}).(gofs.FilePassthroughFder); !ok {
+		t.Error("go-fuse's LoopbackFile no longer offers PassthroughFd: the wrapper may be unneeded")
+	}
+}
+
+func samplesForTable() []sample {
+	var ss []sample
+	add := func(c, d, v string, run int, val float64, unit string, detail map[string]float64) {
+		ss = append(ss, sample{Case: c, Data: d, Variant: v, Run: run, Value: val, Unit: unit, Detail: detail})
+	}
+	for run, k := range []float64{1, 2, 0.5} {
+		add("write", "random", "loopback", run, 400*k, "MiB/s", nil)
+		add("write", "random", "dualstore-both", run, 200*k, "MiB/s", map[string]float64{"bytes": 1 << 30, "daemon_cpu_seconds": 4 * k})
+		add("write", "random", "disk", run, 800*k, "MiB/s", nil)
+		add("copy2", "random", "dualstore-both", run, 400*k, "MiB/s", map[string]float64{"new_chunk_bytes": 0})
+		add("copy2", "random", "loopback", run, 400*k, "MiB/s", nil)
+		add("read-cold", "random", "loopback", run, 1000*k, "MiB/s", nil)
+		add("read-cold", "random", "dualstore-both", run, 700*k, "MiB/s", nil)
+		add("small-create", "", "loopback", run, 6000*k, "files/s", nil)
+		add("small-create", "", "dualstore-both", run, 300*k, "files/s", map[string]float64{"files": 10000, "daemon_cpu_seconds": 15 * k})
+	}
+	add("rss-peak", "random", "dualstore-both", 0, 300, "MiB", nil)
+	return ss
+}
+
+func TestSummarize(t *testing.T) {
+	rows := summarize(samplesForTable())
+	got := map[string]row{}
+	var order []string
+	for _, r := range rows {
+		k := r.Case + "/" + r.Data + "/" + r.Variant
+		got[k] = r
+		order = append(order, k)
+	}
+	want := []string{
+		"write/random/disk", "write/random/loopback", "write/random/dualstore-both",
+		"copy2/random/loopback", "copy2/random/dualstore-both",
+		"read-cold/random/loopback", "read-cold/random/dualstore-both",
+		"small-create//loopback", "small-create//dualstore-both",
+		"rss-peak/random/dualstore-both",
+	}
+	if strings.Join(order, " ") != strings.Join(want, " ") {
+		t.Errorf("row order\n got %v\nwant %v", order, want)
+	}
+	for _, tc := range []struct {
+		key    string
+		median float64
+		ratio  float64 // NaN: none
+		result string
+	}{
+		{"write/random/dualstore-both", 200, 0.5, "pass"},
+		{"write/random/disk", 800, 2, ""},
+		{"copy2/random/dualstore-both", 400, 1, "pass"},
+		{"read-cold/random/dualstore-both", 700, 0.7, "pass"},
+		{"small-create//dualstore-both", 300, 0.05, "miss"},
+		{"rss-peak/random/dualstore-both", 300, math.NaN(), "miss"},
+	} {
+		r := got[tc.key]
+		if r.Median != tc.median || r.Result != tc.result {
+			t.Errorf("%s: median %v result %q, want %v %q", tc.key, r.Median, r.Result, tc.median, tc.result)
+		}
+		switch {
+		case math.IsNaN(tc.ratio) && r.Ratio != nil:
+			t.Errorf("%s: ratio %v, want none", tc.key, *r.Ratio)
+		case !math.IsNaN(tc.ratio) && (r.Ratio == nil || math.Abs(*r.Ratio-tc.ratio) > 1e-9):
+			t.Errorf("%s: ratio %v, want %v", tc.key, r.Ratio, tc.ratio)
+		}
+	}
+	if m := got["copy2/random/dualstore-both"].Measured; m != "2.00× first, 0 B new" {
+		t.Errorf("second copy measured %q", m)
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	m := meta{Date: "2030-01-02 03:04 UTC", Host: "h", CPU: "cpu", Cores: 2, MemGiB: 8, Kernel: "6.1", Go: "go1.26",
+		WorkFS: "ext4 (/dev/x)", DropCaches: true, Size: 1 << 30, BigSize: 4 << 30, Small: 10000, Runs: 3}
+	out := markdown(m, summarize(samplesForTable()))
+	for _, want := range []string{
+		"Median of 3 run(s)",
+		"Sequential: one 1 GiB file",
+		"| case | data | variant | value | daemon CPU | ratio to (b) | target | result |",
+		"| seq write + fsync | random | (d) dualstore, both tiers | 200 MiB/s | 4.00 s/GiB | 0.50 | ≥ 0.45× (b) | pass |",
+		"| seq write + fsync | random | (a) plain disk | 800 MiB/s | – | 2.00 |  |  |",
+		"| second copy (dedup) | random | (d) dualstore, both tiers | 400 MiB/s | – | 1.00 | ≥ 1.5× first copy, 0 new chunk bytes | pass (2.00× first, 0 B new) |",
+		"| create+write | – | (d) dualstore, both tiers | 300 files/s | 1.50 s/1k files | 0.05 | ≥ 0.50× (b) | **miss** |",
+		"| daemon peak RSS, big write | random | (d) dualstore, both tiers | 300 MiB | – | – | < 256 MiB | **miss** |",
+		"- create+write, (d) dualstore, both tiers: 0.05× (b), target ≥ 0.50× (b)",
+		"- daemon peak RSS, big write, random, (d) dualstore, both tiers: 300 MiB, target < 256 MiB",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q\n%s", want, out)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	// Every table row has as many cells as the header.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "|") && strings.Count(line, "|") != 9 {
+			t.Errorf("row with %d cells: %s", strings.Count(line, "|")-1, line)
+		}
+	}
+}

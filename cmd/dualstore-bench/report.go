@@ -1,0 +1,412 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+)
+
+// A sample is one measured value of one run: what the JSON keeps raw and
+// the table summarises.
+type sample struct {
+	Case    string  `json:"case"`
+	Data    string  `json:"data,omitempty"`
+	Variant string  `json:"variant"`
+	Run     int     `json:"run"`
+	Value   float64 `json:"value"`
+	Unit    string  `json:"unit"`
+	// Detail holds what else was seen: seconds, bytes, the daemon's CPU
+	// seconds and peak RSS, new chunk bytes, how caches were dropped.
+	Detail map[string]float64 `json:"detail,omitempty"`
+}
+
+// caseInfo describes one measured case, in table order.
+type caseInfo struct {
+	id, title, unit string
+	section         string
+}
+
+const (
+	secSeq   = "seq"
+	secSmall = "small"
+	secRes   = "resources"
+)
+
+var cases = []caseInfo{
+	{"write", "seq write + fsync", "MiB/s", secSeq},
+	{"copy2", "second copy (dedup)", "MiB/s", secSeq},
+	{"read-cold", "seq read, cold", "MiB/s", secSeq},
+	{"read-warm", "seq read, warm", "MiB/s", secSeq},
+	{"small-create", "create+write", "files/s", secSmall},
+	{"small-stat", "stat (ls -l)", "files/s", secSmall},
+	{"small-read", "read", "files/s", secSmall},
+	{"small-delete", "delete", "files/s", secSmall},
+	{"rss-peak", "daemon peak RSS, big write", "MiB", secRes},
+	{"rss-write", "big write + fsync", "MiB/s", secRes},
+}
+
+func caseByID(id string) caseInfo {
+	for _, c := range cases {
+		if c.id == id {
+			return c
+		}
+	}
+	return caseInfo{id: id, title: id}
+}
+
+// A row is the summary of one case × data set × variant.
+type row struct {
+	Case    string  `json:"case"`
+	Data    string  `json:"data,omitempty"`
+	Variant string  `json:"variant"`
+	Runs    int     `json:"runs"`
+	Median  float64 `json:"median"`
+	Unit    string  `json:"unit"`
+	// Ratio is the median over runs of value / (b)'s value in the same
+	// run (paired, so a noisy moment hits both), nil without (b).
+	Ratio *float64 `json:"ratio_to_loopback,omitempty"`
+	// DaemonCPU is the median of the FUSE daemon's CPU seconds per GiB
+	// moved (per 1000 files for the small-file cases), in CPUUnit.
+	DaemonCPU *float64 `json:"daemon_cpu,omitempty"`
+	CPUUnit   string   `json:"daemon_cpu_unit,omitempty"`
+	Target    string   `json:"target,omitempty"`
+	// Measured is the figure the target is about, when it is not Ratio.
+	Measured string `json:"measured,omitempty"`
+	// Result is "pass", "miss" or "" (no target).
+	Result string `json:"result,omitempty"`
+}
+
+// summarize turns samples into rows, in table order.
+func summarize(samples []sample) []row {
+	type key struct{ c, d, v string }
+	groups := map[key][]sample{}
+	var keys []key
+	for _, s := range samples {
+		k := key{s.Case, s.Data, s.Variant}
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], s)
+	}
+	order := func(k key) (int, int, int) {
+		ci := slices.IndexFunc(cases, func(c caseInfo) bool { return c.id == k.c })
+		di := slices.Index([]string{"random", "compressible", ""}, k.d)
+		vi := slices.IndexFunc(variants, func(v variant) bool { return v.key == k.v })
+		return ci, di, vi
+	}
+	slices.SortStableFunc(keys, func(a, b key) int {
+		a1, a2, a3 := order(a)
+		b1, b2, b3 := order(b)
+		if a1 != b1 {
+			return a1 - b1
+		}
+		if a2 != b2 {
+			return a2 - b2
+		}
+		return a3 - b3
+	})
+	var rows []row
+	for _, k := range keys {
+		g := groups[k]
+		var vals, ratios, cpus []float64
+		cpuUnit := ""
+		for _, s := range g {
+			vals = append(vals, s.Value)
+			if cpu, ok := s.Detail["daemon_cpu_seconds"]; ok {
+				if b := s.Detail["bytes"]; b > 0 {
+					cpus, cpuUnit = append(cpus, cpu/(b/gib)), "s/GiB"
+				} else if f := s.Detail["files"]; f > 0 {
+					cpus, cpuUnit = append(cpus, cpu/(f/1000)), "s/1k files"
+				}
+			}
+			if base, ok := find(groups[key{k.c, k.d, "loopback"}], s.Run); ok && base.Value > 0 {
+				ratios = append(ratios, s.Value/base.Value)
+			}
+		}
+		r := row{Case: k.c, Data: k.d, Variant: k.v, Runs: len(g), Median: median(vals), Unit: g[0].Unit}
+		if len(ratios) > 0 {
+			m := median(ratios)
+			r.Ratio = &m
+		}
+		if len(cpus) > 0 {
+			m := median(cpus)
+			r.DaemonCPU, r.CPUUnit = &m, cpuUnit
+		}
+		judge(&r, groups[key{"write", k.d, k.v}], g)
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func find(ss []sample, run int) (sample, bool) {
+	for _, s := range ss {
+		if s.Run == run {
+			return s, true
+		}
+	}
+	return sample{}, false
+}
+
+// Targets of issue #6, as ratios to (b) in the same run unless said
+// otherwise.
+const (
+	targetWriteBoth   = 0.45 // seq write, both tiers, random data
+	targetReadCold    = 0.6
+	targetReadWarm    = 0.8
+	targetCopySpeedup = 1.5 // second copy vs first copy, same variant
+	targetSmall       = 0.5 // create and stat
+	targetRSSMiB      = 256 // peak RSS writing the big file
+)
+
+// judge fills the row's target and result. writes are the same variant's
+// first-copy samples (for the second copy's speed-up); own are the row's.
+func judge(r *row, writes, own []sample) {
+	if !strings.HasPrefix(r.Variant, "dualstore") {
+		return
+	}
+	ratioMin := func(min float64) {
+		r.Target = fmt.Sprintf("≥ %.2f× (b)", min)
+		switch {
+		case r.Ratio == nil:
+			r.Result = "no (b)"
+		case *r.Ratio >= min:
+			r.Result = "pass"
+		default:
+			r.Result = "miss"
+		}
+	}
+	switch {
+	case r.Case == "write" && r.Data == "random" && r.Variant == "dualstore-both":
+		ratioMin(targetWriteBoth)
+	case r.Case == "read-cold":
+		ratioMin(targetReadCold)
+	case r.Case == "read-warm":
+		ratioMin(targetReadWarm)
+	case r.Case == "small-create" || r.Case == "small-stat":
+		ratioMin(targetSmall)
+	case r.Case == "copy2":
+		r.Target = fmt.Sprintf("≥ %.1f× first copy, 0 new chunk bytes", targetCopySpeedup)
+		var speedups []float64
+		var newBytes float64
+		for _, s := range own {
+			if w, ok := find(writes, s.Run); ok && w.Value > 0 {
+				speedups = append(speedups, s.Value/w.Value)
+			}
+			newBytes = max(newBytes, s.Detail["new_chunk_bytes"])
+		}
+		if len(speedups) == 0 {
+			r.Result = "no first copy"
+			return
+		}
+		sp := median(speedups)
+		r.Measured = fmt.Sprintf("%.2f× first, %s new", sp, fmtBytes(newBytes))
+		r.Result = "miss"
+		if sp >= targetCopySpeedup && newBytes == 0 {
+			r.Result = "pass"
+		}
+	case r.Case == "rss-peak":
+		r.Target = fmt.Sprintf("< %d MiB", targetRSSMiB)
+		r.Result = "miss"
+		if r.Median < targetRSSMiB {
+			r.Result = "pass"
+		}
+	}
+}
+
+// meta is what the table's heading and the JSON say about the run.
+type meta struct {
+	Date       string   `json:"date"`
+	Host       string   `json:"host"`
+	CPU        string   `json:"cpu"`
+	Cores      int      `json:"cores"`
+	MemGiB     float64  `json:"mem_gib"`
+	Kernel     string   `json:"kernel"`
+	Go         string   `json:"go"`
+	Commit     string   `json:"commit,omitempty"`
+	WorkDir    string   `json:"work_dir"`
+	WorkFS     string   `json:"work_fs"`
+	DropCaches bool     `json:"drop_caches"`
+	Size       int64    `json:"size"`
+	BigSize    int64    `json:"rss_size"`
+	Small      int      `json:"small_files"`
+	Runs       int      `json:"runs"`
+	Compress   bool     `json:"compress"`
+	MountArgs  []string `json:"mount_args,omitempty"`
+	Only       string   `json:"only,omitempty"`
+	Seconds    float64  `json:"seconds"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// report is the JSON document.
+type report struct {
+	Meta    meta     `json:"meta"`
+	Rows    []row    `json:"rows"`
+	Samples []sample `json:"samples"`
+}
+
+func writeJSON(path string, r report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// markdown renders the heading and one table per section.
+func markdown(m meta, rows []row) string {
+	var b strings.Builder
+	cold := "cold = after `echo 3 > /proc/sys/vm/drop_caches` (and a remount of the FUSE daemons)"
+	if !m.DropCaches {
+		cold = "cold = drop_caches not permitted: after a remount of the FUSE daemons and posix_fadvise(DONTNEED) of every backing file"
+	}
+	fmt.Fprintf(&b, "dualstore bench, %s, %s: %s × %d cores, %.0f GiB RAM, Linux %s, %s, work dir on %s%s.\n",
+		m.Date, m.Host, m.CPU, m.Cores, m.MemGiB, m.Kernel, m.Go, m.WorkFS, commitNote(m.Commit))
+	fmt.Fprintf(&b, "Median of %d run(s); ratios are the median of per-run ratios to (b) go-fuse loopback in the same run; %s.\n",
+		m.Runs, cold)
+	if m.Compress || len(m.MountArgs) > 0 || m.Only != "" {
+		fmt.Fprintf(&b, "Options: compress=%v mount-args=%q only=%q.\n", m.Compress, strings.Join(m.MountArgs, " "), m.Only)
+	}
+	if m.Error != "" {
+		fmt.Fprintf(&b, "\n**Incomplete run**: %s\n", m.Error)
+	}
+	sections := []struct{ id, title string }{
+		{secSeq, fmt.Sprintf("Sequential: one %s file, 1 MiB writes and reads", fmtBytes(float64(m.Size)))},
+		{secSmall, fmt.Sprintf("Small files: %d files of 4 KiB in one directory (random data)", m.Small)},
+		{secRes, fmt.Sprintf("Daemon resources: one big write of %s of random data, streamed (one run)", fmtBytes(float64(m.BigSize)))},
+	}
+	for _, sec := range sections {
+		var rs []row
+		for _, r := range rows {
+			if caseByID(r.Case).section == sec.id {
+				rs = append(rs, r)
+			}
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s\n\n", sec.title)
+		b.WriteString("| case | data | variant | value | daemon CPU | ratio to (b) | target | result |\n")
+		b.WriteString("|---|---|---|--:|--:|--:|---|---|\n")
+		for _, r := range rs {
+			ratio := "–"
+			if r.Ratio != nil {
+				ratio = fmt.Sprintf("%.2f", *r.Ratio)
+			}
+			res := r.Result
+			if res == "miss" {
+				res = "**miss**"
+			}
+			if r.Measured != "" {
+				res += " (" + r.Measured + ")"
+			}
+			data := r.Data
+			if data == "" {
+				data = "–"
+			}
+			cpu := "–"
+			if r.DaemonCPU != nil {
+				cpu = fmtNum(*r.DaemonCPU) + " " + r.CPUUnit
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s | %s | %s | %s |\n",
+				caseByID(r.Case).title, data, variantByKey(r.Variant).label, fmtNum(r.Median), r.Unit, cpu, ratio, r.Target, strings.TrimSpace(res))
+		}
+	}
+	if miss := misses(rows); len(miss) > 0 {
+		b.WriteString("\nMissed targets:\n\n")
+		for _, m := range miss {
+			fmt.Fprintf(&b, "- %s\n", m)
+		}
+	}
+	judged, unjudged := 0, 0
+	for _, r := range rows {
+		switch {
+		case r.Target == "":
+		case r.Result == "pass" || r.Result == "miss":
+			judged++
+		default:
+			unjudged++
+		}
+	}
+	if unjudged > 0 {
+		fmt.Fprintf(&b, "\n%d target(s) not judged: their baseline was not run (see -only).\n", unjudged)
+	}
+	if judged > 0 && len(misses(rows)) == 0 {
+		b.WriteString("\nEvery target judged in this run is met.\n")
+	}
+	return b.String()
+}
+
+func commitNote(c string) string {
+	if c == "" {
+		return ""
+	}
+	return ", dualstore " + c
+}
+
+func misses(rows []row) []string {
+	var out []string
+	for _, r := range rows {
+		if r.Result != "miss" {
+			continue
+		}
+		what := caseByID(r.Case).title
+		if r.Data != "" {
+			what += ", " + r.Data
+		}
+		got := fmt.Sprintf("%s %s", fmtNum(r.Median), r.Unit)
+		switch {
+		case r.Measured != "":
+			got = r.Measured
+		case r.Ratio != nil && strings.HasSuffix(r.Target, "(b)"):
+			got = fmt.Sprintf("%.2f× (b)", *r.Ratio)
+		}
+		out = append(out, fmt.Sprintf("%s, %s: %s, target %s", what, variantByKey(r.Variant).label, got, r.Target))
+	}
+	return out
+}
+
+// fmtNum shows three significant digits or the whole number.
+func fmtNum(v float64) string {
+	switch a := math.Abs(v); {
+	case math.IsNaN(v):
+		return "–"
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// fmtBytes shows a size in binary units.
+func fmtBytes(n float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for math.Abs(n) >= 1024 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	if n == math.Trunc(n) {
+		return fmt.Sprintf("%.0f %s", n, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", n, units[i])
+}
+
+// median returns the middle of xs (the mean of the two middle values for
+// an even count), or NaN for none. xs is not changed.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}

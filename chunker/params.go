@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync"
 
 	"github.com/restic/chunker"
 )
@@ -76,7 +77,7 @@ func (p Params) Validate() error {
 		return bad("Polynomial is zero (create one per filesystem with NewPolynomial)")
 	case pol.Deg() != polynomialDegree:
 		return bad("Polynomial %#x has degree %d, want %d", p.Polynomial, pol.Deg(), polynomialDegree)
-	case !pol.Irreducible():
+	case !irreducible(pol):
 		return bad("Polynomial %#x is not irreducible", p.Polynomial)
 	case p.MinSize < minSizeLimit:
 		return bad("MinSize %d is below %d (restic's window size)", p.MinSize, minSizeLimit)
@@ -90,6 +91,22 @@ func (p Params) Validate() error {
 		return bad("MaxSize %d is above %d", p.MaxSize, maxSizeLimit)
 	}
 	return nil
+}
+
+// knownIrreducible memoises irreducible: testing a polynomial costs about
+// 0.6 ms, and every stream (every file written) validates its parameters,
+// which in a filesystem are the same few polynomials over and over. A
+// cache of a pure function's results; it only ever grows by one entry per
+// polynomial seen.
+var knownIrreducible sync.Map // chunker.Pol → bool
+
+func irreducible(pol chunker.Pol) bool {
+	if v, ok := knownIrreducible.Load(pol); ok {
+		return v.(bool)
+	}
+	ok := pol.Irreducible()
+	knownIrreducible.Store(pol, ok)
+	return ok
 }
 
 // averageBits is the SetAverageBits argument for a valid p.

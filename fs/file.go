@@ -44,6 +44,11 @@ type fileState struct {
 
 	stream   *chunker.Stream
 	batch    *dual.Batch
+	// pend holds the bytes of a file written from empty while they are
+	// fewer than the chunker's MinSize: the chunker could not cut them
+	// anyway, so a small file becomes its one chunk at flush without a
+	// chunker (its goroutine and buffers) ever being started.
+	pend []byte
 	streamMu sync.Mutex // guards streamed and held: emit runs on the chunker's goroutine
 	streamed []index.Chunk
 	// held are the chunk ids this file's uncommitted content may
@@ -82,6 +87,7 @@ func (st *fileState) load(ctx context.Context) error {
 		_ = st.batch.Wait()
 		st.stream, st.batch = nil, nil
 	}
+	st.pend = nil
 	st.streamMu.Lock()
 	st.streamed = nil
 	st.streamMu.Unlock()
@@ -148,7 +154,8 @@ func (st *fileState) emit(c chunker.Chunk, batch *dual.Batch, out *[]index.Chunk
 // The last chunk is fed again first, so the cuts are the ones a chunking
 // of the whole file would make and appends dedup against earlier copies.
 func (st *fileState) startStream(ctx context.Context) error {
-	var refeed []byte
+	refeed := st.pend
+	st.pend = nil
 	if n := len(st.chunks); n > 0 {
 		last := st.chunks[n-1]
 		data, err := st.fs.chunk(ctx, last)
@@ -177,9 +184,34 @@ func (st *fileState) startStream(ctx context.Context) error {
 	return nil
 }
 
-// finishStream cuts the final chunk of the active stream, waits for every
-// chunk to be stored, and appends the chunks to the list.
+// streaming reports whether bytes at the end of the file are not cut
+// into chunks yet (an active stream, or the pending bytes of a small file).
+func (st *fileState) streaming() bool { return st.stream != nil || len(st.pend) > 0 }
+
+// cutPending makes the pending bytes of a small file its one chunk.
+func (st *fileState) cutPending() error {
+	data := st.pend
+	st.pend = nil
+	batch := st.fs.dm.NewBatch(context.Background(), nil)
+	var cut []index.Chunk
+	err := st.emit(chunker.Chunk{Data: data, ID: st.fs.hash(data)}, batch, &cut)
+	if err := errors.Join(err, batch.Wait()); err != nil {
+		return err
+	}
+	st.setChunks(append(st.chunks, cut...))
+	if st.chunkEnd() != st.size {
+		return fmt.Errorf("inode %d: pending bytes made %d bytes, file has %d", st.ino, st.chunkEnd(), st.size)
+	}
+	return nil
+}
+
+// finishStream cuts the final chunk of the active stream (or the pending
+// bytes), waits for every chunk to be stored, and appends the chunks to
+// the list.
 func (st *fileState) finishStream() error {
+	if st.stream == nil {
+		return st.cutPending()
+	}
 	s, b := st.stream, st.batch
 	st.stream, st.batch = nil, nil
 	err := s.Close()
@@ -223,6 +255,11 @@ func (st *fileState) write(ctx context.Context, data []byte, off uint64) error {
 
 func (st *fileState) writeLocked(ctx context.Context, data []byte, off uint64) error {
 	if st.stage == nil && off == st.size {
+		if st.stream == nil && len(st.chunks) == 0 && uint(len(st.pend)+len(data)) < st.fs.params.MinSize {
+			st.pend = append(st.pend, data...)
+			st.size += uint64(len(data))
+			return nil
+		}
 		if st.stream == nil {
 			st.fs.log.Debug().Uint64("ino", st.ino).Uint64("off", off).Int("chunks", len(st.chunks)).Msg("stream starts")
 			if err := st.startStream(ctx); err != nil {
@@ -258,7 +295,7 @@ func (st *fileState) toStaging() error {
 	if st.stage != nil {
 		return nil
 	}
-	if st.stream != nil {
+	if st.streaming() {
 		if err := st.finishStream(); err != nil {
 			return err
 		}
@@ -328,6 +365,7 @@ func (st *fileState) truncate(ctx context.Context, size uint64) error {
 			st.streamed = nil
 			st.streamMu.Unlock()
 		}
+		st.pend = nil
 		st.dropOverlay()
 		st.setChunks(nil)
 		st.size, st.werr = 0, nil
@@ -360,7 +398,7 @@ func (st *fileState) truncate(ctx context.Context, size uint64) error {
 func (st *fileState) read(ctx context.Context, dest []byte, off uint64) (int, error) {
 	for {
 		st.mu.RLock()
-		if st.stream == nil || off+uint64(len(dest)) <= st.chunkEnd() || off >= st.size {
+		if !st.streaming() || off+uint64(len(dest)) <= st.chunkEnd() || off >= st.size {
 			n, err := st.readLocked(ctx, dest, off)
 			st.mu.RUnlock()
 			return n, err
@@ -370,7 +408,7 @@ func (st *fileState) read(ctx context.Context, dest []byte, off uint64) (int, er
 		// (read-your-writes). Later appends start a new stream.
 		st.fs.log.Debug().Uint64("ino", st.ino).Uint64("off", off).Msg("read of bytes being chunked: stream cut")
 		st.mu.Lock()
-		if st.stream != nil {
+		if st.streaming() {
 			if err := st.finishStream(); err != nil {
 				st.werr = err
 				st.mu.Unlock()
@@ -525,7 +563,7 @@ func (st *fileState) commitLocked(ctx context.Context) error {
 	if st.werr != nil {
 		return fail(st.werr)
 	}
-	if st.stream != nil {
+	if st.streaming() {
 		if err := st.finishStream(); err != nil {
 			return fail(err)
 		}

@@ -42,13 +42,13 @@ type fileState struct {
 	dirty  bool
 	werr   error // a write failed: reported at the next write/flush/fsync
 
-	stream   *chunker.Stream
-	batch    *dual.Batch
+	stream *chunker.Stream
+	batch  *dual.Batch
 	// pend holds the bytes of a file written from empty while they are
 	// fewer than the chunker's MinSize: the chunker could not cut them
 	// anyway, so a small file becomes its one chunk at flush without a
 	// chunker (its goroutine and buffers) ever being started.
-	pend []byte
+	pend     []byte
 	streamMu sync.Mutex // guards streamed and held: emit runs on the chunker's goroutine
 	streamed []index.Chunk
 	// held are the chunk ids this file's uncommitted content may

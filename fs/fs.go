@@ -80,6 +80,14 @@ type FS struct {
 	ctl   control
 	ctr   fsCounters
 	maint *Maintenance
+
+	// staleCache holds the inodes whose kernel page cache may hold bytes
+	// that are not their content: written, then reverted when the chunk
+	// writes failed. Their next open drops the cache; every other open
+	// keeps it (FOPEN_KEEP_CACHE), which is safe because content changes
+	// only through this mount, where the kernel sees every write and
+	// truncate. Warm reads then come from the page cache.
+	staleCache sync.Map // uint64 → struct{}
 }
 
 type fsCounters struct {
@@ -393,6 +401,7 @@ func (f *FS) setOpenMtime(ino uint64, t time.Time) {
 
 // truncate changes a file's size, open or not, and commits it.
 func (f *FS) truncate(ctx context.Context, ino uint64, size uint64) error {
+	ctx = context.WithoutCancel(ctx) // see handle.Read
 	st, err := f.acquire(ctx, ino)
 	if err != nil {
 		return err
@@ -406,6 +415,7 @@ func (f *FS) truncate(ctx context.Context, ino uint64, size uint64) error {
 
 // openHandle opens a file handle (O_TRUNC truncates).
 func (f *FS) openHandle(ctx context.Context, ino uint64, flags uint32) (*handle, error) {
+	ctx = context.WithoutCancel(ctx) // see handle.Read
 	st, err := f.acquire(ctx, ino)
 	if err != nil {
 		return nil, err
@@ -416,7 +426,11 @@ func (f *FS) openHandle(ctx context.Context, ino uint64, flags uint32) (*handle,
 			return nil, err
 		}
 	}
-	return &handle{st: st}, nil
+	h := &handle{st: st}
+	if _, stale := f.staleCache.LoadAndDelete(ino); !stale {
+		h.fopen = fuse.FOPEN_KEEP_CACHE
+	}
+	return h, nil
 }
 
 func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
@@ -443,6 +457,9 @@ func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 type handle struct {
 	st   *fileState
 	once sync.Once
+	// fopen are the open flags for the kernel: FOPEN_KEEP_CACHE unless the
+	// page cache may hold bytes the file no longer has.
+	fopen uint32
 }
 
 var (
@@ -453,8 +470,14 @@ var (
 	_ gofs.FileReleaser = (*handle)(nil)
 )
 
+// File I/O is not cancelled by the kernel's FUSE_INTERRUPT: the kernel
+// interrupts a request whenever the calling thread gets any signal (a Go
+// program gets SIGURG all the time), and a cancelled chunk read or write
+// used to turn into EINTR, which read/write/close on a local file never
+// return and C programs do not retry, or worse into a reverted file. Store
+// calls are bounded by store_timeout instead.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.st.read(ctx, dest, uint64(off))
+	n, err := h.st.read(context.WithoutCancel(ctx), dest, uint64(off))
 	if err != nil {
 		return nil, h.st.fs.fail("read", h.st.ino, err)
 	}
@@ -463,7 +486,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	if err := h.st.write(ctx, data, uint64(off)); err != nil {
+	if err := h.st.write(context.WithoutCancel(ctx), data, uint64(off)); err != nil {
 		return 0, h.st.fs.fail("write", h.st.ino, err)
 	}
 	h.st.fs.ctr.bytesWritten.Add(int64(len(data)))
@@ -474,7 +497,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 // after dup or fork): it commits what was written and reports any write
 // error, since the kernel ignores what Release returns.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	if err := h.st.commit(ctx); err != nil {
+	if err := h.st.commit(context.WithoutCancel(ctx)); err != nil {
 		return h.st.fs.fail("flush", h.st.ino, err)
 	}
 	return 0
@@ -483,6 +506,7 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 // Fsync commits and then makes the chunks and the index durable, with one
 // sync per store and one for the index rather than one per chunk.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	ctx = context.WithoutCancel(ctx)
 	f := h.st.fs
 	if err := h.st.commit(ctx); err != nil {
 		return f.fail("fsync", h.st.ino, err)

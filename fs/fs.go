@@ -30,7 +30,7 @@ type Options struct {
 	StagingDir string
 	// CacheBytes bounds the chunk cache. Default 64 MiB.
 	CacheBytes int64
-	// Prefetch is how many chunks ahead sequential reads fetch. Default 2.
+	// Prefetch is how many chunks ahead sequential reads fetch. Default 4.
 	Prefetch int
 	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's
 	// caching times. Every change goes through this mount, so the kernel's
@@ -107,7 +107,7 @@ func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
 		opts.CacheBytes = 64 << 20
 	}
 	if opts.Prefetch == 0 {
-		opts.Prefetch = 2
+		opts.Prefetch = 4
 	}
 	if opts.EntryTimeout == 0 {
 		opts.EntryTimeout = time.Second

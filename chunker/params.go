@@ -16,12 +16,12 @@ const (
 	kiB = 1 << 10
 	miB = 1 << 20
 
-	// minSizeLimit is restic's rolling-hash window: restic skips the first
+	// MinSizeLimit is restic's rolling-hash window: restic skips the first
 	// MinSize-64 bytes of a chunk, so a smaller MinSize underflows.
-	minSizeLimit = 64
-	// maxSizeLimit bounds the memory a stream holds (one chunk of up to
+	MinSizeLimit = 64
+	// MaxSizeLimit bounds the memory a stream holds (one chunk of up to
 	// MaxSize is assembled in memory) and the size of one store object.
-	maxSizeLimit = 64 * miB
+	MaxSizeLimit = 64 * miB
 	// polynomialDegree is the only degree restic generates and the largest
 	// its table-driven digest supports.
 	polynomialDegree = 53
@@ -79,16 +79,16 @@ func (p Params) Validate() error {
 		return bad("Polynomial %#x has degree %d, want %d", p.Polynomial, pol.Deg(), polynomialDegree)
 	case !irreducible(pol):
 		return bad("Polynomial %#x is not irreducible", p.Polynomial)
-	case p.MinSize < minSizeLimit:
-		return bad("MinSize %d is below %d (restic's window size)", p.MinSize, minSizeLimit)
+	case p.MinSize < MinSizeLimit:
+		return bad("MinSize %d is below %d (restic's window size)", p.MinSize, MinSizeLimit)
 	case p.AvgSize == 0 || bits.OnesCount(p.AvgSize) != 1:
 		return bad("AvgSize %d is not a power of two", p.AvgSize)
 	case p.AvgSize <= p.MinSize:
 		return bad("AvgSize %d must be greater than MinSize %d", p.AvgSize, p.MinSize)
 	case p.MaxSize <= p.AvgSize:
 		return bad("MaxSize %d must be greater than AvgSize %d", p.MaxSize, p.AvgSize)
-	case p.MaxSize > maxSizeLimit:
-		return bad("MaxSize %d is above %d", p.MaxSize, maxSizeLimit)
+	case p.MaxSize > MaxSizeLimit:
+		return bad("MaxSize %d is above %d", p.MaxSize, MaxSizeLimit)
 	}
 	return nil
 }

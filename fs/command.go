@@ -7,6 +7,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/dualstore/dualstore/dual"
 )
@@ -90,6 +92,9 @@ func parseCommand(b []byte) (command, error) {
 		}
 		if len(args) == 1 {
 			p := args[0]
+			if strings.IndexFunc(p, unicode.IsControl) >= 0 || !utf8.ValidString(p) {
+				return command{}, fmt.Errorf("%w: path %q holds control characters or invalid UTF-8", errBadCommand, p)
+			}
 			if !strings.HasPrefix(p, "/") {
 				p = "/" + p
 			}

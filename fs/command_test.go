@@ -34,6 +34,8 @@ func TestParseCommand(t *testing.T) {
 		{in: "explode", bad: true},
 		{in: "compare a b", bad: true},
 		{in: "repair a b", bad: true},
+		{in: "compare /no\x1b[2Jsuch", bad: true},
+		{in: "repair /bad\xffutf8", bad: true},
 		{in: "migrate", bad: true},
 		{in: "migrate sideways", bad: true},
 		{in: "migrate to_safety to_primary", bad: true},

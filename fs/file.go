@@ -129,8 +129,8 @@ func (st *fileState) dropOverlay() {
 }
 
 // emit receives a cut chunk from a stream and queues its write to both
-// tiers. A chunk the index already references is not written again: that
-// is the dedup that makes a second copy of a file cheap.
+// tiers. A chunk the stores already hold is not written again (each
+// store checks): that is the dedup that makes a second copy cheap.
 //
 // The id is held (see dual.Manager.Hold) before the dedup check, so gc
 // cannot remove the chunk between the check and the commit.
@@ -145,8 +145,12 @@ func (st *fileState) emit(c chunker.Chunk, batch *dual.Batch, out *[]index.Chunk
 	if st.fs.known(id) {
 		st.fs.ctr.dedupHits.Add(1)
 		st.fs.ctr.dedupBytes.Add(int64(len(c.Data)))
-		return nil
 	}
+	// Put even a chunk the index already references: each store checks
+	// for the chunk first and writes nothing when it has it (so a second
+	// copy writes no chunk bytes), but a chunk that was lost from a tier
+	// (or both) comes back when its bytes are written again, instead of
+	// the new file being as unreadable as the damaged one.
 	return batch.Put(id, c.Data)
 }
 

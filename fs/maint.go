@@ -121,7 +121,7 @@ func (x *Maintenance) subtreeChunks(ctx context.Context, p string) ([]dual.Chunk
 		}
 		a, err := x.db.Lookup(ctx, ino, name)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, fmt.Errorf("%q: %w", p, err)
 		}
 		ino = a.Ino
 	}

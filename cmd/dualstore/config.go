@@ -214,6 +214,20 @@ func (c *Config) complete() error {
 	if c.Chunker.MaxSize == 0 {
 		c.Chunker.MaxSize = def.MaxSize
 	}
+	// The chunker's own rules, checked here so the key is named and
+	// nothing is created with sizes the chunker would refuse.
+	switch mn, av, mx := c.Chunker.MinSize, c.Chunker.AvgSize, c.Chunker.MaxSize; {
+	case mn < chunker.MinSizeLimit:
+		errs = append(errs, fmt.Errorf("chunker.min_size %d: want at least %d (the rolling hash window)", mn, chunker.MinSizeLimit))
+	case av&(av-1) != 0:
+		errs = append(errs, fmt.Errorf("chunker.avg_size %d: want a power of two", av))
+	case av <= mn:
+		errs = append(errs, fmt.Errorf("chunker.avg_size %d: want more than chunker.min_size %d", av, mn))
+	case mx <= av:
+		errs = append(errs, fmt.Errorf("chunker.max_size %d: want more than chunker.avg_size %d", mx, av))
+	case mx > chunker.MaxSizeLimit:
+		errs = append(errs, fmt.Errorf("chunker.max_size %d: want at most %d", mx, chunker.MaxSizeLimit))
+	}
 	// Fill every default, so `.dualstore/config` shows what is in effect.
 	if c.Mount.AttrTimeout == 0 {
 		c.Mount.AttrTimeout = duration(time.Second)

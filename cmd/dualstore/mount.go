@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -141,17 +142,59 @@ type engine struct {
 	dm   *dual.Manager
 }
 
-// openEngine locks the data dir, opens the index (creating the filesystem
-// on first use, unless existing is set: offline commands never create one)
-// and the stores. Nothing is created or changed before every check has
-// passed.
+// openEngine locks the data dir, opens the stores and the index, creating
+// the filesystem on first use (unless existing is set: offline commands
+// never create one). A failed attempt leaves nothing behind that it
+// created: every setting is checked before the first directory is made,
+// and what was made is removed again.
+//
+// An existing filesystem never gets a store directory created for it (a
+// missing one is a typo, an unmounted disk or a moved directory: the
+// mount would come up with an empty tier), and a new filesystem is never
+// created over stores that already hold chunks (index.db lost: a new,
+// empty filesystem would hide every file, and gc would delete them all).
 func openEngine(ctx context.Context, cfg Config, log zerolog.Logger, existing bool) (*engine, error) {
-	if existing {
-		if _, err := os.Stat(filepath.Join(cfg.DataDir, "index.db")); err != nil {
-			return nil, usageErr(fmt.Errorf("data dir %s holds no dualstore filesystem (no index.db): %w", cfg.DataDir, err))
+	// The index lists every name and owner: private, whatever the data
+	// dir's mode (the mount sets umask 0 only after this).
+	defer syscall.Umask(syscall.Umask(0o077))
+	idxPath := filepath.Join(cfg.DataDir, "index.db")
+	_, statErr := os.Stat(idxPath)
+	isNew := errors.Is(statErr, iofs.ErrNotExist)
+	switch {
+	case isNew && existing:
+		return nil, usageErr(fmt.Errorf("data dir %s holds no dualstore filesystem (no index.db)", cfg.DataDir))
+	case statErr != nil && !isNew:
+		return nil, fmt.Errorf("index %s: %w", idxPath, statErr)
+	}
+	var pol uint64
+	if isNew {
+		var err error
+		if pol, err = chunker.NewPolynomial(); err != nil {
+			return nil, err
 		}
-	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+		p := chunker.Params{Polynomial: pol, MinSize: cfg.Chunker.MinSize, AvgSize: cfg.Chunker.AvgSize, MaxSize: cfg.Chunker.MaxSize}
+		if err := p.Validate(); err != nil {
+			return nil, usageErr(fmt.Errorf("chunker: %w", err))
+		}
+		hash, err := chunker.Hasher(cfg.Chunker.Hash)
+		if err != nil {
+			return nil, usageErr(fmt.Errorf("chunker: %w", err))
+		}
+		if _, err := cfg.dualOptions(hash); err != nil {
+			return nil, usageErr(err)
+		}
+	}
+
+	var created []string // removed again if this attempt fails
+	if _, err := os.Stat(cfg.DataDir); errors.Is(err, iofs.ErrNotExist) {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+		}
+		created = append(created, cfg.DataDir)
+	}
+	lockPath := filepath.Join(cfg.DataDir, "lock")
+	if _, err := os.Stat(lockPath); errors.Is(err, iofs.ErrNotExist) {
+		created = append(created, lockPath)
 	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
@@ -160,30 +203,27 @@ func openEngine(ctx context.Context, cfg Config, log zerolog.Logger, existing bo
 	e := &engine{cfg: cfg, log: log, lock: lock}
 	ok := false
 	defer func() {
-		if !ok {
-			e.close()
+		if ok {
+			return
+		}
+		e.close()
+		for i := len(created) - 1; i >= 0; i-- {
+			os.RemoveAll(created[i])
 		}
 	}()
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "staging"), 0o700); err != nil {
-		return nil, fmt.Errorf("staging dir: %w", err)
+
+	if !isNew {
+		// The hash was fixed when the filesystem was created.
+		e.db, err = index.Open(ctx, index.Options{Path: idxPath, Log: log, MustExist: true})
+		if err != nil {
+			return nil, err
+		}
 	}
-	pol, err := chunker.NewPolynomial()
-	if err != nil {
-		return nil, err
+	hashName := cfg.Chunker.Hash
+	if e.db != nil {
+		hashName = e.db.Header().Hash
 	}
-	e.db, err = index.Open(ctx, index.Options{
-		Path: filepath.Join(cfg.DataDir, "index.db"),
-		NewHeader: index.Header{
-			Hash: cfg.Chunker.Hash, Polynomial: pol,
-			MinSize: uint32(cfg.Chunker.MinSize), AvgSize: uint32(cfg.Chunker.AvgSize), MaxSize: uint32(cfg.Chunker.MaxSize),
-		},
-		Log:       log,
-		MustExist: existing,
-	})
-	if err != nil {
-		return nil, err
-	}
-	hash, err := chunker.Hasher(e.db.Header().Hash)
+	hash, err := chunker.Hasher(hashName)
 	if err != nil {
 		return nil, fmt.Errorf("index header: %w", err)
 	}
@@ -192,23 +232,84 @@ func openEngine(ctx context.Context, cfg Config, log zerolog.Logger, existing bo
 		return nil, usageErr(err)
 	}
 	idHash := func(b []byte) stores.ID { return hash(b) }
-	primary, err := openTier("primary", cfg.Primary, idHash)
-	if err != nil {
-		return nil, err
+	var tiers [2]*stores.Tier
+	for i, t := range []struct {
+		name string
+		cfgs []StoreConfig
+	}{{"primary", cfg.Primary}, {"safety", cfg.Safety}} {
+		tier, made, err := openTier(t.name, t.cfgs, idHash, isNew)
+		created = append(created, made...)
+		if err != nil {
+			if i == 1 {
+				tiers[0].Close()
+			}
+			return nil, err
+		}
+		tiers[i] = tier
 	}
-	safety, err := openTier("safety", cfg.Safety, idHash)
-	if err != nil {
-		primary.Close()
-		return nil, err
+	closeTiers := func() { tiers[0].Close(); tiers[1].Close() }
+	if isNew {
+		if err := refuseFullStores(ctx, idxPath, tiers); err != nil {
+			closeTiers()
+			return nil, err
+		}
 	}
-	e.dm, err = dual.New(primary, safety, e.db, opts, log)
+	staging := filepath.Join(cfg.DataDir, "staging")
+	if _, err := os.Stat(staging); errors.Is(err, iofs.ErrNotExist) {
+		created = append(created, staging)
+	}
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		closeTiers()
+		return nil, fmt.Errorf("staging dir: %w", err)
+	}
+	if isNew {
+		created = append(created, idxPath, idxPath+"-wal", idxPath+"-shm")
+		e.db, err = index.Open(ctx, index.Options{
+			Path: idxPath,
+			NewHeader: index.Header{
+				Hash: cfg.Chunker.Hash, Polynomial: pol,
+				MinSize: uint32(cfg.Chunker.MinSize), AvgSize: uint32(cfg.Chunker.AvgSize), MaxSize: uint32(cfg.Chunker.MaxSize),
+			},
+			Log: log,
+		})
+		if err != nil {
+			closeTiers()
+			return nil, err
+		}
+	}
+	e.dm, err = dual.New(tiers[0], tiers[1], e.db, opts, log)
 	if err != nil {
-		primary.Close()
-		safety.Close()
+		closeTiers()
 		return nil, err
 	}
 	ok = true
 	return e, nil
+}
+
+// refuseFullStores stops a new filesystem from being created over stores
+// that hold chunks: that is a filesystem whose index.db is missing.
+func refuseFullStores(ctx context.Context, idxPath string, tiers [2]*stores.Tier) error {
+	errFound := errors.New("found")
+	for _, t := range tiers {
+		for _, m := range t.Members() {
+			l, isLister := m.(stores.Lister)
+			if !isLister {
+				continue
+			}
+			var first stores.ID
+			err := l.List(ctx, func(id stores.ID) error { first = id; return errFound })
+			if errors.Is(err, errFound) {
+				return fmt.Errorf("index %s is missing, but store %s of the %s tier holds chunks (%s, …): "+
+					"this is an existing filesystem whose index was lost or moved; restore index.db, "+
+					"or point data_dir at the right directory (to start an empty filesystem, use stores that hold no chunks)",
+					idxPath, m.Name(), t.Name(), first)
+			}
+			if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+				return fmt.Errorf("store %s: checking it holds no chunks before creating a filesystem: %w", m.Name(), err)
+			}
+		}
+	}
+	return nil
 }
 
 // holder records who holds the data dir, for the error a second user gets.
@@ -235,17 +336,33 @@ func (e *engine) close() {
 	}
 }
 
-func openTier(name string, cfgs []StoreConfig, hash func([]byte) stores.ID) (*stores.Tier, error) {
+// openTier opens a tier's stores. Local store directories are created
+// only for a new filesystem (and returned, to be removed if the rest of
+// the setup fails).
+func openTier(name string, cfgs []StoreConfig, hash func([]byte) stores.ID, isNew bool) (_ *stores.Tier, created []string, _ error) {
 	var members []stores.Store
 	for i, sc := range cfgs {
 		switch sc.Type {
 		case "local":
-			s, err := local.New(local.Options{Root: sc.Path, Name: sc.Name, Compress: sc.Compress, Fsync: sc.Fsync, CreateRoot: true})
+			_, statErr := os.Stat(sc.Path)
+			missing := errors.Is(statErr, iofs.ErrNotExist)
+			if missing && !isNew {
+				for _, m := range members {
+					m.Close()
+				}
+				return nil, created, fmt.Errorf("%s[%d] store %q: directory %s does not exist, and this filesystem's index references chunks "+
+					"that should be there: fix the path (or mount the disk); for a new, empty store create the directory and run `dualstore repair`",
+					name, i, sc.Name, sc.Path)
+			}
+			s, err := local.New(local.Options{Root: sc.Path, Name: sc.Name, Compress: sc.Compress, Fsync: sc.Fsync, CreateRoot: isNew})
+			if err == nil && missing {
+				created = append(created, sc.Path)
+			}
 			if err != nil {
 				for _, m := range members {
 					m.Close()
 				}
-				return nil, fmt.Errorf("%s[%d] store %q: %w", name, i, sc.Name, err)
+				return nil, created, fmt.Errorf("%s[%d] store %q: %w", name, i, sc.Name, err)
 			}
 			members = append(members, s)
 		case "s3":
@@ -260,14 +377,17 @@ func openTier(name string, cfgs []StoreConfig, hash func([]byte) stores.ID) (*st
 				for _, m := range members {
 					m.Close()
 				}
-				return nil, fmt.Errorf("%s[%d] store %q: %w", name, i, sc.Name, err)
+				return nil, created, fmt.Errorf("%s[%d] store %q: %w", name, i, sc.Name, err)
 			}
 			members = append(members, s)
 		default:
-			return nil, fmt.Errorf("%s[%d] store %q: unknown type %q", name, i, sc.Name, sc.Type)
+			for _, m := range members {
+				m.Close()
+			}
+			return nil, created, fmt.Errorf("%s[%d] store %q: unknown type %q", name, i, sc.Name, sc.Type)
 		}
 	}
-	return dual.NewTier(name, members, hash), nil
+	return dual.NewTier(name, members, hash), created, nil
 }
 
 // lockDataDir takes an exclusive lock so two mounts (or a mount and an
@@ -341,9 +461,6 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return usageErr(err)
 	}
-	// The kernel already applied the caller's umask to every mode it sends;
-	// the daemon's own would strip bits a second time.
-	syscall.Umask(0)
 	// Every byte written passes through a fresh chunk buffer, so the heap
 	// turns over about once per 50 MiB written: with Go's default GOGC=100
 	// the collector runs constantly. 400 measured 12-15% more write
@@ -358,6 +475,9 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 		return err
 	}
 	defer e.close()
+	// The kernel already applied the caller's umask to every mode it sends;
+	// the daemon's own would strip bits a second time.
+	syscall.Umask(0)
 	e.holder(fmt.Sprintf("the mount at %s", mnt))
 	// The filesystem's chunker and hash were fixed when it was created;
 	// show those, not what the config would choose for a new one.

@@ -74,6 +74,11 @@ type FS struct {
 
 	filesMu sync.Mutex
 	files   map[uint64]*fileState
+	// orphans are inodes whose last name went while the kernel or an open
+	// file still holds them; true once the kernel has forgotten them. An
+	// orphan is purged from the index when both have let go (guarded by
+	// filesMu).
+	orphans map[uint64]bool
 
 	prefetchSem chan struct{}
 
@@ -128,6 +133,7 @@ func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
 		db: db, dm: dm, opts: opts, params: params, hash: hash, start: time.Now(),
 		log:         opts.Log.With().Str("component", "fs").Logger(),
 		files:       map[uint64]*fileState{},
+		orphans:     map[uint64]bool{},
 		prefetchSem: make(chan struct{}, 4),
 	}
 	f.cache = newChunkCache(opts.CacheBytes, dm.Get)
@@ -322,14 +328,12 @@ func (f *FS) acquire(ctx context.Context, ino uint64) (*fileState, error) {
 }
 
 // release drops one reference; the last one commits anything left (a
-// safety net: Flush already did) and purges an unlinked inode.
+// safety net: Flush already did) and purges an orphan the kernel has
+// already forgotten.
 func (f *FS) release(ctx context.Context, st *fileState) {
 	f.filesMu.Lock()
 	st.opens--
 	last := st.opens == 0
-	if last {
-		delete(f.files, st.ino)
-	}
 	f.filesMu.Unlock()
 	if !last {
 		return
@@ -337,11 +341,22 @@ func (f *FS) release(ctx context.Context, st *fileState) {
 	if err := st.commit(ctx); err != nil {
 		f.log.Error().Uint64("ino", st.ino).Err(err).Msg("commit at release failed")
 	}
+	f.filesMu.Lock()
+	if st.opens > 0 { // opened again while committing: the state lives on
+		f.filesMu.Unlock()
+		return
+	}
+	delete(f.files, st.ino)
+	forgotten := f.orphans[st.ino]
+	if forgotten {
+		delete(f.orphans, st.ino)
+	}
+	f.filesMu.Unlock()
 	st.mu.Lock()
 	st.dropOverlay()
 	st.mu.Unlock()
 	st.releaseHeld() // whatever did not commit is garbage now
-	if a, err := f.db.GetAttr(ctx, st.ino); err == nil && a.Nlink == 0 {
+	if forgotten {
 		f.purge(ctx, st.ino)
 	}
 }
@@ -353,12 +368,50 @@ func (f *FS) isOpen(ino uint64) bool {
 	return ok
 }
 
-// maybePurge removes an inode whose last link went, unless it is open
-// (then the last release does).
-func (f *FS) maybePurge(ctx context.Context, a index.Attr) {
-	if a.Nlink == 0 && !f.isOpen(a.Ino) {
-		f.purge(ctx, a.Ino)
+// unlinked notes an inode whose last name went (unlink, rename over it).
+// It is not purged yet: the kernel still holds it (it resolved the name
+// just before, and a path being replaced by rename may be opened through
+// it), and so may open files. kernelForgot and the last release purge it,
+// whichever comes second. An orphan left by a crash is purged at the next
+// mount.
+func (f *FS) unlinked(a index.Attr) {
+	if a.Nlink != 0 {
+		return
 	}
+	f.filesMu.Lock()
+	if _, ok := f.orphans[a.Ino]; !ok {
+		f.orphans[a.Ino] = false
+	}
+	f.filesMu.Unlock()
+}
+
+// kernelRef notes that the kernel holds ino again (a lookup answered).
+func (f *FS) kernelRef(ino uint64) {
+	f.filesMu.Lock()
+	if _, ok := f.orphans[ino]; ok {
+		f.orphans[ino] = false
+	}
+	f.filesMu.Unlock()
+}
+
+// kernelForgot is go-fuse's OnForget: the kernel dropped its last
+// reference to ino. An orphan with no open file is purged now.
+func (f *FS) kernelForgot(ino uint64) {
+	f.filesMu.Lock()
+	_, orphan := f.orphans[ino]
+	_, open := f.files[ino]
+	switch {
+	case !orphan:
+		f.filesMu.Unlock()
+		return
+	case open:
+		f.orphans[ino] = true
+		f.filesMu.Unlock()
+		return
+	}
+	delete(f.orphans, ino)
+	f.filesMu.Unlock()
+	f.purge(context.Background(), ino)
 }
 
 func (f *FS) purge(ctx context.Context, ino uint64) {

@@ -41,6 +41,7 @@ var (
 	_ gofs.NodeSetxattrer    = (*node)(nil)
 	_ gofs.NodeListxattrer   = (*node)(nil)
 	_ gofs.NodeRemovexattrer = (*node)(nil)
+	_ gofs.NodeOnForgetter   = (*node)(nil)
 )
 
 func (n *node) ino() uint64 { return n.StableAttr().Ino }
@@ -50,6 +51,16 @@ func (n *node) isRoot() bool { return n.ino() == index.RootIno }
 // reserved reports whether name in this directory is the control
 // directory, which cannot be created, removed or renamed over.
 func (n *node) reserved(name string) bool { return n.isRoot() && name == controlName }
+
+// uninterruptible detaches a metadata operation from the kernel's
+// FUSE_INTERRUPT. The kernel interrupts a request whenever the calling
+// thread gets any signal, and Go programs get SIGURG all the time
+// (goroutine preemption): cancelling the index transaction then turned
+// stat, rename, unlink… into EINTR, which those calls never return on a
+// local filesystem and which C programs do not retry. Index operations
+// are short local transactions; a fatal signal still ends the caller at
+// once (the kernel stops waiting for the answer).
+func uninterruptible(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 func caller(ctx context.Context) (uid, gid uint32) {
 	if c, ok := fuse.FromContext(ctx); ok {
@@ -79,21 +90,60 @@ func (f *FS) entry(out *fuse.EntryOut, a index.Attr) {
 // newChild returns the go-fuse inode for a, reusing the live one when the
 // kernel already knows the inode number (hard links).
 func (n *node) newChild(ctx context.Context, a index.Attr) *gofs.Inode {
+	n.fs.kernelRef(a.Ino)
 	return n.NewInode(ctx, &node{fs: n.fs}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
 }
+
+// OnForget runs when the kernel has forgotten the inode: an unlinked one
+// can be purged once no file is open on it.
+func (n *node) OnForget() { n.fs.kernelForgot(n.ino()) }
 
 // attr returns the inode's attributes, with the size and mtime of an open
 // file's unflushed writes.
 func (n *node) attr(ctx context.Context) (index.Attr, error) {
-	a, err := n.fs.db.GetAttr(ctx, n.ino())
+	return currentAttr(ctx, n.fs, n.ino())
+}
+
+// currentAttr returns an inode's attributes as of now: the size and mtime
+// of an open file's unflushed writes if it has any, else the index's.
+//
+// The open file is looked at before the index, never after. The other
+// order loses appends: a GETATTR that reads the index just before another
+// handle's flush commits, and the (by then clean) open file just after,
+// answers the size from before the last write; the kernel takes it (no
+// write happened since it asked) and the next O_APPEND write of another
+// process lands on top of that write. Looking first is safe: unflushed
+// state seen is at least as new as the index, and a clean state means
+// every write so far is in the index read afterwards. Writes that finish
+// after the kernel asked make it drop the answer anyway (attr_version).
+func currentAttr(ctx context.Context, f *FS, ino uint64) (index.Attr, error) {
+	ov := index.Attr{Ino: ino}
+	f.overlayAttr(&ov) // sets Mtime only if the open file has unflushed writes
+	a, err := f.db.GetAttr(ctx, ino)
 	if err != nil {
 		return a, err
 	}
-	n.fs.overlayAttr(&a)
+	if !ov.Mtime.IsZero() {
+		a.Size, a.Mtime = ov.Size, ov.Mtime
+		if a.Mtime.After(a.Ctime) {
+			a.Ctime = a.Mtime
+		}
+	}
 	return a, nil
 }
 
+// entryAttr completes the attributes an index call returned with an
+// entry (lookup, link): for an open file they are read again in the
+// order currentAttr needs.
+func entryAttr(ctx context.Context, f *FS, a index.Attr) (index.Attr, error) {
+	if !f.isOpen(a.Ino) {
+		return a, nil
+	}
+	return currentAttr(ctx, f, a.Ino)
+}
+
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	if n.reserved(name) {
 		ch := n.fs.controlDir(ctx, n)
 		out.Attr = n.fs.controlAttr(ch.StableAttr().Ino, syscall.S_IFDIR|0555)
@@ -107,12 +157,15 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		}
 		return nil, n.fs.fail("lookup", n.ino(), err)
 	}
-	n.fs.overlayAttr(&a)
+	if a, err = entryAttr(ctx, n.fs, a); err != nil {
+		return nil, n.fs.fail("lookup", n.ino(), err)
+	}
 	n.fs.entry(out, a)
 	return n.newChild(ctx, a), 0
 }
 
 func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	ctx = uninterruptible(ctx)
 	a, err := n.attr(ctx)
 	if err != nil {
 		return n.fs.fail("getattr", n.ino(), err)
@@ -123,6 +176,7 @@ func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 }
 
 func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	ctx = uninterruptible(ctx)
 	now := time.Now()
 	if size, ok := in.GetSize(); ok {
 		if n.Mode()&syscall.S_IFMT != syscall.S_IFREG {
@@ -215,6 +269,7 @@ func (n *node) create(ctx context.Context, name string, nn index.NewNode, out *f
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	nn, err := n.newNode(ctx, syscall.S_IFREG|(mode&07777))
 	if err != nil {
 		return nil, nil, 0, n.fs.fail("create", n.ino(), err)
@@ -223,7 +278,10 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	h, err := n.fs.openHandle(ctx, a.Ino, flags)
+	// The file is new and empty: O_TRUNC has nothing to do, and handing
+	// it on would stamp a second mtime at the first flush, behind the
+	// back of the attributes the kernel just cached from this reply.
+	h, err := n.fs.openHandle(ctx, a.Ino, flags&^syscall.O_TRUNC)
 	if err != nil {
 		return nil, nil, 0, n.fs.fail("open", a.Ino, err)
 	}
@@ -231,6 +289,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	nn, err := n.newNode(ctx, syscall.S_IFDIR|(mode&07777))
 	if err != nil {
 		return nil, n.fs.fail("mkdir", n.ino(), err)
@@ -240,6 +299,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	switch mode & syscall.S_IFMT {
 	case syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK, syscall.S_IFREG:
 	default:
@@ -255,6 +315,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	nn, err := n.newNode(ctx, syscall.S_IFLNK|0777)
 	if err != nil {
 		return nil, n.fs.fail("symlink", n.ino(), err)
@@ -266,6 +327,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	t, err := n.fs.db.Readlink(ctx, n.ino())
 	if err != nil {
 		return nil, n.fs.fail("readlink", n.ino(), err)
@@ -274,6 +336,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 }
 
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	if n.reserved(name) {
 		return nil, syscall.EEXIST
 	}
@@ -285,12 +348,15 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	if err != nil {
 		return nil, n.fs.fail("link", t.ino(), err)
 	}
-	n.fs.overlayAttr(&a)
+	if a, err = entryAttr(ctx, n.fs, a); err != nil {
+		return nil, n.fs.fail("link", t.ino(), err)
+	}
 	n.fs.entry(out, a)
 	return n.newChild(ctx, a), 0
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	ctx = uninterruptible(ctx)
 	if n.reserved(name) {
 		return syscall.EPERM
 	}
@@ -298,11 +364,12 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return n.fs.fail("unlink", n.ino(), err)
 	}
-	n.fs.maybePurge(ctx, a)
+	n.fs.unlinked(a)
 	return 0
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	ctx = uninterruptible(ctx)
 	if n.reserved(name) {
 		return syscall.EPERM
 	}
@@ -313,6 +380,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	ctx = uninterruptible(ctx)
 	np, ok := newParent.(*node)
 	if !ok {
 		return syscall.EPERM
@@ -325,12 +393,13 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		return n.fs.fail("rename", n.ino(), err)
 	}
 	if replaced != nil {
-		n.fs.maybePurge(ctx, *replaced)
+		n.fs.unlinked(*replaced)
 	}
 	return 0
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	if n.Mode()&syscall.S_IFMT != syscall.S_IFREG {
 		return nil, 0, syscall.EINVAL
 	}
@@ -346,6 +415,7 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 }
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	ctx = uninterruptible(ctx)
 	return n.fs.statfs(ctx, out)
 }
 
@@ -358,6 +428,7 @@ func aclXattr(name string) bool {
 }
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	if aclXattr(attr) {
 		return 0, syscall.EOPNOTSUPP
 	}
@@ -372,6 +443,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 }
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	ctx = uninterruptible(ctx)
 	if aclXattr(attr) {
 		return syscall.EOPNOTSUPP
 	}
@@ -382,6 +454,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 }
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	ctx = uninterruptible(ctx)
 	names, err := n.fs.db.ListXattr(ctx, n.ino())
 	if err != nil {
 		return 0, n.fs.fail("listxattr", n.ino(), err)
@@ -403,6 +476,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	ctx = uninterruptible(ctx)
 	if err := n.fs.db.RemoveXattr(ctx, n.ino(), attr); err != nil {
 		return n.fs.fail("removexattr", n.ino(), err)
 	}
@@ -411,10 +485,17 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 
 // dirStream pages through a directory in name order, so a directory of a
 // million entries never sits in memory at once.
+//
+// Each entry's offset (the cookie telldir returns) is its position in the
+// listing, counted from 1. Seekdir to the start (rewinddir) or into the
+// page in memory is immediate; any other position is reached by paging
+// from the start again, so seeks are correct for a directory that did not
+// change since it was opened, as with any offset-counting filesystem.
 type dirStream struct {
 	fs    *FS
 	ino   uint64
 	page  []index.DirEntry
+	base  uint64 // position of page[0]: how many entries come before it
 	pos   int
 	after string
 	eof   bool
@@ -423,7 +504,10 @@ type dirStream struct {
 
 const dirPage = 1024
 
-var _ gofs.DirStream = (*dirStream)(nil)
+var (
+	_ gofs.DirStream     = (*dirStream)(nil)
+	_ gofs.FileSeekdirer = (*dirStream)(nil)
+)
 
 func (d *dirStream) fill() {
 	if d.pos < len(d.page) || d.eof || d.err != 0 {
@@ -434,6 +518,7 @@ func (d *dirStream) fill() {
 		d.err = d.fs.fail("readdir", d.ino, err)
 		return
 	}
+	d.base += uint64(len(d.page))
 	d.page, d.pos = page, 0
 	if len(page) < dirPage {
 		d.eof = true
@@ -454,7 +539,31 @@ func (d *dirStream) Next() (fuse.DirEntry, syscall.Errno) {
 	}
 	e := d.page[d.pos]
 	d.pos++
-	return fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode}, 0
+	return fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode, Off: d.base + uint64(d.pos)}, 0
+}
+
+// Seekdir moves to the position off (0 is the start, n is after the n-th
+// entry), for rewinddir and seekdir(3). Without it go-fuse answers
+// ENOTSUP to any readdir that does not continue where the last one ended.
+func (d *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off >= d.base && off <= d.base+uint64(len(d.page)) && d.err == 0 {
+		d.pos = int(off - d.base)
+		return 0
+	}
+	*d = dirStream{fs: d.fs, ino: d.ino}
+	for d.base+uint64(len(d.page)) < off {
+		d.pos = len(d.page)
+		if d.eof {
+			// Past the end: the next readdir returns nothing.
+			return 0
+		}
+		d.fill()
+		if d.err != 0 {
+			return d.err
+		}
+	}
+	d.pos = int(off - d.base)
+	return 0
 }
 
 func (d *dirStream) Close() {}

@@ -314,8 +314,30 @@ func (c *Config) complete() error {
 	if err := checkS3Independent(c.Primary, c.Safety); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return joinOneLine(errs)
 }
+
+// joinOneLine joins errors into one error on one line ("a; b"), so a
+// config with several problems still fails with the promised one-line
+// message. errors.Is still sees each.
+func joinOneLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return &oneLine{msg: strings.Join(msgs, "; "), errs: errs}
+}
+
+type oneLine struct {
+	msg  string
+	errs []error
+}
+
+func (e *oneLine) Error() string   { return e.msg }
+func (e *oneLine) Unwrap() []error { return e.errs }
 
 // dualOptions turns the config into the manager's options.
 func (c *Config) dualOptions(hash chunker.HashFunc) (dual.Options, error) {

@@ -501,6 +501,12 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	if err != nil {
 		return err
 	}
+	// Catch SIGINT/SIGTERM before mounting: a signal that killed the
+	// daemon while the kernel waits on its first requests leaves an
+	// unkillable process and a dead mount.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	srv, err := fsys.Mount(mnt, dsfs.MountOptions{AllowOther: cfg.Mount.AllowOther, Debug: mf.debugFuse})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", mnt, err)
@@ -508,9 +514,6 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	log.Info().Str("mountpoint", mnt).Str("data_dir", cfg.DataDir).Msg("mounted")
 	fmt.Fprintf(os.Stderr, "dualstore: mounted %s (data dir %s); Ctrl-C or `dualstore unmount %s` to unmount\n", mnt, cfg.DataDir, mnt)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
 	select {

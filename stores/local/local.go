@@ -13,6 +13,15 @@
 //
 // Only one process may use a root at a time (New removes every leftover temp
 // file); the data directory lock that ensures it lives elsewhere.
+//
+// A call ends when its context does, even if the filesystem hangs (a dead
+// NFS server, a wedged disk, a FUSE mount whose server stalls): system calls
+// cannot be interrupted, so each call's file operations run on their own
+// goroutine, which is abandoned at the deadline and finishes, or not, in the
+// background. An abandoned operation never touches the caller's buffers, the
+// encoder, the decoder or the store's lock, and at most maxAbandoned of them
+// may be outstanding per store; past that, calls fail at once rather than
+// pin another thread in the hung filesystem.
 package local
 
 import (
@@ -26,6 +35,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -50,6 +60,9 @@ const (
 	// chunks are the content of their files); os.CreateTemp makes the files
 	// 0600 for the same reason.
 	dirPerm = 0o700
+	// maxAbandoned bounds the file operations left blocked in a hung
+	// filesystem after their calls gave up; each pins an OS thread.
+	maxAbandoned = 16
 )
 
 // zstdMagic starts every zstd frame (RFC 8878, section 3.1.1).
@@ -104,6 +117,10 @@ type Local struct {
 	// so Close never frees the encoder or decoder under a running call.
 	mu     sync.RWMutex
 	closed bool
+
+	// abandoned counts file operations still blocked after their call
+	// returned at its context's end.
+	abandoned atomic.Int32
 }
 
 var (
@@ -265,6 +282,63 @@ func (l *Local) begin(ctx context.Context, op string, id *stores.ID) error {
 	return fmt.Errorf("local %s: %s %s: %w", l.root, op, id, err)
 }
 
+// errHung is returned, without touching the filesystem, while
+// maxAbandoned earlier operations are still blocked in it.
+var errHung = errors.New("earlier calls are still blocked in the filesystem (it does not answer)")
+
+// fsCall runs fn, a sequence of blocking file operations, and returns its
+// result, or ctx's error as soon as ctx ends (see the package comment).
+// fn must use nothing but its own variables and the filesystem.
+func fsCall[T any](l *Local, ctx context.Context, fn func() (T, error)) (T, error) {
+	return fsCallFlag(l, ctx, nil, fn)
+}
+
+// fsCallFlag is fsCall that also sets gaveUp (if not nil) when it abandons
+// fn, before it returns.
+func fsCallFlag[T any](l *Local, ctx context.Context, gaveUp *atomic.Bool, fn func() (T, error)) (T, error) {
+	var zero T
+	if ctx.Done() == nil {
+		return fn() // cannot be cancelled: no goroutine needed
+	}
+	if l.abandoned.Load() >= maxAbandoned {
+		return zero, fmt.Errorf("%d %w", maxAbandoned, errHung)
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := fn()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		select {
+		case r := <-done: // finished meanwhile: keep the real answer
+			return r.v, r.err
+		default:
+		}
+		if gaveUp != nil {
+			gaveUp.Store(true)
+		}
+		l.abandoned.Add(1)
+		go func() {
+			<-done
+			l.abandoned.Add(-1)
+		}()
+		return zero, ctx.Err()
+	}
+}
+
+// fsDo is fsCall for operations that return only an error.
+func fsDo(l *Local, ctx context.Context, fn func() error) error {
+	_, err := fsCall(l, ctx, func() (struct{}, error) { return struct{}{}, fn() })
+	return err
+}
+
 // Get reads the chunk, decompressing it if it is stored compressed. Data
 // that does not decode is reported as ErrCorrupt; a raw file is returned as
 // it is (checking it against its id is the caller's job).
@@ -274,7 +348,7 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	}
 	defer l.mu.RUnlock()
 	p := l.path(id)
-	data, err := os.ReadFile(p)
+	data, err := fsCall(l, ctx, func() ([]byte, error) { return os.ReadFile(p) })
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, stores.ErrNotFound)
 	}
@@ -318,19 +392,44 @@ func (l *Local) Put(ctx context.Context, id stores.ID, data []byte) error {
 		return err
 	}
 	defer l.mu.RUnlock()
-	if err := l.put(id, data); err != nil {
+	if err := l.put(ctx, id, data); err != nil {
 		return fmt.Errorf("local %s: put %s: %w", l.root, id, err)
 	}
 	return nil
 }
 
-func (l *Local) put(id stores.ID, data []byte) error {
+func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 	final := l.path(id)
-	if _, err := os.Lstat(final); err == nil {
-		return nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	held, err := fsCall(l, ctx, func() (bool, error) {
+		_, err := os.Lstat(final)
+		if err == nil {
+			return true, nil
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	})
+	if err != nil || held {
 		return err
 	}
+	payload := l.encode(data)
+	// The write may outlive this call (abandoned at the deadline), and
+	// the caller may reuse data as soon as Put returns. Rather than copy
+	// every chunk, an abandoned write is never renamed into place: the
+	// flag is set before Put returns, so a write that may have read a
+	// reused buffer always sees it before its rename.
+	var gaveUp atomic.Bool
+	_, err = fsCallFlag(l, ctx, &gaveUp, func() (struct{}, error) { return struct{}{}, l.write(id, payload, &gaveUp) })
+	return err
+}
+
+// write puts payload in place through a temp file. It runs on fsCall's
+// goroutine: it uses only paths, options and the filesystem. If gaveUp is
+// set by the time the bytes are written, the caller has returned and the
+// temp file is dropped instead of renamed.
+func (l *Local) write(id stores.ID, payload []byte, gaveUp *atomic.Bool) error {
+	final := l.path(id)
 	dir := l.shardDir(id)
 	if err := os.Mkdir(dir, dirPerm); err == nil {
 		// A new shard's entry in the root must be durable too.
@@ -342,7 +441,6 @@ func (l *Local) put(id stores.ID, data []byte) error {
 	} else if !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	payload := l.encode(data)
 	tmp, err := os.CreateTemp(dir, tmpPrefix+id.String()+"-*")
 	if err != nil {
 		return err
@@ -364,6 +462,11 @@ func (l *Local) put(id stores.ID, data []byte) error {
 	}
 	if err := tmp.Close(); err != nil {
 		return err
+	}
+	if gaveUp.Load() {
+		os.Remove(tmp.Name())
+		done = true
+		return errors.New("abandoned at the caller's deadline")
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return err
@@ -396,7 +499,7 @@ func (l *Local) Stat(ctx context.Context, id stores.ID) (int64, error) {
 		return 0, err
 	}
 	defer l.mu.RUnlock()
-	size, err := l.stat(id)
+	size, err := fsCall(l, ctx, func() (int64, error) { return l.stat(id) })
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("local %s: stat %s: %w", l.root, id, stores.ErrNotFound)
 	}
@@ -442,7 +545,8 @@ func (l *Local) Delete(ctx context.Context, id stores.ID) error {
 		return err
 	}
 	defer l.mu.RUnlock()
-	if err := os.Remove(l.path(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	p := l.path(id)
+	if err := fsDo(l, ctx, func() error { return os.Remove(p) }); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("local %s: delete %s: %w", l.root, id, err)
 	}
 	return nil
@@ -456,7 +560,8 @@ func (l *Local) List(ctx context.Context, fn func(id stores.ID) error) error {
 		return err
 	}
 	defer l.mu.RUnlock()
-	shards, err := os.ReadDir(l.root)
+	root := l.root
+	shards, err := fsCall(l, ctx, func() ([]fs.DirEntry, error) { return os.ReadDir(root) })
 	if err != nil {
 		return fmt.Errorf("local %s: list: %w", l.root, err)
 	}
@@ -467,7 +572,8 @@ func (l *Local) List(ctx context.Context, fn func(id stores.ID) error) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("local %s: list: %w", l.root, err)
 		}
-		entries, err := os.ReadDir(filepath.Join(l.root, sh.Name()))
+		dir := filepath.Join(l.root, sh.Name())
+		entries, err := fsCall(l, ctx, func() ([]fs.DirEntry, error) { return os.ReadDir(dir) })
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -502,7 +608,8 @@ func (l *Local) Sync(ctx context.Context) error {
 	if l.opts.Fsync {
 		return nil
 	}
-	if err := syncFS(l.rootF); err != nil {
+	rootF := l.rootF // an abandoned syncfs keeps its reference to the fd past Close
+	if err := fsDo(l, ctx, func() error { return syncFS(rootF) }); err != nil {
 		return fmt.Errorf("local %s: sync: %w", l.root, err)
 	}
 	return nil

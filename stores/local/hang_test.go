@@ -1,0 +1,144 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dualstore/dualstore/stores"
+)
+
+// hangingChunk makes the chunk file of id a FIFO: opening it blocks until
+// a writer comes, as a call into a hung filesystem blocks. release lets
+// every blocked reader go.
+func hangingChunk(t *testing.T, l *Local, id stores.ID) (release func()) {
+	t.Helper()
+	p := l.path(id)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			// Replace the FIFO, then feed EOF to the readers blocked in
+			// open: a non-blocking writer open succeeds while a reader waits.
+			deadline := time.Now().Add(10 * time.Second)
+			for l.abandoned.Load() > 0 && time.Now().Before(deadline) {
+				if fd, err := syscall.Open(p, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					syscall.Close(fd)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if n := l.abandoned.Load(); n != 0 {
+				t.Errorf("%d abandoned calls still blocked after release", n)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// TestHungFilesystem checks that calls end at their context's deadline
+// even when the filesystem does not answer, that the number of operations
+// left blocked is bounded, and that the store works again once the
+// filesystem answers.
+func TestHungFilesystem(t *testing.T) {
+	l := newLocal(t, Options{})
+	id := idOf([]byte("hangs"))
+	release := hangingChunk(t, l, id)
+
+	for i := range maxAbandoned {
+		ctx, cancel := context.WithTimeoutCause(context.Background(), 20*time.Millisecond, stores.ErrTimeout)
+		start := time.Now()
+		var err error
+		if i%2 == 0 {
+			_, err = l.Get(ctx, id)
+		} else {
+			_, err = l.Stat(ctx, id)
+		}
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d on a hung chunk file: %v, want a deadline error", i, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("call %d returned after %s, long past its 20ms deadline", i, d)
+		}
+	}
+	if n := l.abandoned.Load(); n != maxAbandoned {
+		t.Fatalf("%d abandoned operations, want %d", n, maxAbandoned)
+	}
+	// The bound is reached: calls fail at once, even ones that would not
+	// hang, without adding blocked threads.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	other := idOf([]byte("fine"))
+	if err := l.Put(ctx, other, []byte("fine")); !errors.Is(err, errHung) {
+		t.Fatalf("Put while %d operations are blocked: %v, want errHung", maxAbandoned, err)
+	}
+	if n := l.abandoned.Load(); n != maxAbandoned {
+		t.Fatalf("%d abandoned operations after a refused call, want %d", n, maxAbandoned)
+	}
+
+	// The filesystem answers again.
+	release()
+	if err := l.Put(ctx, other, []byte("fine")); err != nil {
+		t.Fatalf("Put after the filesystem recovered: %v", err)
+	}
+	if got, err := l.Get(ctx, other); err != nil || string(got) != "fine" {
+		t.Fatalf("Get after the filesystem recovered: %q, %v", got, err)
+	}
+	// Close does not wait for anything abandoned.
+	done := make(chan error, 1)
+	go func() { done <- l.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs")
+	}
+}
+
+// TestPutAbandonedKeepsData checks that a Put abandoned at its deadline
+// writes the bytes it was given, even when the caller reuses the buffer
+// at once (Put does not keep data after it returns).
+func TestPutAbandonedKeepsData(t *testing.T) {
+	l := newLocal(t, Options{})
+	data := []byte("the chunk's real bytes, long enough to matter")
+	id := idOf(data)
+	// Deadlines so short that the call gives up while its write is still
+	// running, often enough.
+	for range 50 {
+		buf := append([]byte(nil), data...)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Microsecond)
+		_ = l.Put(ctx, id, buf)
+		cancel()
+		for i := range buf {
+			buf[i] = 'X' // the caller reuses its buffer
+		}
+	}
+	// Let abandoned writes finish.
+	deadline := time.Now().Add(10 * time.Second)
+	for l.abandoned.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	got, err := os.ReadFile(l.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skip("no Put got as far as writing (timing); nothing to check")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(data) {
+		t.Fatalf("chunk file holds %q, want %q: an abandoned Put wrote a reused buffer", got, data)
+	}
+}

@@ -426,6 +426,24 @@ func (m *Manager) Stat(ctx context.Context, id stores.ID) (int64, error) {
 	return size, nil
 }
 
+// Stored reports whether every tier a write goes to holds the chunk with
+// the given size (both tiers, or the primary without write_to_both): a
+// writer may then skip writing it (dedup). Any doubt (a store error, a
+// size that differs) answers false, and the writer writes.
+func (m *Manager) Stored(ctx context.Context, id stores.ID, size int64) bool {
+	tiers := []int{0, 1}
+	if !m.opts.WriteToBoth {
+		tiers = tiers[:1]
+	}
+	for _, t := range tiers {
+		n, err := m.statTier(ctx, t, id)
+		if err != nil || (n >= 0 && n != size) {
+			return false
+		}
+	}
+	return true
+}
+
 // Delete removes the chunk from both tiers. Only gc may call it, for
 // chunks no file references.
 func (m *Manager) Delete(ctx context.Context, id stores.ID) error {

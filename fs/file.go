@@ -129,8 +129,8 @@ func (st *fileState) dropOverlay() {
 }
 
 // emit receives a cut chunk from a stream and queues its write to both
-// tiers. A chunk the stores already hold is not written again (each
-// store checks): that is the dedup that makes a second copy cheap.
+// tiers. A chunk the index references and the stores hold is not written
+// again: that is the dedup that makes a second copy cheap.
 //
 // The id is held (see dual.Manager.Hold) before the dedup check, so gc
 // cannot remove the chunk between the check and the commit.
@@ -142,15 +142,15 @@ func (st *fileState) emit(c chunker.Chunk, batch *dual.Batch, out *[]index.Chunk
 	*out = append(*out, index.Chunk{ID: id, Size: uint32(len(c.Data))})
 	st.streamMu.Unlock()
 	st.fs.ctr.chunksCut.Add(1)
-	if st.fs.known(id) {
+	// A chunk the index references is skipped only if the stores really
+	// hold it (a stat per tier): a chunk lost from a tier, or both, comes
+	// back when its bytes are written again, instead of the new file being
+	// as unreadable as the damaged one.
+	if st.fs.known(id) && st.fs.dm.Stored(context.Background(), id, int64(len(c.Data))) {
 		st.fs.ctr.dedupHits.Add(1)
 		st.fs.ctr.dedupBytes.Add(int64(len(c.Data)))
+		return nil
 	}
-	// Put even a chunk the index already references: each store checks
-	// for the chunk first and writes nothing when it has it (so a second
-	// copy writes no chunk bytes), but a chunk that was lost from a tier
-	// (or both) comes back when its bytes are written again, instead of
-	// the new file being as unreadable as the damaged one.
 	return batch.Put(id, c.Data)
 }
 

@@ -42,6 +42,7 @@ var (
 	_ gofs.NodeListxattrer   = (*node)(nil)
 	_ gofs.NodeRemovexattrer = (*node)(nil)
 	_ gofs.NodeOnForgetter   = (*node)(nil)
+	_ gofs.NodeFsyncer       = (*node)(nil)
 )
 
 func (n *node) ino() uint64 { return n.StableAttr().Ino }
@@ -92,6 +93,21 @@ func (f *FS) entry(out *fuse.EntryOut, a index.Attr) {
 func (n *node) newChild(ctx context.Context, a index.Attr) *gofs.Inode {
 	n.fs.kernelRef(a.Ino)
 	return n.NewInode(ctx, &node{fs: n.fs}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+}
+
+// Fsync of a directory (FSYNCDIR, and fsync without an open file) makes
+// its entries durable: they live in the index, so the index is synced. A
+// regular file's handle does its own fsync (chunks, then index).
+// "write temp, fsync, rename, fsync the directory" is how careful tools
+// replace files; ENOTSUP there makes them fail.
+func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+	if fs, ok := fh.(gofs.FileFsyncer); ok {
+		return fs.Fsync(ctx, flags)
+	}
+	if err := n.fs.db.Sync(context.WithoutCancel(ctx)); err != nil {
+		return n.fs.fail("fsync", n.ino(), err)
+	}
+	return 0
 }
 
 // OnForget runs when the kernel has forgotten the inode: an unlinked one

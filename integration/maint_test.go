@@ -305,6 +305,9 @@ func TestGCWithConcurrentWriter(t *testing.T) {
 	if err := os.Remove(m.Path("doomed")); err != nil {
 		t.Fatal(err)
 	}
+	// An unlinked inode is purged (its chunks unreferenced) once the
+	// kernel has forgotten it, a moment after the unlink returns.
+	m.waitStats(5*time.Second, "the deleted file's purge", func(st Stats) bool { return st.LogicalBytes == int64(len(keep)) })
 
 	// Phase 1: unrelated writes while gc runs; gc's accounting is exact.
 	if err := os.Mkdir(m.Path("w"), 0o755); err != nil {

@@ -262,6 +262,14 @@ func openEngine(ctx context.Context, cfg Config, log zerolog.Logger, existing bo
 		closeTiers()
 		return nil, fmt.Errorf("staging dir: %w", err)
 	}
+	// Staging files are unlinked as soon as they are made; a crash at the
+	// wrong moment can leave one. Nothing else uses the dir (it is ours
+	// under the lock), and uncommitted writes are gone after a crash.
+	if ents, err := os.ReadDir(staging); err == nil {
+		for _, ent := range ents {
+			os.RemoveAll(filepath.Join(staging, ent.Name()))
+		}
+	}
 	if isNew {
 		created = append(created, idxPath, idxPath+"-wal", idxPath+"-shm")
 		e.db, err = index.Open(ctx, index.Options{

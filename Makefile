@@ -47,6 +47,7 @@ $(VERSITYGW):
 # as ratios (see README, Performance). Needs root and /dev/fuse.
 bench: build
 	$(GO) run ./cmd/dualstore-bench -bin $(BIN)/dualstore $(BENCHFLAGS)
+	$(GO) test -run '^$$' -bench Maintenance -benchtime 1x ./dual/
 
 # The long forms of the reliability tests (crash, model, load, faults).
 stress: build versitygw

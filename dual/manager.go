@@ -490,6 +490,18 @@ func (m *Manager) NewBatch(ctx context.Context, done func(id stores.ID, err erro
 // full, which is what keeps memory bounded however fast data arrives. The
 // batch takes ownership of data.
 func (b *Batch) Put(id stores.ID, data []byte) error {
+	return b.put(id, data, nil)
+}
+
+// PutUnlessStored is Put that first asks skip (on the batch's worker, not
+// the caller's goroutine) and writes nothing when it says so: the dedup
+// check of a chunk the index knows, whose stats run in parallel with the
+// chunking instead of in line with it.
+func (b *Batch) PutUnlessStored(id stores.ID, data []byte, skip func() bool) error {
+	return b.put(id, data, skip)
+}
+
+func (b *Batch) put(id stores.ID, data []byte, skip func() bool) error {
 	select {
 	case b.m.sem <- struct{}{}:
 	case <-b.ctx.Done():
@@ -498,6 +510,12 @@ func (b *Batch) Put(id stores.ID, data []byte) error {
 	b.wg.Add(1)
 	go func() {
 		defer func() { <-b.m.sem; b.wg.Done() }()
+		if skip != nil && skip() {
+			if b.done != nil {
+				b.done(id, nil)
+			}
+			return
+		}
 		err := b.m.Put(b.ctx, id, data)
 		if err != nil {
 			b.mu.Lock()

@@ -146,12 +146,18 @@ func (st *fileState) emit(c chunker.Chunk, batch *dual.Batch, out *[]index.Chunk
 	// hold it (a stat per tier): a chunk lost from a tier, or both, comes
 	// back when its bytes are written again, instead of the new file being
 	// as unreadable as the damaged one.
-	if st.fs.known(id) && st.fs.dm.Stored(context.Background(), id, int64(len(c.Data))) {
-		st.fs.ctr.dedupHits.Add(1)
-		st.fs.ctr.dedupBytes.Add(int64(len(c.Data)))
-		return nil
+	if !st.fs.known(id) {
+		return batch.Put(id, c.Data)
 	}
-	return batch.Put(id, c.Data)
+	size := int64(len(c.Data))
+	return batch.PutUnlessStored(id, c.Data, func() bool {
+		if !st.fs.dm.Stored(context.Background(), id, size) {
+			return false
+		}
+		st.fs.ctr.dedupHits.Add(1)
+		st.fs.ctr.dedupBytes.Add(size)
+		return true
+	})
 }
 
 // startStream begins chunking sequential writes at the end of the file.

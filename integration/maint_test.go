@@ -125,7 +125,12 @@ func TestOfflineMaintenance(t *testing.T) {
 	writeFile(t, m.Path("gone"), gone)
 	goneChunks, goneBytes := distinct(m.FileChunks(primary, gone))
 	runTool(t, "rm", m.Path("gone"))
-	n := m.Stats().UniqueChunks
+	// The unlinked inode is purged once the kernel forgets it.
+	var total int64
+	for _, d := range data {
+		total += int64(len(d))
+	}
+	n := m.waitStats(5*time.Second, "the deleted file's purge", func(st Stats) bool { return st.LogicalBytes == total }).UniqueChunks
 
 	// Offline commands are refused while the mount holds the data dir.
 	_, errOut, code := CLI(t, "fsck", "--data-dir", m.Data)

@@ -162,7 +162,7 @@ func follow(snapshot func() (dual.Report, error), running func(dual.Report) bool
 		if err != nil {
 			return r, err
 		}
-		if bar == nil && r.Total > 0 {
+		if bar == nil && r.Total > 0 && stderrIsTerminal() {
 			bar = progressbar.NewOptions64(r.Total, progressbar.OptionSetWriter(os.Stderr),
 				progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),
 				progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionSetPredictTime(true))
@@ -183,6 +183,13 @@ func follow(snapshot func() (dual.Report, error), running func(dual.Report) bool
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// stderrIsTerminal decides whether progress bars are drawn: not into a
+// log file or a pipe.
+func stderrIsTerminal() bool {
+	fi, err := os.Stderr.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func runName(r dual.Report) string {
@@ -456,7 +463,7 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 			defer done()
 			var bar *progressbar.ProgressBar
 			r, err := x.Fsck(ctx, dsfs.FsckOptions{Repair: repair, Deep: deep, Progress: func(n, total int64) {
-				if bar == nil && total > 0 {
+				if bar == nil && total > 0 && stderrIsTerminal() {
 					bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("fsck"),
 						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
 				}

@@ -25,6 +25,7 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -414,11 +415,15 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 		return err
 	}
 	payload := l.encode(data)
-	// The write may outlive this call (abandoned at the deadline), and
-	// the caller may reuse data as soon as Put returns. Rather than copy
-	// every chunk, an abandoned write is never renamed into place: the
-	// flag is set before Put returns, so a write that may have read a
-	// reused buffer always sees it before its rename.
+	if ctx.Done() != nil && len(payload) > 0 && len(data) > 0 && &payload[0] == &data[0] {
+		// The write may outlive this call (abandoned at the deadline), and
+		// the caller may reuse data as soon as Put returns: the goroutine
+		// must not read the caller's memory after that (a data race, even
+		// if the result were thrown away).
+		payload = bytes.Clone(payload)
+	}
+	// An abandoned write is also never renamed into place: the caller
+	// was told it failed.
 	var gaveUp atomic.Bool
 	_, err = fsCallFlag(l, ctx, &gaveUp, func() (struct{}, error) { return struct{}{}, l.write(id, payload, &gaveUp) })
 	return err

@@ -564,7 +564,6 @@ func (st *fileState) commit(ctx context.Context) error {
 
 func (st *fileState) commitLocked(ctx context.Context) error {
 	fail := func(err error) error {
-		st.fs.staleCache.Store(st.ino, struct{}{})
 		st.fs.log.Error().Uint64("ino", st.ino).Err(err).Msg("write failed; file reverted to its last committed content")
 		if lerr := st.load(context.WithoutCancel(ctx)); lerr != nil {
 			st.werr = lerr

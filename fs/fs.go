@@ -85,14 +85,6 @@ type FS struct {
 	ctl   control
 	ctr   fsCounters
 	maint *Maintenance
-
-	// staleCache holds the inodes whose kernel page cache may hold bytes
-	// that are not their content: written, then reverted when the chunk
-	// writes failed. Their next open drops the cache; every other open
-	// keeps it (FOPEN_KEEP_CACHE), which is safe because content changes
-	// only through this mount, where the kernel sees every write and
-	// truncate. Warm reads then come from the page cache.
-	staleCache sync.Map // uint64 → struct{}
 }
 
 type fsCounters struct {
@@ -479,11 +471,7 @@ func (f *FS) openHandle(ctx context.Context, ino uint64, flags uint32) (*handle,
 			return nil, err
 		}
 	}
-	h := &handle{st: st}
-	if _, stale := f.staleCache.LoadAndDelete(ino); !stale {
-		h.fopen = fuse.FOPEN_KEEP_CACHE
-	}
-	return h, nil
+	return &handle{st: st}, nil
 }
 
 func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
@@ -510,9 +498,6 @@ func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 type handle struct {
 	st   *fileState
 	once sync.Once
-	// fopen are the open flags for the kernel: FOPEN_KEEP_CACHE unless the
-	// page cache may hold bytes the file no longer has.
-	fopen uint32
 }
 
 var (

@@ -400,20 +400,6 @@ func (l *Local) Put(ctx context.Context, id stores.ID, data []byte) error {
 }
 
 func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
-	final := l.path(id)
-	held, err := fsCall(l, ctx, func() (bool, error) {
-		_, err := os.Lstat(final)
-		if err == nil {
-			return true, nil
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		return false, err
-	})
-	if err != nil || held {
-		return err
-	}
 	payload := l.encode(data)
 	if ctx.Done() != nil && len(payload) > 0 && len(data) > 0 && &payload[0] == &data[0] {
 		// The write may outlive this call (abandoned at the deadline), and
@@ -422,10 +408,20 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 		// if the result were thrown away).
 		payload = bytes.Clone(payload)
 	}
-	// An abandoned write is also never renamed into place: the caller
-	// was told it failed.
+	// The check for a copy in place and the write are one call on the
+	// filesystem (one goroutine, see fsCall): a small chunk costs little
+	// more than its handoffs. An abandoned write is never renamed into
+	// place: the caller was told it failed.
+	final := l.path(id)
 	var gaveUp atomic.Bool
-	_, err = fsCallFlag(l, ctx, &gaveUp, func() (struct{}, error) { return struct{}{}, l.write(id, payload, &gaveUp) })
+	_, err := fsCallFlag(l, ctx, &gaveUp, func() (struct{}, error) {
+		if _, err := os.Lstat(final); err == nil {
+			return struct{}{}, nil // held already
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return struct{}{}, err
+		}
+		return struct{}{}, l.write(id, payload, &gaveUp)
+	})
 	return err
 }
 
@@ -436,17 +432,24 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 func (l *Local) write(id stores.ID, payload []byte, gaveUp *atomic.Bool) error {
 	final := l.path(id)
 	dir := l.shardDir(id)
-	if err := os.Mkdir(dir, dirPerm); err == nil {
-		// A new shard's entry in the root must be durable too.
-		if l.opts.Fsync {
-			if err := syncDir(l.root); err != nil {
-				return err
+	pattern := tmpPrefix + id.String() + "-*"
+	// Most shards exist once a store has some thousands of chunks: try the
+	// temp file first and create the shard only when it is missing, rather
+	// than a mkdir(2) (which locks the store's root) for every chunk.
+	tmp, err := os.CreateTemp(dir, pattern)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.Mkdir(dir, dirPerm); err == nil {
+			// A new shard's entry in the root must be durable too.
+			if l.opts.Fsync {
+				if err := syncDir(l.root); err != nil {
+					return err
+				}
 			}
+		} else if !errors.Is(err, fs.ErrExist) {
+			return err
 		}
-	} else if !errors.Is(err, fs.ErrExist) {
-		return err
+		tmp, err = os.CreateTemp(dir, pattern)
 	}
-	tmp, err := os.CreateTemp(dir, tmpPrefix+id.String()+"-*")
 	if err != nil {
 		return err
 	}

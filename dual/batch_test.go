@@ -159,3 +159,38 @@ func (h *heldPuts) Put(ctx context.Context, id stores.ID, data []byte) error {
 	<-h.release
 	return h.Store.Put(ctx, id, data)
 }
+
+// TestInlineBatch checks that an inline batch writes each chunk to both
+// tiers before Put returns, and reports a failure through Err and Wait
+// like a concurrent batch.
+func TestInlineBatch(t *testing.T) {
+	r := newRig(t, rigConfig{opts: func(o *dual.Options) { o.Require = dual.RequireBoth }})
+	b := r.m.NewInlineBatch(t.Context())
+	data, id := chunk(1200, 700)
+	if err := b.Put(id, data); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if !holds(t, r.p, id, data) || !holds(t, r.s, id, data) {
+		t.Fatal("the chunk is not in both tiers when Put returns")
+	}
+	boom := errors.New("safety disk full")
+	r.s.Set(stores.OpPut, stores.Rule{Fail: boom})
+	data2, id2 := chunk(1201, 700)
+	if err := b.Put(id2, data2); err != nil {
+		t.Fatalf("Put: %v (a write error belongs to Err and Wait)", err)
+	}
+	if err := b.Err(); !errors.Is(err, boom) {
+		t.Fatalf("Err after a failed inline put = %v, want %v", err, boom)
+	}
+	if err := b.Wait(); !errors.Is(err, boom) {
+		t.Fatalf("Wait = %v, want %v", err, boom)
+	}
+	skipped := false
+	data3, id3 := chunk(1202, 700)
+	if err := b.PutUnlessStored(id3, data3, func() bool { skipped = true; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !skipped || has(t, r.p, id3) {
+		t.Fatalf("PutUnlessStored: skip asked %v, chunk written %v; want the skip to win", skipped, has(t, r.p, id3))
+	}
+}

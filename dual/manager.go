@@ -478,6 +478,8 @@ type Batch struct {
 	mu   sync.Mutex
 	err  error
 	done func(id stores.ID, err error)
+	// inline runs each Put in the caller's goroutine (NewInlineBatch).
+	inline bool
 }
 
 // NewBatch starts a batch. done, if not nil, is called after each chunk's
@@ -508,7 +510,7 @@ func (b *Batch) put(id stores.ID, data []byte, skip func() bool) error {
 		return b.ctx.Err()
 	}
 	b.wg.Add(1)
-	go func() {
+	run := func() {
 		defer func() { <-b.m.sem; b.wg.Done() }()
 		if skip != nil && skip() {
 			if b.done != nil {
@@ -527,8 +529,21 @@ func (b *Batch) put(id stores.ID, data []byte, skip func() bool) error {
 		if b.done != nil {
 			b.done(id, err)
 		}
-	}()
+	}
+	if b.inline {
+		run()
+	} else {
+		go run()
+	}
 	return nil
+}
+
+// NewInlineBatch is NewBatch for a batch of one or two chunks that the
+// caller waits for at once (a small file's only chunk at close): each Put
+// runs in the caller's goroutine, which saves the handoffs to and from a
+// worker that dominate the cost of a small write.
+func (m *Manager) NewInlineBatch(ctx context.Context) *Batch {
+	return &Batch{m: m, ctx: ctx, inline: true}
 }
 
 // Err returns the first write error so far without waiting.

@@ -202,7 +202,7 @@ func (st *fileState) streaming() bool { return st.stream != nil || len(st.pend) 
 func (st *fileState) cutPending() error {
 	data := st.pend
 	st.pend = nil
-	batch := st.fs.dm.NewBatch(context.Background(), nil)
+	batch := st.fs.dm.NewInlineBatch(context.Background())
 	var cut []index.Chunk
 	err := st.emit(chunker.Chunk{Data: data, ID: st.fs.hash(data)}, batch, &cut)
 	if err := errors.Join(err, batch.Wait()); err != nil {

@@ -518,7 +518,9 @@ func (b *Batch) put(id stores.ID, data []byte, skip func() bool) error {
 			}
 			return
 		}
-		err := b.m.Put(b.ctx, id, data)
+		// The batch owns data and nobody modifies chunk bytes: a store
+		// need not copy them to protect an abandoned write.
+		err := b.m.Put(stores.WithImmutableData(b.ctx), id, data)
 		if err != nil {
 			b.mu.Lock()
 			if b.err == nil {

@@ -65,7 +65,8 @@ var (
 //   - Get of a missing chunk returns an error wrapping ErrNotFound, never
 //     (nil, nil).
 //   - Get returns a slice the caller owns; Put does not keep data after it
-//     returns, so the caller may reuse the buffer.
+//     returns, so the caller may reuse the buffer (unless ctx carries
+//     WithImmutableData).
 //   - Put of an id the store already holds succeeds without rewriting it.
 //   - Put is atomic: a concurrent or later Get sees all of the chunk or
 //     ErrNotFound, never a part, also after a crash.
@@ -103,4 +104,21 @@ type Lister interface {
 // how fsync() on a file batches the syncs of all its chunks into one call.
 type Syncer interface {
 	Sync(ctx context.Context) error
+}
+
+type immutableDataKey struct{}
+
+// WithImmutableData returns ctx marked for Puts whose data the caller will
+// never modify: chunk bytes, which are content-addressed and shared
+// read-only once cut. A store that may abandon a write at its deadline
+// (stores/local) then lets the abandoned write keep reading data instead
+// of copying every chunk first in case the caller reuses its buffer.
+func WithImmutableData(ctx context.Context) context.Context {
+	return context.WithValue(ctx, immutableDataKey{}, true)
+}
+
+// ImmutableData reports whether ctx was marked by WithImmutableData.
+func ImmutableData(ctx context.Context) bool {
+	v, _ := ctx.Value(immutableDataKey{}).(bool)
+	return v
 }

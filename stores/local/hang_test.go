@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -140,5 +141,32 @@ func TestPutAbandonedKeepsData(t *testing.T) {
 	}
 	if string(got) != string(data) {
 		t.Fatalf("chunk file holds %q, want %q: an abandoned Put wrote a reused buffer", got, data)
+	}
+}
+
+// TestPutImmutableData checks Puts marked with stores.WithImmutableData
+// (no defensive copy) still store exactly the bytes, abandoned or not.
+func TestPutImmutableData(t *testing.T) {
+	if stores.ImmutableData(context.Background()) {
+		t.Fatal("a plain context reports immutable data")
+	}
+	l := newLocal(t, Options{})
+	for i := range 40 {
+		data := []byte(fmt.Sprintf("immutable chunk %d, never modified by its caller", i))
+		id := idOf(data)
+		ctx, cancel := context.WithTimeout(stores.WithImmutableData(context.Background()), time.Duration(i%4)*time.Millisecond+time.Microsecond)
+		err := l.Put(ctx, id, data)
+		cancel()
+		deadline := time.Now().Add(10 * time.Second)
+		for l.abandoned.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		got, rerr := os.ReadFile(l.path(id))
+		switch {
+		case err == nil && rerr != nil:
+			t.Fatalf("Put %d succeeded but the chunk file is unreadable: %v", i, rerr)
+		case rerr == nil && string(got) != string(data):
+			t.Fatalf("chunk file %d holds %q, want %q", i, got, data)
+		}
 	}
 }

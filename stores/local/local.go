@@ -401,11 +401,12 @@ func (l *Local) Put(ctx context.Context, id stores.ID, data []byte) error {
 
 func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 	payload := l.encode(data)
-	if ctx.Done() != nil && len(payload) > 0 && len(data) > 0 && &payload[0] == &data[0] {
+	if ctx.Done() != nil && !stores.ImmutableData(ctx) && len(payload) > 0 && len(data) > 0 && &payload[0] == &data[0] {
 		// The write may outlive this call (abandoned at the deadline), and
 		// the caller may reuse data as soon as Put returns: the goroutine
 		// must not read the caller's memory after that (a data race, even
-		// if the result were thrown away).
+		// if the result were thrown away). Chunk bytes the caller never
+		// modifies (stores.WithImmutableData) need no copy.
 		payload = bytes.Clone(payload)
 	}
 	// The check for a copy in place and the write are one call on the

@@ -79,6 +79,11 @@ type FS struct {
 	// orphan is purged from the index when both have let go (guarded by
 	// filesMu).
 	orphans map[uint64]bool
+	// closed counts the open-file states dropped (guarded by filesMu,
+	// read without it): see entryAttr.
+	closed atomic.Uint64
+	// kcache decides which opens keep the kernel's page cache.
+	kcache keepCache
 
 	prefetchSem chan struct{}
 
@@ -321,24 +326,26 @@ func (f *FS) acquire(ctx context.Context, ino uint64) (*fileState, error) {
 
 // release drops one reference; the last one commits anything left (a
 // safety net: Flush already did) and purges an orphan the kernel has
-// already forgotten.
-func (f *FS) release(ctx context.Context, st *fileState) {
+// already forgotten. It returns the commit's error, which it logs.
+func (f *FS) release(ctx context.Context, st *fileState) error {
 	f.filesMu.Lock()
 	st.opens--
 	last := st.opens == 0
 	f.filesMu.Unlock()
 	if !last {
-		return
+		return nil
 	}
-	if err := st.commit(ctx); err != nil {
-		f.log.Error().Uint64("ino", st.ino).Err(err).Msg("commit at release failed")
+	cerr := st.commit(ctx)
+	if cerr != nil {
+		f.log.Error().Uint64("ino", st.ino).Err(cerr).Msg("commit at release failed")
 	}
 	f.filesMu.Lock()
 	if st.opens > 0 { // opened again while committing: the state lives on
 		f.filesMu.Unlock()
-		return
+		return cerr
 	}
 	delete(f.files, st.ino)
+	f.closed.Add(1)
 	forgotten := f.orphans[st.ino]
 	if forgotten {
 		delete(f.orphans, st.ino)
@@ -351,6 +358,7 @@ func (f *FS) release(ctx context.Context, st *fileState) {
 	if forgotten {
 		f.purge(ctx, st.ino)
 	}
+	return cerr
 }
 
 func (f *FS) isOpen(ino uint64) bool {
@@ -389,6 +397,7 @@ func (f *FS) kernelRef(ino uint64) {
 // kernelForgot is go-fuse's OnForget: the kernel dropped its last
 // reference to ino. An orphan with no open file is purged now.
 func (f *FS) kernelForgot(ino uint64) {
+	f.kcache.forget(ino)
 	f.filesMu.Lock()
 	_, orphan := f.orphans[ino]
 	_, open := f.files[ino]
@@ -452,6 +461,9 @@ func (f *FS) truncate(ctx context.Context, ino uint64, size uint64) error {
 		return err
 	}
 	defer f.release(ctx, st)
+	// The kernel truncates its own cache, but a truncate that fails may
+	// revert the file: the next open drops the cache either way.
+	f.kcache.change(ino)
 	if err := st.truncate(ctx, size); err != nil {
 		return err
 	}
@@ -465,13 +477,19 @@ func (f *FS) openHandle(ctx context.Context, ino uint64, flags uint32) (*handle,
 	if err != nil {
 		return nil, err
 	}
-	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	if flags&syscall.O_TRUNC != 0 && write {
+		f.kcache.change(ino)
 		if err := st.truncate(ctx, 0); err != nil {
 			f.release(ctx, st)
 			return nil, err
 		}
 	}
-	return &handle{st: st}, nil
+	h := &handle{st: st, write: write}
+	if f.kcache.open(ino, write) {
+		h.fopen = fuse.FOPEN_KEEP_CACHE
+	}
+	return h, nil
 }
 
 func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
@@ -498,6 +516,32 @@ func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 type handle struct {
 	st   *fileState
 	once sync.Once
+	// write: opened for writing (keepCache counts it until Release).
+	write bool
+	// fopen are the open flags for the kernel: FOPEN_KEEP_CACHE when the
+	// kernel's page cache may be kept (see keepCache).
+	fopen uint32
+	// inode is the file's inode, for invalidating the kernel's cache of
+	// it when a write fails and the file reverts (nil in unit tests).
+	inode *gofs.Inode
+}
+
+// reverted tells the kernel that the file's content may have gone back to
+// its last committed state (a failed commit reverts it): its page cache
+// may hold the bytes written since, so the next open drops it, and so
+// does a notification now, for the descriptors already open. The
+// notification is sent from its own goroutine: the kernel may wait in it
+// for reads this server has yet to answer.
+func (h *handle) reverted() {
+	f := h.st.fs
+	f.kcache.change(h.st.ino)
+	if in := h.inode; in != nil {
+		go func() {
+			if errno := in.NotifyContent(0, 0); errno != 0 && errno != syscall.ENOENT {
+				f.log.Debug().Uint64("ino", h.st.ino).Err(errno).Msg("page cache invalidation after a revert")
+			}
+		}()
+	}
 }
 
 var (
@@ -536,6 +580,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 // error, since the kernel ignores what Release returns.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	if err := h.st.commit(context.WithoutCancel(ctx)); err != nil {
+		h.reverted()
 		return h.st.fs.fail("flush", h.st.ino, err)
 	}
 	return 0
@@ -547,6 +592,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	ctx = context.WithoutCancel(ctx)
 	f := h.st.fs
 	if err := h.st.commit(ctx); err != nil {
+		h.reverted()
 		return f.fail("fsync", h.st.ino, err)
 	}
 	if err := f.dm.Sync(ctx); err != nil {
@@ -559,6 +605,11 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
-	h.once.Do(func() { h.st.fs.release(context.WithoutCancel(ctx), h.st) })
+	h.once.Do(func() {
+		if err := h.st.fs.release(context.WithoutCancel(ctx), h.st); err != nil {
+			h.reverted()
+		}
+		h.st.fs.kcache.release(h.st.ino, h.write)
+	})
 	return 0
 }

@@ -150,9 +150,15 @@ func currentAttr(ctx context.Context, f *FS, ino uint64) (index.Attr, error) {
 
 // entryAttr completes the attributes an index call returned with an
 // entry (lookup, link): for an open file they are read again in the
-// order currentAttr needs.
-func entryAttr(ctx context.Context, f *FS, a index.Attr) (index.Attr, error) {
-	if !f.isOpen(a.Ino) {
+// order currentAttr needs. closed is f.closed as read before the index
+// call: a file that was open and dirty when the index was read, and
+// flushed and closed since, is no longer open, but the index's size was
+// from before its writes; the kernel would take that size (no write since
+// it asked) and keep it, with its page cache cut to it, for the attribute
+// timeout. Such a file was dropped from f.files meanwhile, which changes
+// f.closed, and is read again too.
+func entryAttr(ctx context.Context, f *FS, a index.Attr, closed uint64) (index.Attr, error) {
+	if !f.isOpen(a.Ino) && f.closed.Load() == closed {
 		return a, nil
 	}
 	return currentAttr(ctx, f, a.Ino)
@@ -165,6 +171,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		out.Attr = n.fs.controlAttr(ch.StableAttr().Ino, syscall.S_IFDIR|0555)
 		return ch, 0
 	}
+	closed := n.fs.closed.Load()
 	a, err := n.fs.db.Lookup(ctx, n.ino(), name)
 	if err != nil {
 		if err2 := toErrno(err); err2 == syscall.ENOENT {
@@ -173,7 +180,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		}
 		return nil, n.fs.fail("lookup", n.ino(), err)
 	}
-	if a, err = entryAttr(ctx, n.fs, a); err != nil {
+	if a, err = entryAttr(ctx, n.fs, a, closed); err != nil {
 		return nil, n.fs.fail("lookup", n.ino(), err)
 	}
 	n.fs.entry(out, a)
@@ -199,6 +206,10 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 			return syscall.EINVAL
 		}
 		if err := n.fs.truncate(ctx, n.ino(), size); err != nil {
+			// The file may have reverted to its last committed content,
+			// which the kernel's page cache may not hold (see
+			// handle.reverted).
+			go n.NotifyContent(0, 0)
 			return n.fs.fail("truncate", n.ino(), err)
 		}
 	}
@@ -301,7 +312,8 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, n.fs.fail("open", a.Ino, err)
 	}
-	return ch, h, 0, 0
+	h.inode = ch
+	return ch, h, h.fopen, 0
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -360,11 +372,12 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	if !ok {
 		return nil, syscall.EPERM // the control files cannot be linked
 	}
+	closed := n.fs.closed.Load()
 	a, err := n.fs.db.Link(ctx, t.ino(), n.ino(), name, time.Now())
 	if err != nil {
 		return nil, n.fs.fail("link", t.ino(), err)
 	}
-	if a, err = entryAttr(ctx, n.fs, a); err != nil {
+	if a, err = entryAttr(ctx, n.fs, a, closed); err != nil {
 		return nil, n.fs.fail("link", t.ino(), err)
 	}
 	n.fs.entry(out, a)
@@ -423,7 +436,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if err != nil {
 		return nil, 0, n.fs.fail("open", n.ino(), err)
 	}
-	return h, 0, 0
+	h.inode = n.EmbeddedInode()
+	return h, h.fopen, 0
 }
 
 func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {

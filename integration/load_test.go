@@ -446,12 +446,16 @@ func loadRead(f *loadFile, rng *rand.Rand, whole bool, st *loadStats) error {
 		return err
 	}
 	defer in.Close()
+	// Closed or not is decided before the fstat: a file whose writer
+	// closes it while the fstat is on its way (or while this goroutine
+	// waits to run again after it) may show a size from before its last
+	// write, and is still a file being written for this read.
+	closed := f.state.Load() != 0
 	fi, err := in.Stat()
 	if err != nil {
 		return err
 	}
 	size := fi.Size()
-	closed := f.state.Load() != 0
 	if !closed {
 		st.inflightReads.Add(1)
 	} else if size != f.size {

@@ -355,9 +355,13 @@ func TestEmitError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Writes are queued ahead of the chunker, so the failure reaches the
+	// writer a little later than the failing emit: keep writing (up to
+	// 64 MiB, far more than the stream buffers) until it does.
 	data := randomBytes(6, 2*miB)
 	var werr error
-	for off := 0; off < len(data) && werr == nil; off += 64 * kiB {
+	for n := 0; n < 32*len(data) && werr == nil; n += 64 * kiB {
+		off := n % len(data)
 		_, werr = s.Write(data[off : off+64*kiB])
 	}
 	if !errors.Is(werr, boom) {

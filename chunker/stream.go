@@ -2,7 +2,6 @@ package chunker
 
 import (
 	"errors"
-	"io"
 	"sync/atomic"
 )
 
@@ -18,23 +17,29 @@ var (
 // as soon as its end has been found, so the caller can store chunks while
 // the file is still being written.
 //
-// restic's chunker pulls its input through an io.Reader; a Stream feeds it
-// through an io.Pipe from one goroutine per stream, which also hashes the
-// chunks and calls emit. A Write returns once the chunker has taken its
-// bytes into its read buffer: a chunk is emitted when the chunker has read
-// up to 512 KiB (restic's buffer) past its end, or at Close.
+// The work runs as a pipeline, so that on a machine with more than one
+// core the steps of consecutive chunks overlap:
 //
-// Memory per stream is bounded whatever the length: restic's 512 KiB read
-// buffer, one chunk being assembled (up to MaxSize) and the chunk being
-// emitted.
+//	Write ──► inbox (2 MiB ring) ──► cut: restic's rolling hash
+//	      ──► hash: copy out of restic's buffer, chunk id
+//	      ──► emit: the caller's callback, in stream order
+//
+// A Write returns as soon as its bytes are in the inbox. Each stage runs
+// on a goroutine of its own and hands on through a bounded queue, so the
+// slowest stage (restic's rolling hash, about 2 s per GiB on one core
+// here) is the only one the writer waits for, and memory stays bounded.
+//
+// Memory per stream is bounded whatever the length: the inbox ring,
+// restic's 512 KiB read buffer, two chunk buffers restic fills in turn (up
+// to MaxSize each), and up to emitQueue+2 chunks being hashed or waiting
+// for emit.
 //
 // Write, Close and Offset must be called from one goroutine at a time
 // (like any io.Writer); Abort may be called from any goroutine at any time.
 type Stream struct {
-	pr   *io.PipeReader
-	pw   *io.PipeWriter
-	done chan struct{} // closed when the chunking goroutine has returned
-	err  error         // the goroutine's result; read only after done
+	in   *inbox
+	done chan struct{} // closed when the pipeline's goroutines have returned
+	err  error         // the pipeline's result; read only after done
 
 	offset  atomic.Uint64
 	closed  atomic.Bool
@@ -45,8 +50,8 @@ type Stream struct {
 // calls emit for each chunk: sequentially, in stream order, from a
 // goroutine of its own. emit owns the Chunk it is given. If emit returns an
 // error the stream stops: later Writes and Close return that error
-// (wrapped). Every stream must end with Close or Abort, or its goroutine
-// leaks.
+// (wrapped). Every stream must end with Close or Abort, or its goroutines
+// leak.
 func NewStream(p Params, hash HashFunc, emit func(Chunk) error) (*Stream, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -54,24 +59,26 @@ func NewStream(p Params, hash HashFunc, emit func(Chunk) error) (*Stream, error)
 	if hash == nil || emit == nil {
 		return nil, errors.New("chunker: new stream: nil HashFunc or emit")
 	}
-	pr, pw := io.Pipe()
-	s := &Stream{pr: pr, pw: pw, done: make(chan struct{})}
+	s := &Stream{in: newInbox(), done: make(chan struct{})}
 	go s.run(p, hash, emit)
 	return s, nil
 }
 
 func (s *Stream) run(p Params, hash HashFunc, emit func(Chunk) error) {
 	defer close(s.done)
-	err := cut(s.pr, p, hash, s.aborted.Load, emit)
+	err := cut(s.in, p, hash, s.aborted.Load, s.in.fail, emit)
 	if err != nil {
 		// Unblock and fail the current and later Writes with the cause.
-		s.pr.CloseWithError(err)
+		s.in.fail(err)
 	}
+	s.in.release()
 	s.err = err
 }
 
-// Write feeds p to the chunker. It blocks while the chunker is busy (for
-// instance while emit blocks), which is what bounds a stream's memory.
+// Write feeds p to the chunker. It returns once p is queued; it blocks
+// while the queue is full (for instance while emit blocks), which is what
+// bounds a stream's memory. An error that stopped the stream (a failed
+// emit) is returned by the Writes after it.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.aborted.Load() {
 		return 0, ErrAborted
@@ -82,7 +89,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, err := s.pw.Write(p)
+	n, err := s.in.write(p)
 	s.offset.Add(uint64(n))
 	if err != nil && s.aborted.Load() {
 		err = ErrAborted
@@ -100,18 +107,17 @@ func (s *Stream) Offset() uint64 {
 // from chunking. Calling Close again returns the same result.
 func (s *Stream) Close() error {
 	if !s.closed.Swap(true) {
-		s.pw.Close()
+		s.in.close()
 	}
 	<-s.done
 	return s.err
 }
 
 // Abort stops the stream without emitting any further chunk and waits for
-// its goroutine to return (including an emit call in progress). It is
+// its goroutines to return (including an emit call in progress). It is
 // idempotent and does nothing after Close has returned.
 func (s *Stream) Abort() {
 	s.aborted.Store(true)
-	s.pr.CloseWithError(ErrAborted)
-	s.pw.CloseWithError(ErrAborted)
+	s.in.fail(ErrAborted)
 	<-s.done
 }

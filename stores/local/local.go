@@ -468,6 +468,8 @@ func (l *Local) write(id stores.ID, payload []byte, gaveUp *atomic.Bool) error {
 		if err := tmp.Sync(); err != nil {
 			return err
 		}
+	} else if len(payload) >= writebackMin {
+		startWriteback(tmp)
 	}
 	if err := tmp.Close(); err != nil {
 		return err
@@ -486,6 +488,11 @@ func (l *Local) write(id stores.ID, payload []byte, gaveUp *atomic.Bool) error {
 	}
 	return nil
 }
+
+// writebackMin is the smallest chunk file whose writeback starts as soon
+// as it is written (see startWriteback). Smaller ones, a small file's
+// only chunk say, are left to the kernel to batch.
+const writebackMin = 128 << 10
 
 // syncDir makes the entries of dir (a new file or directory) durable.
 func syncDir(dir string) error {

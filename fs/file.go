@@ -60,6 +60,9 @@ type fileState struct {
 	extents     []extent // sorted, disjoint, merged
 	rechunkFrom uint64
 
+	// ra is the prefetch state of sequential reads (see prefetchAfter).
+	ra readahead
+
 	opens int // guarded by fs.filesMu
 }
 
@@ -406,12 +409,34 @@ func (st *fileState) truncate(ctx context.Context, size uint64) error {
 
 // read fills dest from off; it returns the number of bytes (short at EOF).
 func (st *fileState) read(ctx context.Context, dest []byte, off uint64) (int, error) {
+	_, n, err := st.readv(ctx, dest, off, false)
+	return n, err
+}
+
+// readv reads len(dest) bytes from off (fewer at EOF). With vec set, the
+// bytes that come from chunks are returned as slices of the cached chunks
+// themselves, which are never modified, so a reply can be written from
+// them without a copy; dest is used only for bytes of the overlay.
+// Without vec everything is copied into dest, and the slices are nil.
+func (st *fileState) readv(ctx context.Context, dest []byte, off uint64, vec bool) ([][]byte, int, error) {
 	for {
 		st.mu.RLock()
 		if !st.streaming() || off+uint64(len(dest)) <= st.chunkEnd() || off >= st.size {
-			n, err := st.readLocked(ctx, dest, off)
+			var (
+				out [][]byte
+				n   int
+				err error
+			)
+			if vec && st.stage == nil {
+				out, n, err = st.slicesLocked(ctx, len(dest), off)
+			} else {
+				n, err = st.readLocked(ctx, dest, off)
+				if vec {
+					out = [][]byte{dest[:n]}
+				}
+			}
 			st.mu.RUnlock()
-			return n, err
+			return out, n, err
 		}
 		st.mu.RUnlock()
 		// The read wants bytes still inside the chunker: cut them now
@@ -422,11 +447,37 @@ func (st *fileState) read(ctx context.Context, dest []byte, off uint64) (int, er
 			if err := st.finishStream(); err != nil {
 				st.werr = err
 				st.mu.Unlock()
-				return 0, err
+				return nil, 0, err
 			}
 		}
 		st.mu.Unlock()
 	}
+}
+
+// slicesLocked is readLocked for a file without an overlay, returning
+// slices of the chunks instead of copying them. Caller holds mu.
+func (st *fileState) slicesLocked(ctx context.Context, size int, off uint64) ([][]byte, int, error) {
+	if off >= st.size {
+		return nil, 0, nil
+	}
+	end := min(off+uint64(size), st.size)
+	var out [][]byte
+	for p := off; p < end; {
+		i := sort.Search(len(st.chunks), func(i int) bool { return st.offs[i+1] > p })
+		if i >= len(st.chunks) {
+			return out, int(p - off), fmt.Errorf("inode %d: offset %d beyond its chunks (%d bytes): %w", st.ino, p, st.chunkEnd(), index.ErrCorrupt)
+		}
+		data, err := st.fs.chunk(ctx, st.chunks[i])
+		if err != nil {
+			return out, int(p - off), err
+		}
+		st.prefetchAfter(i)
+		within := p - st.offs[i]
+		n := min(uint64(len(data))-within, end-p)
+		out = append(out, data[within:within+n])
+		p += n
+	}
+	return out, int(end - off), nil
 }
 
 // readLocked reads the merged view (overlay over chunks). Caller holds mu.
@@ -460,13 +511,48 @@ func (st *fileState) readLocked(ctx context.Context, dest []byte, off uint64) (i
 		if err != nil {
 			return int(p - off), err
 		}
-		st.fs.prefetch(st.chunks, i+1)
+		st.prefetchAfter(i)
 		within := p - st.offs[i]
 		n := min(uint64(len(data))-within, limit-p)
 		copy(dest[p-off:], data[within:within+n])
 		p += n
 	}
 	return int(end - off), nil
+}
+
+// readahead is the prefetch window of one open file: like the kernel's
+// readahead, it starts small and doubles while reads stay sequential (up
+// to the mount's prefetch setting), and falls back to the minimum on a
+// jump, so random reads do not fetch chunks nobody asked for.
+type readahead struct {
+	mu   sync.Mutex
+	seen bool // a read happened: last is set
+	last int  // chunk index of the last read
+	win  int
+}
+
+// minPrefetch is the window of a file's first read and after a jump.
+const minPrefetch = 2
+
+// prefetchAfter notes a read of chunk i and prefetches the chunks after
+// it. Caller holds mu (read or write).
+func (st *fileState) prefetchAfter(i int) {
+	st.fs.prefetch(st.chunks, i+1, st.ra.next(i, st.fs.opts.Prefetch))
+}
+
+// next notes a read of chunk i and returns how many chunks to prefetch
+// after it, at most max.
+func (r *readahead) next(i, max int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case !r.seen || (i != r.last && i != r.last+1):
+		r.win = min(minPrefetch, max)
+	case i == r.last+1:
+		r.win = min(r.win*2, max)
+	}
+	r.seen, r.last = true, i
+	return r.win
 }
 
 // errResync stops a re-chunking stream once its cuts meet the old ones.

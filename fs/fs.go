@@ -30,7 +30,9 @@ type Options struct {
 	StagingDir string
 	// CacheBytes bounds the chunk cache. Default 64 MiB.
 	CacheBytes int64
-	// Prefetch is how many chunks ahead sequential reads fetch. Default 4.
+	// Prefetch is how many chunks ahead sequential reads fetch at most
+	// (the window starts at 2 and doubles while reads stay sequential).
+	// Default 16.
 	Prefetch int
 	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's
 	// caching times. Every change goes through this mount, so the kernel's
@@ -109,7 +111,7 @@ func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
 		opts.CacheBytes = 64 << 20
 	}
 	if opts.Prefetch == 0 {
-		opts.Prefetch = 4
+		opts.Prefetch = 16
 	}
 	if opts.EntryTimeout == 0 {
 		opts.EntryTimeout = time.Second
@@ -131,7 +133,7 @@ func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
 		log:         opts.Log.With().Str("component", "fs").Logger(),
 		files:       map[uint64]*fileState{},
 		orphans:     map[uint64]bool{},
-		prefetchSem: make(chan struct{}, 4),
+		prefetchSem: make(chan struct{}, max(4, opts.Prefetch)),
 	}
 	f.cache = newChunkCache(opts.CacheBytes, dm.Get)
 	f.maint = NewMaintenance(db, dm)
@@ -180,6 +182,11 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 			Options:       []string{"default_permissions"},
 			Debug:         mo.Debug,
 			DisableXAttrs: false,
+			// Reads are answered from chunk bytes in memory, never from a
+			// file descriptor: without this go-fuse tries a splice pipe
+			// for every read reply first (and logs a failure for every
+			// 1 MiB one, which does not fit the pipe).
+			DisableSplice: true,
 		},
 		EntryTimeout:    &f.opts.EntryTimeout,
 		AttrTimeout:     &f.opts.AttrTimeout,
@@ -277,8 +284,8 @@ func (f *FS) chunk(ctx context.Context, c index.Chunk) ([]byte, error) {
 
 // prefetch fetches the next chunks of a sequential read in the
 // background, without ever blocking the read.
-func (f *FS) prefetch(chunks []index.Chunk, from int) {
-	for i := from; i < len(chunks) && i < from+f.opts.Prefetch; i++ {
+func (f *FS) prefetch(chunks []index.Chunk, from, n int) {
+	for i := from; i < len(chunks) && i < from+n; i++ {
 		id := chunks[i].ID
 		if f.cache.contains(id) {
 			continue
@@ -559,12 +566,40 @@ var (
 // return and C programs do not retry, or worse into a reverted file. Store
 // calls are bounded by store_timeout instead.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.st.read(context.WithoutCancel(ctx), dest, uint64(off))
+	slices, n, err := h.st.readv(context.WithoutCancel(ctx), dest, uint64(off), true)
 	if err != nil {
 		return nil, h.st.fs.fail("read", h.st.ino, err)
 	}
 	h.st.fs.ctr.bytesRead.Add(int64(n))
-	return fuse.ReadResultData(dest[:n]), 0
+	return vecResult{slices: slices, size: n}, 0
+}
+
+// vecResult is a read reply made of slices of cached chunks: go-fuse
+// writes them to the kernel with one writev (its Slices interface), so
+// the bytes are not copied into a reply buffer first. The slices are
+// never modified (see chunkCache).
+type vecResult struct {
+	slices [][]byte
+	size   int
+}
+
+func (r vecResult) Slices() ([][]byte, fuse.Status) { return r.slices, fuse.OK }
+func (r vecResult) Size() int                       { return r.size }
+func (r vecResult) Done()                           {}
+
+// Bytes is for callers that want one buffer.
+func (r vecResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	if len(r.slices) == 1 {
+		return r.slices[0], fuse.OK
+	}
+	if cap(buf) < r.size {
+		buf = make([]byte, r.size)
+	}
+	buf = buf[:0]
+	for _, s := range r.slices {
+		buf = append(buf, s...)
+	}
+	return buf, fuse.OK
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {

@@ -193,7 +193,7 @@ func (c *Config) complete() error {
 		errs = append(errs, fmt.Errorf("mount.cache_mb %d: want > 0", c.Mount.CacheMB))
 	}
 	if c.Mount.Prefetch == 0 {
-		c.Mount.Prefetch = 4
+		c.Mount.Prefetch = 16
 	}
 	if c.Mount.Prefetch < 0 || c.Mount.Prefetch > 64 {
 		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..64", c.Mount.Prefetch))

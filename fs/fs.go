@@ -316,6 +316,13 @@ func (f *FS) known(id stores.ID) bool {
 // acquire returns the shared state of an open file, loading it on first
 // open.
 func (f *FS) acquire(ctx context.Context, ino uint64) (*fileState, error) {
+	return f.acquireWith(ctx, ino, nil)
+}
+
+// acquireWith is acquire; created, if not nil, are the attributes of a
+// file Create has just made, whose state (empty) is then not read back
+// from the index.
+func (f *FS) acquireWith(ctx context.Context, ino uint64, created *index.Attr) (*fileState, error) {
 	f.filesMu.Lock()
 	defer f.filesMu.Unlock()
 	if st, ok := f.files[ino]; ok {
@@ -323,7 +330,10 @@ func (f *FS) acquire(ctx context.Context, ino uint64) (*fileState, error) {
 		return st, nil
 	}
 	st := &fileState{fs: f, ino: ino, rechunkFrom: math.MaxUint64}
-	if err := st.load(ctx); err != nil {
+	if created != nil && created.Size == 0 {
+		st.setChunks(nil)
+		st.mtime = created.Mtime
+	} else if err := st.load(ctx); err != nil {
 		return nil, err
 	}
 	st.opens = 1
@@ -479,8 +489,13 @@ func (f *FS) truncate(ctx context.Context, ino uint64, size uint64) error {
 
 // openHandle opens a file handle (O_TRUNC truncates).
 func (f *FS) openHandle(ctx context.Context, ino uint64, flags uint32) (*handle, error) {
+	return f.openHandleWith(ctx, ino, flags, nil)
+}
+
+// openHandleWith is openHandle; created is as for acquireWith.
+func (f *FS) openHandleWith(ctx context.Context, ino uint64, flags uint32, created *index.Attr) (*handle, error) {
 	ctx = context.WithoutCancel(ctx) // see handle.Read
-	st, err := f.acquire(ctx, ino)
+	st, err := f.acquireWith(ctx, ino, created)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,6 +19,11 @@ const controlName = ".dualstore"
 type node struct {
 	gofs.Inode
 	fs *FS
+	// noXattr is set on an inode this mount created, which has no extended
+	// attributes until Setxattr: Getxattr and Listxattr answer without the
+	// index. The kernel asks for security.capability at every write(2), so
+	// for a new file that is one index query per write saved.
+	noXattr atomic.Bool
 }
 
 var (
@@ -292,7 +298,11 @@ func (n *node) create(ctx context.Context, name string, nn index.NewNode, out *f
 		return nil, a, n.fs.fail("create", n.ino(), err)
 	}
 	n.fs.entry(out, a)
-	return n.newChild(ctx, a), a, 0
+	ch := n.newChild(ctx, a)
+	if c, ok := ch.Operations().(*node); ok {
+		c.noXattr.Store(true) // a new inode number: no xattr rows
+	}
+	return ch, a, 0
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
@@ -308,7 +318,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	// The file is new and empty: O_TRUNC has nothing to do, and handing
 	// it on would stamp a second mtime at the first flush, behind the
 	// back of the attributes the kernel just cached from this reply.
-	h, err := n.fs.openHandle(ctx, a.Ino, flags&^syscall.O_TRUNC)
+	h, err := n.fs.openHandleWith(ctx, a.Ino, flags&^syscall.O_TRUNC, &a)
 	if err != nil {
 		return nil, nil, 0, n.fs.fail("open", a.Ino, err)
 	}
@@ -462,6 +472,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if aclXattr(attr) {
 		return 0, syscall.EOPNOTSUPP
 	}
+	if n.noXattr.Load() {
+		return 0, syscall.ENODATA
+	}
 	v, err := n.fs.db.GetXattr(ctx, n.ino(), attr)
 	if err != nil {
 		return 0, toErrno(err)
@@ -477,6 +490,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if aclXattr(attr) {
 		return syscall.EOPNOTSUPP
 	}
+	n.noXattr.Store(false) // before the index has the row, not after
 	if err := n.fs.db.SetXattr(ctx, n.ino(), attr, data, flags); err != nil {
 		return n.fs.fail("setxattr", n.ino(), err)
 	}
@@ -485,6 +499,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	ctx = uninterruptible(ctx)
+	if n.noXattr.Load() {
+		return 0, 0
+	}
 	names, err := n.fs.db.ListXattr(ctx, n.ino())
 	if err != nil {
 		return 0, n.fs.fail("listxattr", n.ino(), err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -252,5 +253,55 @@ func TestRsyncMetadata(t *testing.T) {
 	compareMeta(t, src, m.Path("rsync"))
 	if out := runTool(t, "rsync", "-aHXni", "--checksum", src+"/", m.Path("rsync")+"/"); strings.TrimSpace(out) != "" {
 		t.Errorf("a second rsync -aHX --checksum would still change:\n%s", out)
+	}
+}
+
+// TestXattrsOfNewFiles checks the extended attributes of files created
+// through the mount (the daemon answers "none" for them without the index
+// until one is set): none at first, then what was set, through every
+// name of a hard link, after writes, and after a remount.
+func TestXattrsOfNewFiles(t *testing.T) {
+	t.Parallel()
+	m := mount(t)
+	p := m.Path("new")
+	writeFile(t, p, []byte("fresh"))
+	if _, err := unix.Lgetxattr(p, "user.color", make([]byte, 64)); !errors.Is(err, unix.ENODATA) {
+		t.Fatalf("getxattr of a new file = %v, want ENODATA", err)
+	}
+	if got := userXattrs(t, p); len(got) != 0 {
+		t.Fatalf("a new file lists xattrs %v", got)
+	}
+	if err := unix.Lsetxattr(p, "user.color", []byte("green"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(p, m.Path("other-name")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte(" and written again")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"user.color": "green"}
+	check := func(when string) {
+		for _, name := range []string{"new", "other-name"} {
+			if got := userXattrs(t, m.Path(name)); !maps.Equal(got, want) {
+				t.Fatalf("%s: %s has xattrs %v, want %v", when, name, got, want)
+			}
+		}
+	}
+	check("after setxattr")
+	m.Remount()
+	check("after a remount")
+	if err := os.Mkdir(m.Path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := userXattrs(t, m.Path("d")); len(got) != 0 {
+		t.Fatalf("a new directory lists xattrs %v", got)
 	}
 }

@@ -171,13 +171,16 @@ type Stats struct {
 		Bytes  int64 `json:"bytes"`
 	} `json:"cache"`
 	FS struct {
-		OpenFiles    int   `json:"open_files"`
-		ChunksCut    int64 `json:"chunks_cut"`
-		DedupHits    int64 `json:"dedup_hits"`
-		DedupBytes   int64 `json:"dedup_bytes"`
-		BytesWritten int64 `json:"bytes_written"`
-		BytesRead    int64 `json:"bytes_read"`
-		IOErrors     int64 `json:"io_errors"`
+		OpenFiles  int   `json:"open_files"`
+		ChunksCut  int64 `json:"chunks_cut"`
+		DedupHits  int64 `json:"dedup_hits"`
+		DedupBytes int64 `json:"dedup_bytes"`
+		// ChunksPredicted are the chunks cut without the rolling hash,
+		// because the bytes were a chunk the index knew to come next.
+		ChunksPredicted int64 `json:"chunks_predicted"`
+		BytesWritten    int64 `json:"bytes_written"`
+		BytesRead       int64 `json:"bytes_read"`
+		IOErrors        int64 `json:"io_errors"`
 	} `json:"fs"`
 	Action string `json:"action"`
 }
@@ -199,6 +202,7 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	s.FS.OpenFiles = len(f.files)
 	f.filesMu.Unlock()
 	s.FS.ChunksCut, s.FS.DedupHits, s.FS.DedupBytes = f.ctr.chunksCut.Load(), f.ctr.dedupHits.Load(), f.ctr.dedupBytes.Load()
+	s.FS.ChunksPredicted = f.ctr.chunksPredicted.Load()
 	s.FS.BytesWritten, s.FS.BytesRead, s.FS.IOErrors = f.ctr.bytesWritten.Load(), f.ctr.bytesRead.Load(), f.ctr.ioErrors.Load()
 	s.Action = strings.SplitN(f.ctl.status(), "\n", 2)[0]
 	return s, nil

@@ -182,9 +182,9 @@ func (st *fileState) startStream(ctx context.Context) error {
 	st.streamMu.Lock()
 	st.streamed = nil
 	st.streamMu.Unlock()
-	s, err := chunker.NewStream(st.fs.params, st.fs.hash, func(c chunker.Chunk) error {
+	s, err := chunker.NewStreamWith(st.fs.params, st.fs.hash, func(c chunker.Chunk) error {
 		return st.emit(c, batch, &st.streamed)
-	})
+	}, st.fs.streamOpts)
 	if err != nil {
 		return err
 	}
@@ -228,6 +228,7 @@ func (st *fileState) finishStream() error {
 	s, b := st.stream, st.batch
 	st.stream, st.batch = nil, nil
 	err := s.Close()
+	st.fs.ctr.chunksPredicted.Add(s.Predicted())
 	werr := b.Wait()
 	st.streamMu.Lock()
 	cut := st.streamed
@@ -591,7 +592,7 @@ func (st *fileState) rechunk(ctx context.Context) error {
 	batch := st.fs.dm.NewBatch(context.WithoutCancel(ctx), nil)
 	var cut []index.Chunk
 	resyncAt := -1
-	s, err := chunker.NewStream(st.fs.params, st.fs.hash, func(c chunker.Chunk) error {
+	s, err := chunker.NewStreamWith(st.fs.params, st.fs.hash, func(c chunker.Chunk) error {
 		endOff := start + c.Offset + uint64(len(c.Data))
 		if err := st.emit(c, batch, &cut); err != nil {
 			return err
@@ -601,7 +602,7 @@ func (st *fileState) rechunk(ctx context.Context) error {
 			return errResync
 		}
 		return nil
-	})
+	}, st.fs.streamOpts)
 	if err != nil {
 		return err
 	}
@@ -619,6 +620,7 @@ func (st *fileState) rechunk(ctx context.Context) error {
 		p += n
 	}
 	cerr := s.Close()
+	st.fs.ctr.chunksPredicted.Add(s.Predicted())
 	if resyncAt >= 0 {
 		cerr = nil
 	}

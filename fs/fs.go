@@ -71,8 +71,10 @@ type FS struct {
 	log    zerolog.Logger
 	params chunker.Params
 	hash   chunker.HashFunc
-	start  time.Time
-	cache  *chunkCache
+	// streamOpts are every chunker stream's options: the predictor.
+	streamOpts chunker.StreamOptions
+	start      time.Time
+	cache      *chunkCache
 
 	filesMu sync.Mutex
 	files   map[uint64]*fileState
@@ -96,6 +98,7 @@ type FS struct {
 
 type fsCounters struct {
 	chunksCut, dedupHits, dedupBytes atomic.Int64
+	chunksPredicted                  atomic.Int64
 	bytesWritten, bytesRead          atomic.Int64
 	ioErrors                         atomic.Int64
 }
@@ -136,6 +139,7 @@ func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
 		prefetchSem: make(chan struct{}, max(4, opts.Prefetch)),
 	}
 	f.cache = newChunkCache(opts.CacheBytes, dm.Get)
+	f.streamOpts = chunker.StreamOptions{Predict: f.predict}
 	f.maint = NewMaintenance(db, dm)
 	f.ctl.init(f)
 	return f, nil
@@ -300,6 +304,18 @@ func (f *FS) prefetch(chunks []index.Chunk, from, n int) {
 			_, _ = f.cache.get(context.Background(), id)
 		}()
 	}
+}
+
+// predict is the chunker's predictor (chunker.StreamOptions.Predict): a
+// chunk the index has after prev in some file, which is the next cut if
+// the next bytes are that chunk's. A second copy of stored data is then
+// cut at the speed of hashing instead of the rolling hash.
+func (f *FS) predict(prev [32]byte) ([32]byte, uint32, bool) {
+	next, ok, err := f.db.NextChunk(context.Background(), stores.ID(prev))
+	if err != nil || !ok {
+		return [32]byte{}, 0, false
+	}
+	return [32]byte(next.ID), next.Size, true
 }
 
 // known reports whether the index already references the chunk, so its

@@ -468,6 +468,35 @@ func (db *DB) ChunkRefs(ctx context.Context, id stores.ID) (known bool, refs int
 	return known, refs, errf(err, "chunk refs %s", id)
 }
 
+// NextChunk returns a chunk that follows id in some file's chunk list and
+// is not that file's last chunk: a chunk whose end is a cut the chunker
+// made (a file's last chunk ends where its bytes did). ok is false when
+// there is none. It is the chunker's prediction of what comes after id
+// in data that was stored before (chunker.StreamOptions.Predict).
+func (db *DB) NextChunk(ctx context.Context, id stores.ID) (next Chunk, ok bool, err error) {
+	err = db.read(ctx, func(q *conn) error {
+		var nid []byte
+		err := q.QueryRowContext(ctx, `SELECT n.chunk_id, n.size FROM file_chunks c
+			JOIN file_chunks n ON n.ino = c.ino AND n.seq = c.seq + 1
+			WHERE c.chunk_id = ?
+			AND EXISTS (SELECT 1 FROM file_chunks z WHERE z.ino = n.ino AND z.seq = n.seq + 1)
+			LIMIT 1`, id[:]).Scan(&nid, &next.Size)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(nid) != len(next.ID) {
+			return fmt.Errorf("chunk id of %d bytes after %s: %w", len(nid), id, ErrCorrupt)
+		}
+		copy(next.ID[:], nid)
+		ok = true
+		return nil
+	})
+	return next, ok, errf(err, "next chunk after %s", id)
+}
+
 // UnrefChunksAfter pages through the chunks with no references, in id
 // order, strictly after `after` (gc's candidates).
 func (db *DB) UnrefChunksAfter(ctx context.Context, after stores.ID, limit int) ([]ChunkRef, error) {

@@ -416,3 +416,38 @@ func TestCorruptRows(t *testing.T) {
 		})
 	}
 }
+
+// TestNextChunk checks the chunker's predictions: a chunk that follows the
+// given one in some file, never a file's last chunk (its end is not a cut).
+func TestNextChunk(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	f := mkfile(t, db, RootIno, "f")
+	g := mkfile(t, db, RootIno, "g")
+	if _, err := db.CommitChunks(ctx, f.Ino, chunkList(1, 2, 3), t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CommitChunks(ctx, g.Ino, chunkList(5, 3, 6, 7), t0); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		after, want int
+		ok          bool
+	}{
+		{1, 2, true},  // f: 1 → 2, and 2 is not f's last
+		{2, 0, false}, // f: 2 → 3, but 3 is f's last chunk
+		{3, 6, true},  // g: 3 → 6
+		{5, 3, true},  // g: 5 → 3 (3 ends f, but not g: a cut in g)
+		{6, 0, false}, // g: 6 → 7, g's last
+		{7, 0, false}, // last of g
+		{99, 0, false},
+	} {
+		next, ok, err := db.NextChunk(ctx, cid(tc.after))
+		if err != nil {
+			t.Fatalf("NextChunk(%d): %v", tc.after, err)
+		}
+		if ok != tc.ok || (ok && (next.ID != cid(tc.want) || next.Size == 0)) {
+			t.Errorf("NextChunk(%d) = %v %v, want chunk %d %v", tc.after, next, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -96,3 +96,67 @@ func TestDedup(t *testing.T) {
 		t.Errorf("after removing every copy: unique_chunks %d logical_bytes %d files %d, want 0", st.UniqueChunks, st.LogicalBytes, st.Files)
 	}
 }
+
+// TestPredictedCopies copies a file, then the same bytes again, then an
+// edited version: the later copies are cut by prediction (the chunks the
+// index knows to come next) rather than by the rolling hash, their chunk
+// lists are exactly the ones the rolling hash makes (no new chunk for
+// the same bytes; for the edited file, new chunks only around the
+// edits), and every byte reads back, also after a remount.
+func TestPredictedCopies(t *testing.T) {
+	t.Parallel()
+	m := mount(t)
+	const size = 24 << 20
+	dir := t.TempDir()
+	orig := randBytes(41, size)
+	edited := append([]byte(nil), orig...)
+	for _, at := range []int{3 << 20, 11<<20 + 12345, 20 << 20} {
+		copy(edited[at:], "an edit in the middle of known data")
+	}
+	src, srcEdit := filepath.Join(dir, "orig"), filepath.Join(dir, "edited")
+	writeFile(t, src, orig)
+	writeFile(t, srcEdit, edited)
+	predicted := func() float64 {
+		fs, _ := m.StatsRaw()["fs"].(map[string]any)
+		v, ok := fs["chunks_predicted"].(float64)
+		if !ok {
+			t.Fatalf("stats has no fs.chunks_predicted: %v", fs)
+		}
+		return v
+	}
+
+	runTool(t, "cp", src, m.Path("first"))
+	first := m.Stats()
+	if p := predicted(); p != 0 {
+		t.Errorf("first copy of new data: %v chunks predicted, want 0", p)
+	}
+	runTool(t, "cp", src, m.Path("second"))
+	second := m.Stats()
+	p2 := predicted()
+	chunks := first.UniqueChunks
+	if p2 < float64(chunks-2) {
+		t.Errorf("second copy: %v of %d chunks predicted, want all but the first and last", p2, chunks)
+	}
+	if second.UniqueChunks != chunks || second.UniqueBytes != first.UniqueBytes {
+		t.Errorf("second copy added chunks: %d → %d unique, %d → %d bytes", chunks, second.UniqueChunks, first.UniqueBytes, second.UniqueBytes)
+	}
+
+	sh(t, "/", "dd if="+srcEdit+" of="+m.Path("edited")+" bs=65536 status=none")
+	third := m.Stats()
+	if p := predicted() - p2; p < float64(chunks)/2 {
+		t.Errorf("edited copy: %v of about %d chunks predicted", p, chunks)
+	}
+	// Three edits change a few chunks each (the one edited, perhaps its
+	// neighbour): far fewer than a file's worth.
+	if added := third.UniqueChunks - chunks; added < 3 || added > 9 {
+		t.Errorf("edited copy added %d chunks, want 3 to 9 (three edits)", added)
+	}
+	for name, want := range map[string]string{"first": src, "second": src, "edited": srcEdit} {
+		cmpFiles(t, want, m.Path(name))
+	}
+	m.checkTiersAgree()
+	m.Remount()
+	for name, want := range map[string]string{"first": src, "second": src, "edited": srcEdit} {
+		cmpFiles(t, want, m.Path(name))
+	}
+}

@@ -349,7 +349,7 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	}
 	defer l.mu.RUnlock()
 	p := l.path(id)
-	data, err := fsCall(l, ctx, func() ([]byte, error) { return os.ReadFile(p) })
+	data, err := fsCall(l, ctx, func() ([]byte, error) { return readFile(p) })
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, stores.ErrNotFound)
 	}

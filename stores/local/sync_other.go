@@ -39,3 +39,6 @@ func syncFS(dir *os.File) error {
 
 // startWriteback is a no-op where sync_file_range(2) does not exist.
 func startWriteback(*os.File) {}
+
+// readFile reads a whole chunk file.
+func readFile(p string) ([]byte, error) { return os.ReadFile(p) }

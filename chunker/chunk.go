@@ -163,7 +163,9 @@ func cut(r io.Reader, p Params, hash HashFunc, stop func() bool, fail func(error
 	)
 	predict := func(prev [32]byte) {
 		id, size, ok := pp.pred(prev)
-		next.id, next.size, next.ok = id, size, ok && size > 0 && size <= uint32(p.MaxSize)
+		// A chunk outside [MinSize, MaxSize] cannot end at a cut (a
+		// predictor breaking its contract): never taken.
+		next.id, next.size, next.ok = id, size, ok && size >= uint32(p.MinSize) && size <= uint32(p.MaxSize)
 	}
 	for !failed.Load() {
 		if next.ok {

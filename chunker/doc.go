@@ -7,8 +7,9 @@
 // Writes as a FUSE file handle receives them and emitting each chunk as soon
 // as it is cut, and Split for whole buffers (tests and tools). The Rabin
 // fingerprinting is github.com/restic/chunker's; this package adapts its
-// pull-based io.Reader API to push-based writes through an io.Pipe and one
-// goroutine per stream.
+// pull-based io.Reader API to push-based writes through a ring buffer (the
+// inbox) and a three-goroutine pipeline per stream (see Stream), and can
+// skip the rolling hash over bytes it can predict (StreamOptions.Predict).
 //
 // It imports nothing of dualstore's: stores, index and dual depend on it,
 // never the reverse.
@@ -27,10 +28,16 @@
 //     chunks concatenate back to the input; an empty stream has no chunks.
 //   - Chunk.Data is owned by the receiver; emit is called sequentially and
 //     in stream order.
-//   - A stream's memory is bounded whatever its length: restic's 512 KiB
-//     read buffer, one chunk being assembled (up to MaxSize) and the chunk
-//     being emitted. A Write blocks while emit blocks, which is how a slow
-//     store applies back-pressure to the writer.
+//   - With a predictor the cuts are the same too (TestPredictedCutsMatchSplit),
+//     provided it keeps its contract: it names only chunks whose end was a
+//     cut this chunker made with the same Params.
+//   - A stream's memory is bounded whatever its length: the inbox ring
+//     (2 MiB, or MaxSize+2 MiB with a predictor), restic's 512 KiB read
+//     buffer, two chunk buffers restic fills in turn and up to emitQueue+3
+//     chunks on their way to emit (each at most MaxSize): about 8 MiB for
+//     the defaults with average chunks, 40–45 MiB at worst. A Write blocks
+//     while emit blocks, which is how a slow store applies back-pressure to
+//     the writer.
 //
 // # Choosing the default sizes
 //
@@ -70,7 +77,7 @@
 // 256K/512K/4M keeps 83–85% of a file shared after 10 scattered edits in 64
 // MiB, against 69–75% for restic's 512K/1M/8M, while needing half the
 // objects and index rows of the 256 KiB-average candidates; its MaxSize of
-// 4 MiB bounds a stream at about 4.5 MiB. casync's 64 KiB average dedups
+// 4 MiB bounds what one chunk holds in memory. casync's 64 KiB average dedups
 // best but multiplies the object count by ten, which an S3 tier pays for in
 // requests and latency.
 package chunker

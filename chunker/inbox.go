@@ -24,6 +24,9 @@ const resticBuf = 512 << 10
 var rings sync.Map // int → *sync.Pool of *[]byte
 
 func getRing(size int) []byte {
+	if p, ok := rings.Load(size); ok {
+		return *p.(*sync.Pool).Get().(*[]byte)
+	}
 	p, _ := rings.LoadOrStore(size, &sync.Pool{New: func() any {
 		b := make([]byte, size)
 		return &b

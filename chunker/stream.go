@@ -20,7 +20,7 @@ var (
 // The work runs as a pipeline, so that on a machine with more than one
 // core the steps of consecutive chunks overlap:
 //
-//	Write ──► inbox (2 MiB ring) ──► cut: restic's rolling hash
+//	Write ──► inbox (ring) ──► cut: restic's rolling hash
 //	      ──► hash: copy out of restic's buffer, chunk id
 //	      ──► emit: the caller's callback, in stream order
 //
@@ -35,7 +35,9 @@ var (
 // for emit.
 //
 // Write, Close and Offset must be called from one goroutine at a time
-// (like any io.Writer); Abort may be called from any goroutine at any time.
+// (like any io.Writer); Abort may be called from any goroutine at any time
+// except from inside emit (Close and Abort wait for emit to return: from
+// emit, return an error instead to stop the stream).
 type Stream struct {
 	in   *inbox
 	done chan struct{} // closed when the pipeline's goroutines have returned

@@ -497,7 +497,13 @@ func loadRead(f *loadFile, rng *rand.Rand, whole bool, st *loadStats) error {
 				for i < got && buf[i] == want[i] {
 					i++
 				}
-				return fmt.Errorf("%s (%s): bytes at %d differ from the content written", f.path, map[bool]string{true: "closed", false: "being written"}[closed], off+int64(i))
+				j, zeros := i, true
+				for j < got && buf[j] != want[j] {
+					zeros = zeros && buf[j] == 0
+					j++
+				}
+				return fmt.Errorf("%s (%s): bytes at %d differ from the content written (%d bytes differ up to %d, all zero: %v; read of %d at %d returned %d)",
+					f.path, map[bool]string{true: "closed", false: "being written"}[closed], off+int64(i), j-i, off+int64(j), zeros, n, off, got)
 			}
 			st.verified.Add(int64(got))
 			if got < int(n) {

@@ -36,12 +36,13 @@ type cacheState struct {
 	changed bool // content may differ from the kernel's cache
 }
 
-// open returns whether an open of ino may keep the kernel's cache, and
-// counts a writer.
-func (k *keepCache) open(ino uint64, write bool) (keep bool) {
+// open returns whether an open of ino may keep the kernel's cache and
+// whether someone has it open for writing already, and counts a writer.
+func (k *keepCache) open(ino uint64, write bool) (keep, writing bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	s, ok := k.m[ino]
+	writing = s.writers > 0
 	switch {
 	case !ok:
 		keep = true
@@ -56,7 +57,7 @@ func (k *keepCache) open(ino uint64, write bool) (keep bool) {
 		s.changed = true
 	}
 	k.set(ino, s)
-	return keep
+	return keep, writing
 }
 
 // release ends a handle opened with open.

@@ -408,18 +408,11 @@ func (st *fileState) truncate(ctx context.Context, size uint64) error {
 	return nil
 }
 
-// read fills dest from off; it returns the number of bytes (short at EOF).
-func (st *fileState) read(ctx context.Context, dest []byte, off uint64) (int, error) {
-	_, n, err := st.readv(ctx, dest, off, false)
-	return n, err
-}
-
-// readv reads len(dest) bytes from off (fewer at EOF). With vec set, the
-// bytes that come from chunks are returned as slices of the cached chunks
-// themselves, which are never modified, so a reply can be written from
-// them without a copy; dest is used only for bytes of the overlay.
-// Without vec everything is copied into dest, and the slices are nil.
-func (st *fileState) readv(ctx context.Context, dest []byte, off uint64, vec bool) ([][]byte, int, error) {
+// readv reads len(dest) bytes from off (fewer at EOF) for a read reply.
+// The bytes come back as slices: of the cached chunks themselves, which
+// are never modified, so the reply is written from them without a copy;
+// or, for a file with an overlay, of dest, filled with the merged view.
+func (st *fileState) readv(ctx context.Context, dest []byte, off uint64) ([][]byte, int, error) {
 	for {
 		st.mu.RLock()
 		if !st.streaming() || off+uint64(len(dest)) <= st.chunkEnd() || off >= st.size {
@@ -428,13 +421,11 @@ func (st *fileState) readv(ctx context.Context, dest []byte, off uint64, vec boo
 				n   int
 				err error
 			)
-			if vec && st.stage == nil {
+			if st.stage == nil {
 				out, n, err = st.slicesLocked(ctx, len(dest), off)
 			} else {
 				n, err = st.readLocked(ctx, dest, off)
-				if vec {
-					out = [][]byte{dest[:n]}
-				}
+				out = [][]byte{dest[:n]}
 			}
 			st.mu.RUnlock()
 			return out, n, err
@@ -464,21 +455,31 @@ func (st *fileState) slicesLocked(ctx context.Context, size int, off uint64) ([]
 	end := min(off+uint64(size), st.size)
 	var out [][]byte
 	for p := off; p < end; {
-		i := sort.Search(len(st.chunks), func(i int) bool { return st.offs[i+1] > p })
-		if i >= len(st.chunks) {
-			return out, int(p - off), fmt.Errorf("inode %d: offset %d beyond its chunks (%d bytes): %w", st.ino, p, st.chunkEnd(), index.ErrCorrupt)
-		}
-		data, err := st.fs.chunk(ctx, st.chunks[i])
+		b, err := st.chunkAt(ctx, p, end)
 		if err != nil {
 			return out, int(p - off), err
 		}
-		st.prefetchAfter(i)
-		within := p - st.offs[i]
-		n := min(uint64(len(data))-within, end-p)
-		out = append(out, data[within:within+n])
-		p += n
+		out = append(out, b)
+		p += uint64(len(b))
 	}
 	return out, int(end - off), nil
+}
+
+// chunkAt returns the bytes of the chunk that holds offset p, from p up to
+// the chunk's end or limit, whichever comes first, and prefetches the
+// chunks after it. Caller holds mu.
+func (st *fileState) chunkAt(ctx context.Context, p, limit uint64) ([]byte, error) {
+	i := sort.Search(len(st.chunks), func(i int) bool { return st.offs[i+1] > p })
+	if i >= len(st.chunks) {
+		return nil, fmt.Errorf("inode %d: offset %d beyond its chunks (%d bytes): %w", st.ino, p, st.chunkEnd(), index.ErrCorrupt)
+	}
+	data, err := st.fs.chunk(ctx, st.chunks[i])
+	if err != nil {
+		return nil, err
+	}
+	st.prefetchAfter(i)
+	within := p - st.offs[i]
+	return data[within : within+min(uint64(len(data))-within, limit-p)], nil
 }
 
 // readLocked reads the merged view (overlay over chunks). Caller holds mu.
@@ -504,19 +505,12 @@ func (st *fileState) readLocked(ctx context.Context, dest []byte, off uint64) (i
 				limit = min(limit, st.extents[i].start)
 			}
 		}
-		i := sort.Search(len(st.chunks), func(i int) bool { return st.offs[i+1] > p })
-		if i >= len(st.chunks) {
-			return int(p - off), fmt.Errorf("inode %d: offset %d beyond its chunks (%d bytes): %w", st.ino, p, st.chunkEnd(), index.ErrCorrupt)
-		}
-		data, err := st.fs.chunk(ctx, st.chunks[i])
+		b, err := st.chunkAt(ctx, p, limit)
 		if err != nil {
 			return int(p - off), err
 		}
-		st.prefetchAfter(i)
-		within := p - st.offs[i]
-		n := min(uint64(len(data))-within, limit-p)
-		copy(dest[p-off:], data[within:within+n])
-		p += n
+		copy(dest[p-off:], b)
+		p += uint64(len(b))
 	}
 	return int(end - off), nil
 }

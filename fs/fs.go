@@ -611,7 +611,7 @@ var (
 // return and C programs do not retry, or worse into a reverted file. Store
 // calls are bounded by store_timeout instead.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	slices, n, err := h.st.readv(context.WithoutCancel(ctx), dest, uint64(off), true)
+	slices, n, err := h.st.readv(context.WithoutCancel(ctx), dest, uint64(off))
 	if err != nil {
 		return nil, h.st.fs.fail("read", h.st.ino, err)
 	}

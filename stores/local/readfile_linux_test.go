@@ -47,3 +47,28 @@ func TestReadFile(t *testing.T) {
 		t.Fatalf("missing file: %v, want not-exist", err)
 	}
 }
+
+// TestReadFileDirect checks that big chunk files really take the O_DIRECT
+// path on the test's disk (no silent fallback to a second, plain read),
+// when the filesystem allows it.
+func TestReadFileDirect(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "chunk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !setDirect(f) {
+		t.Skip("the test's filesystem refuses O_DIRECT")
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 777777/16+1)[:777777]
+	if err := os.WriteFile(f.Name(), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readFile(f.Name())
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("readFile: %d bytes, %v", len(got), err)
+	}
+	if cap(got) != len(got) || len(got)%4096 == 0 {
+		t.Fatalf("cap %d len %d: want the O_DIRECT buffer cut to size", cap(got), len(got))
+	}
+}

@@ -2,6 +2,7 @@ package local
 
 import (
 	"errors"
+	"io"
 	"os"
 	"unsafe"
 
@@ -36,36 +37,42 @@ func startWriteback(f *os.File) {
 	_ = rc.Control(func(fd uintptr) { _ = unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE) })
 }
 
-// directMin is the smallest chunk file readDirect reads with O_DIRECT.
+// directMin is the smallest chunk file readFile reads with O_DIRECT.
 const directMin = 128 << 10
 
 // readFile reads a whole chunk file. A big one is read with O_DIRECT: the
 // disk writes straight into the returned buffer, without the kernel
 // filling its page cache and copying out of it (the daemon keeps what it
 // reads in its own chunk cache, and the kernel keeps the FUSE file's
-// pages). Where O_DIRECT is refused (tmpfs, some FUSE or network
-// filesystems) or the file is small, it is a plain read.
+// pages). A small one, or one where O_DIRECT is refused (tmpfs, some FUSE
+// or network filesystems), is a plain read. One open either way: O_DIRECT
+// is switched on with fcntl once the size is known.
 func readFile(p string) ([]byte, error) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	f, err := os.Open(p)
 	if err != nil {
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-			return os.ReadFile(p)
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := int(st.Size())
+	if size < directMin || !setDirect(f) {
+		buf := make([]byte, size)
+		n, err := io.ReadFull(f, buf)
+		if err != nil && err != io.ErrUnexpectedEOF {
+			return nil, err
 		}
-		return nil, &os.PathError{Op: "open", Path: p, Err: err}
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &os.PathError{Op: "stat", Path: p, Err: err}
-	}
-	size := int(st.Size)
-	if size < directMin {
-		return os.ReadFile(p)
+		return buf[:n], nil // shorter only if it shrank a moment ago
 	}
 	const align = 4096
 	raw := make([]byte, size+2*align) // room to align and to read a whole last block
 	start := align - int(uintptr(unsafe.Pointer(&raw[0]))&(align-1))
 	buf := raw[start : start+(size+align-1)/align*align]
+	// pread(2) itself, not File.ReadAt: ReadAt goes on after a short read
+	// at an offset that is no longer aligned. A short read is the end.
+	fd := int(f.Fd())
 	n := 0
 	for n < size {
 		k, err := unix.Pread(fd, buf[n:], int64(n))
@@ -78,10 +85,28 @@ func readFile(p string) ([]byte, error) {
 		if err != nil {
 			return nil, &os.PathError{Op: "read", Path: p, Err: err}
 		}
-		if k == 0 {
-			break // shorter than it was a moment ago
-		}
 		n += k
+		if k == 0 || n%align != 0 {
+			break // the end of the file (or it shrank a moment ago)
+		}
 	}
+	n = min(n, size)
 	return buf[:n:n], nil
+}
+
+// setDirect turns O_DIRECT on for f; false if the filesystem refuses.
+func setDirect(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	_ = rc.Control(func(fd uintptr) {
+		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err == nil {
+			_, err = unix.FcntlInt(fd, unix.F_SETFL, flags|unix.O_DIRECT)
+		}
+		ok = err == nil
+	})
+	return ok
 }

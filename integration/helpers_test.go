@@ -119,7 +119,8 @@ func truncate(s string, n int) string {
 var chunkName = regexp.MustCompile(`^[0-9a-f]{64}\.chunk$`)
 
 // ChunkFiles lists a tier's chunk files on disk: id → path. It checks the
-// documented layout <root>/<first 4 hex>/<64 hex id>.chunk.
+// documented layout <root>/<first 4 hex>/<64 hex id>.chunk (beside temp
+// files and the open marker <root>/.open).
 func (m *Mount) ChunkFiles(tier string) map[string]string {
 	m.t.Helper()
 	root := filepath.Join(m.Data, tier)
@@ -130,6 +131,9 @@ func (m *Mount) ChunkFiles(tier string) map[string]string {
 		}
 		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
 			return nil
+		}
+		if p == filepath.Join(root, ".open") {
+			return nil // the store's open marker
 		}
 		if !chunkName.MatchString(d.Name()) {
 			m.t.Errorf("unexpected file in the %s store: %s", tier, p)

@@ -5,14 +5,21 @@
 //
 // Invariants: a file named `<id>.chunk` is always a complete chunk (rename
 // is atomic; a crash leaves only `.tmp-*` files, which are never read as
-// chunks and are removed by New). A chunk file is a zstd frame exactly when
+// chunks). A chunk file is a zstd frame exactly when
 // it starts with the zstd magic number, so one store can hold raw and
 // compressed chunks side by side and the Compress option can change between
 // runs. Paths are built only from ID.String() (64 hex digits), so no id can
 // name a file outside the root.
 //
-// Only one process may use a root at a time (New removes every leftover temp
-// file); the data directory lock that ensures it lives elsewhere.
+// Leftover temp files are found without reading every shard at each open,
+// which for a store of millions of chunks would take minutes: New leaves a
+// marker file (`.open`) in the root and a clean Close removes it. A marker
+// found by New means the last user did not close the store (a crash, a
+// kill -9, a power loss), and only then does a background sweep read the
+// shards and remove the temp files that are not this instance's own (each
+// instance names its temp files with a random token). Only one process may
+// use a root at a time; the data directory lock that ensures it lives
+// elsewhere.
 //
 // A call ends when its context does, even if the filesystem hangs (a dead
 // NFS server, a wedged disk, a FUSE mount whose server stalls): system calls
@@ -27,6 +34,8 @@ package local
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -47,8 +56,11 @@ const (
 	// chunkExt ends every chunk file name.
 	chunkExt = ".chunk"
 	// tmpPrefix starts every temp file name; List and Get never look at
-	// such files, New removes them.
+	// such files. The instance's token follows it (see sweep).
 	tmpPrefix = ".tmp-"
+	// openMarker is the file in the root that exists while the store is
+	// open (see the package comment).
+	openMarker = ".open"
 	// shardLen is how many hex digits of the id name its shard directory:
 	// 65536 shards keep directories small up to billions of chunks, and
 	// match casync's layout.
@@ -122,6 +134,16 @@ type Local struct {
 	// abandoned counts file operations still blocked after their call
 	// returned at its context's end.
 	abandoned atomic.Int32
+
+	// tmpPrefix is tmpPrefix + this instance's token + "-": the sweep
+	// spares files that start with it.
+	tmpPrefix string
+	// sweepStop ends the sweep of an unclean store's leftovers;
+	// sweepDone is closed when it has returned (at once if none ran),
+	// and swept tells whether it went through every shard.
+	sweepStop context.CancelFunc
+	sweepDone chan struct{}
+	swept     atomic.Bool
 }
 
 var (
@@ -143,7 +165,8 @@ func New(opts Options) (*Local, error) {
 	if err := prepareRoot(root, opts.CreateRoot); err != nil {
 		return nil, err
 	}
-	if err := removeTemps(root); err != nil {
+	unclean, err := markOpen(root)
+	if err != nil {
 		return nil, err
 	}
 	rootF, err := os.Open(root)
@@ -176,8 +199,51 @@ func New(opts Options) (*Local, error) {
 	if name == "" {
 		name = root
 	}
-	return &Local{root: root, name: name, opts: opts, enc: enc, dec: dec, rootF: rootF}, nil
+	var token [8]byte
+	rand.Read(token[:])
+	l := &Local{root: root, name: name, opts: opts, enc: enc, dec: dec, rootF: rootF,
+		tmpPrefix: tmpPrefix + hex.EncodeToString(token[:]) + "-", sweepDone: make(chan struct{})}
+	if !unclean {
+		l.swept.Store(true)
+		close(l.sweepDone)
+		return l, nil
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	l.sweepStop = stop
+	go func() {
+		defer close(l.sweepDone)
+		if sweepTemps(ctx, root, l.tmpPrefix) == nil {
+			l.swept.Store(true)
+		}
+	}()
+	return l, nil
 }
+
+// markOpen creates the root's open marker, durably, and reports whether
+// it was there already: whether the store's last user did not close it.
+func markOpen(root string) (unclean bool, _ error) {
+	p := filepath.Join(root, openMarker)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("local %s: open marker: %w", root, err)
+	}
+	if err := f.Close(); err != nil {
+		return false, fmt.Errorf("local %s: open marker: %w", root, err)
+	}
+	// Lost in a power failure, the marker could not tell the next open
+	// about the temp files this run leaves.
+	if err := syncDir(root); err != nil {
+		return false, fmt.Errorf("local %s: open marker: %w", root, err)
+	}
+	return false, nil
+}
+
+// SweepDone is closed once the sweep of an uncleanly closed store's
+// leftover temp files has ended (at once if the store was closed cleanly).
+func (l *Local) SweepDone() <-chan struct{} { return l.sweepDone }
 
 // prepareRoot checks that root is a writable directory, creating it if
 // allowed, with errors that name it: this is where a typo in a config file
@@ -220,26 +286,43 @@ func isShard(name string) bool {
 	return true
 }
 
-// removeTemps deletes the temp files of Puts that a crash interrupted.
-func removeTemps(root string) error {
-	shards, err := os.ReadDir(root)
-	if err != nil {
-		return fmt.Errorf("local %s: %w", root, err)
-	}
-	for _, sh := range shards {
-		if !sh.IsDir() || !isShard(sh.Name()) {
-			continue
-		}
-		dir := filepath.Join(root, sh.Name())
+// sweepTemps removes the temp files in root and its shards whose names do
+// not start with keep: the leftovers of Puts that a crash interrupted. It
+// stops, with ctx's error, when ctx ends. It runs beside the store's own
+// calls, whose temp files start with keep.
+func sweepTemps(ctx context.Context, root, keep string) error {
+	sweepDir := func(dir string) error {
 		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
-			return fmt.Errorf("local %s: %w", root, err)
+			return err
 		}
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), tmpPrefix) {
-				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return fmt.Errorf("local %s: remove leftover temp file: %w", root, err)
+			n := e.Name()
+			if strings.HasPrefix(n, tmpPrefix) && !strings.HasPrefix(n, keep) {
+				if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
 				}
+			}
+		}
+		return nil
+	}
+	if err := sweepDir(root); err != nil {
+		return err
+	}
+	shards, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	for _, sh := range shards {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if sh.IsDir() && isShard(sh.Name()) {
+			if err := sweepDir(filepath.Join(root, sh.Name())); err != nil {
+				return err
 			}
 		}
 	}
@@ -433,7 +516,7 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 func (l *Local) write(id stores.ID, payload []byte, gaveUp *atomic.Bool) error {
 	final := l.path(id)
 	dir := l.shardDir(id)
-	pattern := tmpPrefix + id.String() + "-*"
+	pattern := l.tmpPrefix + id.String() + "-*"
 	// Most shards exist once a store has some thousands of chunks: try the
 	// temp file first and create the shard only when it is missing, rather
 	// than a mkdir(2) (which locks the store's root) for every chunk.
@@ -640,10 +723,22 @@ func (l *Local) Close() error {
 		return fmt.Errorf("local %s: close: %w", l.root, stores.ErrClosed)
 	}
 	l.closed = true
+	if l.sweepStop != nil {
+		l.sweepStop()
+	}
+	<-l.sweepDone
 	l.dec.Close()
 	err := l.enc.Close()
 	if cerr := l.rootF.Close(); err == nil {
 		err = cerr
+	}
+	// A clean close: no temp file is left, unless the sweep did not get
+	// through or a write abandoned in a hung filesystem may yet leave one.
+	// Then the marker stays and the next open sweeps.
+	if l.swept.Load() && l.abandoned.Load() == 0 {
+		if rerr := os.Remove(filepath.Join(l.root, openMarker)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+			err = rerr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("local %s: close: %w", l.root, err)

@@ -2,6 +2,7 @@ package local
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -180,10 +181,22 @@ func TestLeftoverTempFiles(t *testing.T) {
 		t.Errorf("List = %v, want only %s", ids, id)
 	}
 
+	marker := filepath.Join(root, openMarker)
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("no open marker while the store is open: %v", err)
+	}
 	l.Close()
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the open marker survived a clean close: %v", err)
+	}
+	// The crash that left the temp file also left the marker.
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	l2 := newLocal(t, Options{Root: root})
+	<-l2.SweepDone()
 	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("New left the temp file %s: %v", tmp, err)
+		t.Errorf("the sweep after an unclean close left the temp file %s: %v", tmp, err)
 	}
 	if got, err := l2.Get(ctx, id); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("Get after reopening = %q, %v", got, err)
@@ -332,5 +345,71 @@ func TestErrorsNameRoot(t *testing.T) {
 	_, err := l.Get(t.Context(), id)
 	if err == nil || !strings.Contains(err.Error(), l.Root()) || !strings.Contains(err.Error(), id.String()) {
 		t.Errorf("Get error %q does not name the root and the chunk", err)
+	}
+}
+
+// TestSweepTemps: the sweep removes other instances' temp files, in the
+// root and in the shards, and spares this instance's, the chunks and
+// anything that is not a shard; it stops when its context ends.
+func TestSweepTemps(t *testing.T) {
+	root := t.TempDir()
+	const keep = tmpPrefix + "0011223344556677-"
+	files := map[string]bool{ // path → survives
+		"ab12/" + tmpPrefix + "8899aabbccddeeff-x-1": false,
+		"ab12/" + keep + "x-2":                       true,
+		"ab12/" + strings.Repeat("a", 64) + chunkExt: true,
+		tmpPrefix + "probe-3":                        false,
+		"notashard/" + tmpPrefix + "x-4":             true,
+		"ffff/" + tmpPrefix + "x-5":                  false,
+	}
+	for p := range files {
+		p = filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := sweepTemps(ctx, root, keep); !errors.Is(err, context.Canceled) {
+		t.Errorf("sweep with an ended context = %v, want context.Canceled", err)
+	}
+	if err := sweepTemps(t.Context(), root, keep); err != nil {
+		t.Fatal(err)
+	}
+	for p, survives := range files {
+		_, err := os.Stat(filepath.Join(root, p))
+		if survives != (err == nil) {
+			t.Errorf("%s: exists %v after the sweep, want %v", p, err == nil, survives)
+		}
+	}
+}
+
+// TestCleanStoreNotSwept: a store closed cleanly is not read shard by
+// shard at its next open, and its temp files carry the instance's token.
+func TestCleanStoreNotSwept(t *testing.T) {
+	root := t.TempDir()
+	l := newLocal(t, Options{Root: root})
+	if !strings.HasPrefix(l.tmpPrefix, tmpPrefix) || len(l.tmpPrefix) <= len(tmpPrefix)+1 {
+		t.Errorf("temp file prefix %q carries no token", l.tmpPrefix)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(root, "ab12", tmpPrefix+"x")
+	os.MkdirAll(filepath.Dir(planted), 0o700)
+	if err := os.WriteFile(planted, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l2 := newLocal(t, Options{Root: root})
+	select {
+	case <-l2.SweepDone():
+	default:
+		t.Error("a sweep is running after a clean close")
+	}
+	if _, err := os.Stat(planted); err != nil {
+		t.Errorf("the open of a cleanly closed store read the shards: %v", err)
 	}
 }

@@ -209,9 +209,9 @@ func caseNames() []string {
 	return append(out, "rss/"+rssVariant)
 }
 
-// The small-file cases run against (a), (b) and (d); the big write
-// against (d).
-var smallVariants = []string{"disk", "loopback", "dualstore-both"}
+// The small-file cases run against (a), (b), (c) and (d): (c) shows what
+// the second store costs. The big write runs against (d).
+var smallVariants = []string{"disk", "loopback", "dualstore-one", "dualstore-both"}
 
 const rssVariant = "dualstore-both"
 

@@ -308,8 +308,8 @@ func (c *Config) complete() error {
 			}
 		}
 	}
-	if len(c.Primary) > 0 && len(c.Safety) > 0 && c.Primary[0].Path != "" && c.Primary[0].Path == c.Safety[0].Path {
-		errs = append(errs, fmt.Errorf("primary[0].path and safety[0].path are the same directory %s: the two tiers must be independent", c.Primary[0].Path))
+	if err := checkLocalIndependent(c.Primary, c.Safety); err != nil {
+		errs = append(errs, err)
 	}
 	if err := checkS3Independent(c.Primary, c.Safety); err != nil {
 		errs = append(errs, err)
@@ -401,4 +401,43 @@ func redact(v any) {
 			redact(x)
 		}
 	}
+}
+
+// checkLocalIndependent rejects two local stores in one directory, or one
+// inside the other, in either tier or across them: the tiers must be
+// independent, and a store assumes it is alone in its root (its sweep
+// after a crash removes temp files it did not write). Existing
+// directories are compared by identity too, so a symlink cannot hide a
+// duplicate.
+func checkLocalIndependent(primary, safety []StoreConfig) error {
+	type loc struct {
+		key, path string
+	}
+	var locs []loc
+	for tier, list := range [][]StoreConfig{primary, safety} {
+		for i, s := range list {
+			if s.Type == "local" && s.Path != "" {
+				locs = append(locs, loc{fmt.Sprintf("%s[%d].path", [...]string{"primary", "safety"}[tier], i), filepath.Clean(s.Path)})
+			}
+		}
+	}
+	for i, a := range locs {
+		for _, b := range locs[i+1:] {
+			same := a.path == b.path
+			if !same {
+				ai, aerr := os.Stat(a.path)
+				bi, berr := os.Stat(b.path)
+				same = aerr == nil && berr == nil && os.SameFile(ai, bi)
+			}
+			if same {
+				return fmt.Errorf("%s and %s are the same directory %s: every store needs its own (the two tiers must be independent)", a.key, b.key, a.path)
+			}
+			for _, pair := range [][2]loc{{a, b}, {b, a}} {
+				if strings.HasPrefix(pair[1].path, pair[0].path+string(filepath.Separator)) {
+					return fmt.Errorf("%s %s is inside %s %s: every store needs its own directory, apart from the others", pair[1].key, pair[1].path, pair[0].key, pair[0].path)
+				}
+			}
+		}
+	}
+	return nil
 }

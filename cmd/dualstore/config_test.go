@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +22,10 @@ func TestConfigParse(t *testing.T) {
 		{name: "bad require", yaml: "data_dir: /tmp/d\ndual:\n  require: most\n", wantErr: "require \"most\""},
 		{name: "no data dir", yaml: "", wantErr: "data_dir: required"},
 		{name: "same dir twice", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/same\nsafety:\n  - path: /tmp/same\n", wantErr: "must be independent"},
+		{name: "same dir in one tier", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/a\n  - path: /tmp/a/\n", wantErr: "primary[0].path and primary[1].path are the same directory /tmp/a"},
+		{name: "same dir, second members", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/p\n  - path: /tmp/x\nsafety:\n  - path: /tmp/s\n  - path: /tmp/y/../x\n", wantErr: "primary[1].path and safety[1].path are the same directory /tmp/x"},
+		{name: "store inside a store", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/p/inner\nsafety:\n  - path: /tmp/p\n", wantErr: "primary[0].path /tmp/p/inner is inside safety[0].path /tmp/p"},
+		{name: "siblings with a common prefix", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/store\nsafety:\n  - path: /tmp/store2\n"},
 		{name: "unknown store type", yaml: "data_dir: /tmp/d\nprimary:\n  - type: floppy\n    path: /x\n", wantErr: "primary[0].type \"floppy\""},
 		{name: "local without path", yaml: "data_dir: /tmp/d\nsafety:\n  - type: local\n", wantErr: "safety[0].path: required"},
 		{name: "bad hash", yaml: "data_dir: /tmp/d\nchunker:\n  hash: md5\n", wantErr: "chunker.hash"},
@@ -214,5 +221,27 @@ func TestConfigS3Redacted(t *testing.T) {
 	// A local store's rendering has no s3 keys at all.
 	if strings.Count(out, `"endpoint"`) != 1 {
 		t.Errorf("s3 keys rendered for the local store:\n%s", out)
+	}
+}
+
+// TestConfigSymlinkedStore: a symlink to another store's directory is the
+// same directory.
+func TestConfigSymlinkedStore(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(dir, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf("data_dir: %s\nprimary:\n  - path: %s/real\nsafety:\n  - path: %s/alias\n", dir, dir, dir)
+	var c Config
+	err := parseConfig([]byte(yaml), &c)
+	if err == nil {
+		err = c.complete()
+	}
+	if err == nil || !strings.Contains(err.Error(), "are the same directory") {
+		t.Errorf("a safety store symlinked to the primary's directory: err = %v, want \"are the same directory\"", err)
 	}
 }

@@ -110,6 +110,31 @@ func TestCLIErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("store in use by another filesystem", func(t *testing.T) {
+		m := mount(t)
+		writeFile(t, m.Path("before"), []byte("still here\n"))
+		mp, data := filepath.Join(t.TempDir(), "mnt2"), filepath.Join(t.TempDir(), "data2")
+		if err := os.Mkdir(mp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		shared := filepath.Join(m.Data, "safety")
+		cfg := writeConfig(t, "safety:\n  - path: "+shared+"\n")
+		mountMustFail(t, 1, mp, []string{shared, "in use by dualstore pid " + fmt.Sprint(m.proc.cmd.Process.Pid)},
+			"mount", "--config", cfg, "--data-dir", data, mp)
+		mustNotExist(t, data)
+		// The running mount and its safety store are unharmed.
+		if b, err := os.ReadFile(filepath.Join(shared, ".open")); err != nil || !strings.Contains(string(b), fmt.Sprint(m.proc.cmd.Process.Pid)) {
+			t.Errorf("the shared store's open marker: %q, %v; want the running mount's pid", b, err)
+		}
+		writeFile(t, m.Path("after"), []byte("more\n"))
+		if b, err := os.ReadFile(m.Path("before")); err != nil || string(b) != "still here\n" {
+			t.Errorf("the running mount's file: %q, %v", b, err)
+		}
+		if r := m.Compare(true); r.State != "done" || r.Matches != 2 || r.Mismatches+r.PrimaryOnly+r.SafetyOnly+r.Missing+r.Errors != 0 {
+			t.Errorf("deep compare after the refused mount: %+v", r)
+		}
+	})
+
 	t.Run("unknown config key", func(t *testing.T) {
 		mp, data := filepath.Join(t.TempDir(), "mnt"), filepath.Join(t.TempDir(), "data")
 		if err := os.Mkdir(mp, 0o755); err != nil {

@@ -17,9 +17,9 @@
 // found by New means the last user did not close the store (a crash, a
 // kill -9, a power loss), and only then does a background sweep read the
 // shards and remove the temp files that are not this instance's own (each
-// instance names its temp files with a random token). Only one process may
-// use a root at a time; the data directory lock that ensures it lives
-// elsewhere.
+// instance names its temp files with a random token). The marker is also
+// locked (flock) while the store is open: only one user at a time, in any
+// process, may open a root.
 //
 // A call ends when its context does, even if the filesystem hangs (a dead
 // NFS server, a wedged disk, a FUSE mount whose server stalls): system calls
@@ -46,6 +46,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -125,6 +126,8 @@ type Local struct {
 	enc   *zstd.Encoder
 	dec   *zstd.Decoder
 	rootF *os.File // open for Sync's syncfs
+	// marker is the open marker, locked (flock) while the store is open.
+	marker *os.File
 
 	// mu is held for reading by every operation and for writing by Close,
 	// so Close never frees the encoder or decoder under a running call.
@@ -165,12 +168,13 @@ func New(opts Options) (*Local, error) {
 	if err := prepareRoot(root, opts.CreateRoot); err != nil {
 		return nil, err
 	}
-	unclean, err := markOpen(root)
+	marker, unclean, err := markOpen(root)
 	if err != nil {
 		return nil, err
 	}
 	rootF, err := os.Open(root)
 	if err != nil {
+		marker.Close()
 		return nil, fmt.Errorf("local %s: %w", root, err)
 	}
 	// EncodeAll and DecodeAll are safe for concurrent use; one encoder and
@@ -184,6 +188,7 @@ func New(opts Options) (*Local, error) {
 		zstd.WithSingleSegment(true))
 	if err != nil {
 		rootF.Close()
+		marker.Close()
 		return nil, fmt.Errorf("local %s: zstd encoder: %w", root, err)
 	}
 	dec, err := zstd.NewReader(nil,
@@ -193,6 +198,7 @@ func New(opts Options) (*Local, error) {
 	if err != nil {
 		enc.Close()
 		rootF.Close()
+		marker.Close()
 		return nil, fmt.Errorf("local %s: zstd decoder: %w", root, err)
 	}
 	name := opts.Name
@@ -201,7 +207,7 @@ func New(opts Options) (*Local, error) {
 	}
 	var token [8]byte
 	rand.Read(token[:])
-	l := &Local{root: root, name: name, opts: opts, enc: enc, dec: dec, rootF: rootF,
+	l := &Local{root: root, name: name, opts: opts, enc: enc, dec: dec, rootF: rootF, marker: marker,
 		tmpPrefix: tmpPrefix + hex.EncodeToString(token[:]) + "-", sweepDone: make(chan struct{})}
 	if !unclean {
 		l.swept.Store(true)
@@ -219,26 +225,80 @@ func New(opts Options) (*Local, error) {
 	return l, nil
 }
 
-// markOpen creates the root's open marker, durably, and reports whether
-// it was there already: whether the store's last user did not close it.
-func markOpen(root string) (unclean bool, _ error) {
+// markOpen creates the root's open marker and locks it, and reports
+// whether it was there already: whether the store's last user did not
+// close it. The lock (flock, released by the kernel when a process dies)
+// keeps a second user out: two filesystems sharing a store would delete
+// each other's chunks in gc, and each sweep would remove the other's
+// writes in flight. Where the filesystem has no locks, the store opens
+// unlocked.
+func markOpen(root string) (_ *os.File, unclean bool, _ error) {
 	p := filepath.Join(root, openMarker)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	switch {
-	case errors.Is(err, fs.ErrExist):
-		return true, nil
-	case err != nil:
-		return false, fmt.Errorf("local %s: open marker: %w", root, err)
+	for attempt := 0; ; attempt++ {
+		existed := false
+		if f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+			f.Close()
+		} else if errors.Is(err, fs.ErrExist) {
+			existed = true
+		} else {
+			return nil, false, fmt.Errorf("local %s: open marker: %w", root, err)
+		}
+		// The lock is held on a read-only descriptor: a file open for
+		// writing would keep the store's filesystem from being remounted
+		// read-only while the store is open.
+		f, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) && attempt < 3 {
+			continue // its holder closed the store meanwhile
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("local %s: open marker: %w", root, err)
+		}
+		if err := flockMarker(f); err != nil {
+			holder, _ := io.ReadAll(io.LimitReader(f, 200))
+			f.Close()
+			who := strings.TrimSpace(string(holder))
+			if who == "" {
+				who = "another process"
+			}
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, false, fmt.Errorf("local %s: the store is in use by %s; a store belongs to one filesystem, mounted once", root, who)
+			}
+			return nil, false, fmt.Errorf("local %s: lock the open marker: %w", root, err)
+		}
+		// The holder may have closed the store, removing the marker,
+		// between our open and our lock: then we hold a lock on a file
+		// nobody else can see, and must start over.
+		if fi, err := f.Stat(); err == nil {
+			if pi, perr := os.Stat(p); perr != nil || !os.SameFile(fi, pi) {
+				f.Close()
+				if attempt < 3 {
+					continue
+				}
+				return nil, false, fmt.Errorf("local %s: open marker keeps changing: is another process opening the store?", root)
+			}
+		}
+		// Who holds it, for the error a second user gets (best effort).
+		_ = os.WriteFile(p, fmt.Appendf(nil, "dualstore pid %d\n", os.Getpid()), 0o600)
+		if !existed {
+			// Lost in a power failure, the marker could not tell the next
+			// open about the temp files this run leaves.
+			if err := syncDir(root); err != nil {
+				f.Close()
+				return nil, false, fmt.Errorf("local %s: open marker: %w", root, err)
+			}
+		}
+		return f, existed, nil
 	}
-	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("local %s: open marker: %w", root, err)
+}
+
+// flockMarker takes the marker's lock without waiting. A filesystem
+// without flock counts as locked.
+func flockMarker(f *os.File) error {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.ENOLCK) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
+		return nil
 	}
-	// Lost in a power failure, the marker could not tell the next open
-	// about the temp files this run leaves.
-	if err := syncDir(root); err != nil {
-		return false, fmt.Errorf("local %s: open marker: %w", root, err)
-	}
-	return false, nil
+	return err
 }
 
 // SweepDone is closed once the sweep of an uncleanly closed store's
@@ -739,6 +799,10 @@ func (l *Local) Close() error {
 		if rerr := os.Remove(filepath.Join(l.root, openMarker)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
 			err = rerr
 		}
+	}
+	// Unlocks, after the removal: a new user creates a new marker.
+	if cerr := l.marker.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("local %s: close: %w", l.root, err)

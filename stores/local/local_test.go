@@ -413,3 +413,27 @@ func TestCleanStoreNotSwept(t *testing.T) {
 		t.Errorf("the open of a cleanly closed store read the shards: %v", err)
 	}
 }
+
+// TestStoreInUse: a store is open in one place at a time, and the error
+// says who holds it; a clean close lets the next user in.
+func TestStoreInUse(t *testing.T) {
+	root := t.TempDir()
+	l := newLocal(t, Options{Root: root})
+	_, err := New(Options{Root: root})
+	if err == nil || !strings.Contains(err.Error(), "in use by dualstore pid") || !strings.Contains(err.Error(), root) {
+		t.Fatalf("second open of a store in use: err = %v, want \"in use by dualstore pid\" naming %s", err, root)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := New(Options{Root: root})
+	if err != nil {
+		t.Fatalf("open after the holder closed: %v", err)
+	}
+	select {
+	case <-l2.SweepDone():
+	default:
+		t.Error("the refused open left the store looking uncleanly closed: a sweep runs")
+	}
+	l2.Close()
+}

@@ -70,18 +70,27 @@ func (m *Manager) Held() int {
 	return len(m.holds.held)
 }
 
-// claim marks id as being collected unless a write holds it (or another
-// collector has it); the returned func ends the claim and wakes waiting
+// claimState says why a claim failed.
+type claimState int
+
+const (
+	claimed    claimState = iota
+	claimHeld             // a write holds the chunk
+	claimTaken            // another collector has it
+)
+
+// claim marks id as being collected unless a write holds it or another
+// collector has it; the returned func ends the claim and wakes waiting
 // writers.
-func (m *Manager) claim(id stores.ID) (func(), bool) {
+func (m *Manager) claim(id stores.ID) (func(), claimState) {
 	h := &m.holds
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.held[id] > 0 {
-		return nil, false
+		return nil, claimHeld
 	}
 	if _, busy := h.collecting[id]; busy {
-		return nil, false
+		return nil, claimTaken
 	}
 	if h.collecting == nil {
 		h.collecting = make(map[stores.ID]chan struct{})
@@ -93,7 +102,7 @@ func (m *Manager) claim(id stores.ID) (func(), bool) {
 		delete(h.collecting, id)
 		h.mu.Unlock()
 		close(ch)
-	}, true
+	}, claimed
 }
 
 // GCOptions configure a garbage collection: what the index knows, and how
@@ -244,10 +253,16 @@ func (s *Scrub) collect(ctx context.Context, c ChunkInfo) {
 		return
 	}
 	m, g := s.m, s.gc
-	release, ok := m.claim(c.ID)
-	if !ok {
+	release, st := m.claim(c.ID)
+	switch st {
+	case claimHeld:
 		s.n.Add(1)
 		s.inFlight.Add(1)
+		return
+	case claimTaken:
+		// The sweep listed a chunk this gc is removing as an index row
+		// (the row already forgotten): that collector accounts for it.
+		s.n.Add(1)
 		return
 	}
 	defer release()
@@ -263,7 +278,15 @@ func (s *Scrub) collect(ctx context.Context, c ChunkInfo) {
 		return
 	}
 	if c.Size < 0 {
-		c.Size = m.storedSize(ctx, c.ID)
+		var present bool
+		c.Size, present = m.storedSize(ctx, c.ID)
+		if !present && !known {
+			// Gone from both tiers since the sweep listed it: removed as an
+			// index row by this same gc a moment ago. Counting it again
+			// would report one chunk removed twice.
+			s.n.Add(1)
+			return
+		}
 	}
 	if !g.DryRun {
 		if err := m.Delete(ctx, c.ID); err != nil {
@@ -296,14 +319,21 @@ func (s *Scrub) gcError(c ChunkInfo, err error) {
 	s.addDetail(Detail{Chunk: c.ID.String(), Class: ClassError, Error: err.Error(), Files: []string{}})
 }
 
-// storedSize is the size of a chunk as either tier reports it, or -1.
-func (m *Manager) storedSize(ctx context.Context, id stores.ID) int64 {
+// storedSize is the size of a chunk as either tier reports it, or -1;
+// present is false only when both tiers answer that they lack it (a tier
+// that fails otherwise may hold it).
+func (m *Manager) storedSize(ctx context.Context, id stores.ID) (size int64, present bool) {
+	size = -1
 	for t := range m.tiers {
-		if n, err := m.statTier(ctx, t, id); err == nil && n >= 0 {
-			return n
+		n, err := m.statTier(ctx, t, id)
+		if err == nil || !errors.Is(err, stores.ErrNotFound) {
+			present = true
+		}
+		if err == nil && n >= 0 && size < 0 {
+			size = n
 		}
 	}
-	return -1
+	return size, present
 }
 
 // forgetPending drops the backfill records of a chunk gc removed: there is

@@ -147,18 +147,27 @@ func TestPredictedCutsMatchSplit(t *testing.T) {
 	}
 }
 
-// TestPredictedDataOwned checks predicted chunks do not alias the inbox:
-// later writes must not change chunks already emitted.
-func TestPredictedDataOwned(t *testing.T) {
+// storedData is size random bytes (from seed) already stored once: their
+// chunks by Split with small test parameters, and a predictor that knows
+// them.
+func storedData(t *testing.T, seed uint64, size int) (HashFunc, Params, []byte, []Chunk, *successors) {
+	t.Helper()
 	hash := blake3Hash(t)
 	p := Params{Polynomial: testPolynomial, MinSize: 4 * kiB, AvgSize: 8 * kiB, MaxSize: 64 * kiB}
-	data := randomBytes(23, 4*miB)
+	data := randomBytes(seed, size)
 	known, err := Split(data, p, hash)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var succ successors
+	succ := &successors{}
 	succ.add(known)
+	return hash, p, data, known, succ
+}
+
+// TestPredictedDataOwned checks predicted chunks do not alias the inbox:
+// later writes must not change chunks already emitted.
+func TestPredictedDataOwned(t *testing.T) {
+	hash, p, data, known, succ := storedData(t, 23, 4*miB)
 	var got []Chunk
 	var copies [][]byte
 	s, err := NewStreamWith(p, hash, func(c Chunk) error {
@@ -195,15 +204,7 @@ func TestPredictedDataOwned(t *testing.T) {
 // ends every way a stream can: a failing emit fails Close and later
 // Writes, and Abort stops it at once, with no goroutine left behind.
 func TestPredictedStreamEnds(t *testing.T) {
-	hash := blake3Hash(t)
-	p := Params{Polynomial: testPolynomial, MinSize: 4 * kiB, AvgSize: 8 * kiB, MaxSize: 64 * kiB}
-	data := randomBytes(24, 2*miB)
-	known, err := Split(data, p, hash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var succ successors
-	succ.add(known)
+	hash, p, data, _, succ := storedData(t, 24, 2*miB)
 	before := runtime.NumGoroutine()
 	boom := errors.New("store full")
 	for i := range 40 {

@@ -35,35 +35,6 @@ func TestMedian(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-		bad  bool
-	}{
-		{in: "4096", want: 4096},
-		{in: "64K", want: 64 << 10},
-		{in: "256MiB", want: 256 << 20},
-		{in: "1GiB", want: 1 << 30},
-		{in: "4G", want: 4 << 30},
-		{in: "1GB", want: 1 << 30},
-		{in: "1.5G", bad: true},
-		{in: "12X", bad: true},
-		{in: "", bad: true},
-	} {
-		got, err := parseSize(tc.in)
-		if tc.bad {
-			if err == nil {
-				t.Errorf("parseSize(%q) = %d, want an error", tc.in, got)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
-		}
-	}
-}
-
 // read returns a dataset's first n bytes, read in pieces of size step.
 func read(t *testing.T, ds dataset, n int64, step int) []byte {
 	t.Helper()

@@ -55,11 +55,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dualstore/dualstore/dual/engine"
 )
 
 // options are the command line.
@@ -221,30 +222,12 @@ type byteSize int64
 func (s *byteSize) String() string { return fmtBytes(float64(*s)) }
 
 func (s *byteSize) Set(v string) error {
-	n, err := parseSize(v)
+	n, err := engine.ParseBytes(v)
 	if err != nil {
 		return err
 	}
 	*s = byteSize(n)
 	return nil
-}
-
-// parseSize reads 4096, 64K, 256MiB, 1G, 1GiB, 1GB (all binary).
-func parseSize(v string) (int64, error) {
-	s := strings.TrimSpace(v)
-	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
-	unit := strings.ToUpper(strings.TrimSpace(s[len(num):]))
-	unit = strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "I")
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("size %q: want e.g. 1GiB, 256MiB, 4096", v)
-	}
-	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
-	sh, ok := shift[unit]
-	if !ok {
-		return 0, fmt.Errorf("size %q: unknown unit", v)
-	}
-	return n << sh, nil
 }
 
 func run(opts options) int {

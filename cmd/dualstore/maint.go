@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/engine"
 	dsfs "github.com/dualstore/dualstore/fs"
 )
 
@@ -47,7 +48,7 @@ func (t *tuning) flags(c *cobra.Command, withWait bool) {
 func (t *tuning) ctlOptions() (string, error) {
 	var s string
 	if t.rate != "" {
-		n, err := dsfs.ParseBytes(t.rate)
+		n, err := engine.ParseBytes(t.rate)
 		if err != nil {
 			return "", usageErr(fmt.Errorf("--rate %w", err))
 		}
@@ -82,7 +83,7 @@ func (t *tuning) scrubOptions(cfg Config) (dual.ScrubOptions, error) {
 		Rate: cfg.Compare.Rate, MaxDetails: cfg.Compare.MaxDetails,
 	}
 	if t.rate != "" {
-		n, err := dsfs.ParseBytes(t.rate)
+		n, err := engine.ParseBytes(t.rate)
 		if err != nil {
 			return o, usageErr(fmt.Errorf("--rate %w", err))
 		}
@@ -120,7 +121,7 @@ func splitArgs(g *globals, cmd *cobra.Command, args []string, maxRest int) (mnt 
 }
 
 // offlineEngine opens the filesystem in g's data dir for an offline run.
-func offlineEngine(g *globals, cmd *cobra.Command, what string) (*engine, *dsfs.Maintenance, error) {
+func offlineEngine(g *globals, cmd *cobra.Command, what string) (*engine.Engine, *dsfs.Maintenance, error) {
 	cfg, err := resolveConfig(g, cmd, nil)
 	if err != nil {
 		return nil, nil, err
@@ -133,8 +134,8 @@ func offlineEngine(g *globals, cmd *cobra.Command, what string) (*engine, *dsfs.
 	if err != nil {
 		return nil, nil, err
 	}
-	e.holder("an offline " + what)
-	return e, dsfs.NewMaintenance(e.db, e.dm), nil
+	e.SetHolder("an offline " + what)
+	return e, dsfs.NewMaintenance(e.Index, e.Dual), nil
 }
 
 // interruptible returns a context that the first SIGINT/SIGTERM cancels.
@@ -391,8 +392,8 @@ func offlineScrub(g *globals, cmd *cobra.Command, t *tuning, set func(*dual.Scru
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	o, err := t.scrubOptions(e.cfg)
+	defer closeEngine(e, e.Log())
+	o, err := t.scrubOptions(e.Config)
 	if err != nil {
 		return err
 	}
@@ -401,7 +402,7 @@ func offlineScrub(g *globals, cmd *cobra.Command, t *tuning, set func(*dual.Scru
 	if err != nil {
 		return usageErr(err)
 	}
-	return runOffline(func() (*dual.Scrub, error) { return e.dm.StartScrub(o) }, t.json)
+	return runOffline(func() (*dual.Scrub, error) { return e.Dual.StartScrub(o) }, t.json)
 }
 
 func gcCmd(g *globals) *cobra.Command {
@@ -429,10 +430,10 @@ nothing a rerun cannot finish. --dry-run lists what would be removed, and how ma
 			if err != nil {
 				return err
 			}
-			defer e.close()
+			defer closeEngine(e, e.Log())
 			o := x.GCOptions(dual.GCOptions{DryRun: dryRun, Sweep: true, MaxDetails: 1 << 30,
-				Concurrency: e.cfg.Compare.Concurrency, BatchSize: e.cfg.Compare.BatchSize})
-			return runOffline(func() (*dual.Scrub, error) { return e.dm.StartGC(o) }, asJSON)
+				Concurrency: e.Config.Compare.Concurrency, BatchSize: e.Config.Compare.BatchSize})
+			return runOffline(func() (*dual.Scrub, error) { return e.Dual.StartGC(o) }, asJSON)
 		},
 	}
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be removed, remove nothing")
@@ -458,7 +459,7 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 			if err != nil {
 				return err
 			}
-			defer e.close()
+			defer closeEngine(e, e.Log())
 			ctx, done := interruptible()
 			defer done()
 			var bar *progressbar.ProgressBar
@@ -482,7 +483,7 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 				b, _ := json.MarshalIndent(r, "", "  ")
 				fmt.Println(string(b))
 			} else {
-				printFsck(os.Stdout, e.cfg.DataDir, r, repair)
+				printFsck(os.Stdout, e.Config.DataDir, r, repair)
 			}
 			if !r.Clean {
 				return &codeError{exitDiffers, errors.New("fsck found problems")}

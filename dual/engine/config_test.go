@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"encoding/json"
@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dualstore/dualstore/stores/local"
+	"github.com/dualstore/dualstore/stores/s3"
 )
 
 func TestConfigParse(t *testing.T) {
@@ -33,18 +36,18 @@ func TestConfigParse(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config
-			err := parseConfig([]byte(tc.yaml), &c)
+			err := ParseYAML([]byte(tc.yaml), &c)
 			if err == nil {
 				if tc.dataDir != "" {
 					c.DataDir = tc.dataDir
 				}
-				err = c.complete()
+				err = c.Complete(DefaultRegistry())
 			}
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
 				}
-				if len(c.Primary) == 0 || len(c.Safety) == 0 || c.Primary[0].Path == "" {
+				if len(c.Primary) == 0 || len(c.Safety) == 0 || c.Primary[0].Options.(*local.Config).Path == "" {
 					t.Fatalf("tiers not defaulted: %+v", c)
 				}
 				return
@@ -77,10 +80,10 @@ func TestConfigRedacted(t *testing.T) {
 func TestDefaultConfigRender(t *testing.T) {
 	var c Config
 	c.DataDir = "/tmp/dd"
-	if err := c.complete(); err != nil {
+	if err := c.Complete(DefaultRegistry()); err != nil {
 		t.Fatal(err)
 	}
-	s := string(c.redactedJSON())
+	s := string(c.RedactedJSON())
 	for _, want := range []string{`"data_dir": "/tmp/dd"`, `"path": "/tmp/dd/primary"`, `"path": "/tmp/dd/safety"`, `"read_preference": "primary"`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("rendered config lacks %s:\n%s", want, s)
@@ -90,19 +93,19 @@ func TestDefaultConfigRender(t *testing.T) {
 
 func TestConfigDurations(t *testing.T) {
 	var c Config
-	if err := parseConfig([]byte("data_dir: /tmp/d\ndual:\n  store_timeout: 30s\n"), &c); err != nil {
+	if err := ParseYAML([]byte("data_dir: /tmp/d\ndual:\n  store_timeout: 30s\n"), &c); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.complete(); err != nil {
+	if err := c.Complete(DefaultRegistry()); err != nil {
 		t.Fatal(err)
 	}
 	if c.Dual.StoreTimeout.D() != 30*time.Second {
 		t.Fatalf("store_timeout = %v", c.Dual.StoreTimeout.D())
 	}
-	if s := string(c.redactedJSON()); !strings.Contains(s, `"store_timeout": "30s"`) || !strings.Contains(s, `"backfill_interval": "5s"`) {
+	if s := string(c.RedactedJSON()); !strings.Contains(s, `"store_timeout": "30s"`) || !strings.Contains(s, `"backfill_interval": "5s"`) {
 		t.Fatalf("durations not rendered as text:\n%s", s)
 	}
-	if err := parseConfig([]byte("dual:\n  store_timeout: soon\n"), &c); err == nil || !strings.Contains(err.Error(), "soon") {
+	if err := ParseYAML([]byte("dual:\n  store_timeout: soon\n"), &c); err == nil || !strings.Contains(err.Error(), "soon") {
 		t.Fatalf("bad duration error = %v", err)
 	}
 }
@@ -115,11 +118,12 @@ func TestConfigS3(t *testing.T) {
 		check      func(t *testing.T, s StoreConfig)
 	}{
 		{name: "minimal", yaml: head + "    endpoint: s3.example.test\n    bucket: chunks\n", check: func(t *testing.T, s StoreConfig) {
-			if s.Name != "safety-0" || s.PathStyle != "auto" || s.TLS == nil || !*s.TLS || s.Retries == nil || *s.Retries != 3 ||
-				s.Timeout.D() != 30*time.Second || s.Concurrency != 16 || s.OutageBackoff.D() != time.Second {
-				t.Errorf("defaults not filled: %+v", s)
+			c := s3cfg(t, s)
+			if s.Name != "safety-0" || c.PathStyle != "auto" || c.TLS == nil || !*c.TLS || c.Retries == nil || *c.Retries != 3 ||
+				c.Timeout.D() != 30*time.Second || c.Concurrency != 16 || c.OutageBackoff.D() != time.Second {
+				t.Errorf("defaults not filled: %+v", c)
 			}
-			o, err := s.s3Options()
+			o, err := s3cfg(t, s).Options(s.Name)
 			if err != nil || o.DisableTLS || o.Retries != 3 || o.Name != "safety-0" {
 				t.Errorf("s3Options = %+v, %v", o, err)
 			}
@@ -127,7 +131,7 @@ func TestConfigS3(t *testing.T) {
 		{name: "everything", yaml: head + "    endpoint: http://127.0.0.1:7070\n    bucket: chunks\n    prefix: /host-a/\n    region: eu-west-1\n" +
 			"    path_style: true\n    access_key: AKID\n    secret_key: s3cr3t\n    session_token: tok\n    timeout: 5s\n    retries: 0\n" +
 			"    concurrency: 4\n    outage_backoff: 250ms\n    create_bucket: true\n", check: func(t *testing.T, s StoreConfig) {
-			o, err := s.s3Options()
+			o, err := s3cfg(t, s).Options(s.Name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,13 +142,13 @@ func TestConfigS3(t *testing.T) {
 			}
 		}},
 		{name: "virtual host, tls off", yaml: head + "    endpoint: minio.lan:9000\n    bucket: chunks\n    path_style: false\n    tls: false\n", check: func(t *testing.T, s StoreConfig) {
-			o, _ := s.s3Options()
+			o, _ := s3cfg(t, s).Options(s.Name)
 			if !o.DisableTLS || o.Addressing.String() != "virtual-host" {
 				t.Errorf("s3Options = %v", o)
 			}
 		}},
 		{name: "profile", yaml: head + "    endpoint: s3.example.test\n    bucket: chunks\n    profile: backup\n    credentials_file: /etc/dualstore/aws\n", check: func(t *testing.T, s StoreConfig) {
-			o, _ := s.s3Options()
+			o, _ := s3cfg(t, s).Options(s.Name)
 			if o.Profile != "backup" || o.CredentialsFile != "/etc/dualstore/aws" {
 				t.Errorf("s3Options = %v", o)
 			}
@@ -168,9 +172,9 @@ func TestConfigS3(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config
-			err := parseConfig([]byte(tc.yaml), &c)
+			err := ParseYAML([]byte(tc.yaml), &c)
 			if err == nil {
-				err = c.complete()
+				err = c.Complete(DefaultRegistry())
 			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -194,13 +198,13 @@ func TestConfigS3Redacted(t *testing.T) {
 	var c Config
 	yaml := "data_dir: /tmp/d\nsafety:\n  - type: s3\n    endpoint: http://127.0.0.1:7070\n    bucket: chunks\n    prefix: p\n" +
 		"    access_key: AKIDEXAMPLE42\n    secret_key: wJalrXUtnFEMI-secret\n    session_token: FwoGZXIvYXdz-token\n"
-	if err := parseConfig([]byte(yaml), &c); err != nil {
+	if err := ParseYAML([]byte(yaml), &c); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.complete(); err != nil {
+	if err := c.Complete(DefaultRegistry()); err != nil {
 		t.Fatal(err)
 	}
-	out := string(c.redactedJSON())
+	out := string(c.RedactedJSON())
 	for _, secret := range []string{"AKIDEXAMPLE42", "wJalrXUtnFEMI-secret", "FwoGZXIvYXdz-token"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("secret %q in the rendered config:\n%s", secret, out)
@@ -214,7 +218,7 @@ func TestConfigS3Redacted(t *testing.T) {
 		}
 	}
 	// The options handed to the store keep the real values.
-	o, err := c.Safety[0].s3Options()
+	o, err := s3cfg(t, c.Safety[0]).Options(c.Safety[0].Name)
 	if err != nil || o.SecretKey != "wJalrXUtnFEMI-secret" {
 		t.Errorf("s3Options lost the secret: %v", err)
 	}
@@ -237,11 +241,21 @@ func TestConfigSymlinkedStore(t *testing.T) {
 	}
 	yaml := fmt.Sprintf("data_dir: %s\nprimary:\n  - path: %s/real\nsafety:\n  - path: %s/alias\n", dir, dir, dir)
 	var c Config
-	err := parseConfig([]byte(yaml), &c)
+	err := ParseYAML([]byte(yaml), &c)
 	if err == nil {
-		err = c.complete()
+		err = c.Complete(DefaultRegistry())
 	}
 	if err == nil || !strings.Contains(err.Error(), "are the same directory") {
 		t.Errorf("a safety store symlinked to the primary's directory: err = %v, want \"are the same directory\"", err)
 	}
+}
+
+// s3cfg returns a store entry's s3 options, failing if it is no s3 store.
+func s3cfg(t *testing.T, s StoreConfig) *s3.Config {
+	t.Helper()
+	c, ok := s.Options.(*s3.Config)
+	if !ok {
+		t.Fatalf("store %s: options %T, want *s3.Config", s.Name, s.Options)
+	}
+	return c
 }

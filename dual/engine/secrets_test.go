@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"fmt"
@@ -60,10 +60,17 @@ func fillStrings(v reflect.Value, marks map[string]string) {
 // marker and renders `.dualstore/config`: secret keys' markers must not
 // appear, public keys' must, and every key must be on one of the lists.
 func TestConfigSecretsClassified(t *testing.T) {
+	// One store of every registered type, each with every string set.
 	var c Config
 	marks := map[string]string{}
 	fillStrings(reflect.ValueOf(&c).Elem(), marks)
-	out := string(c.redactedJSON())
+	reg := DefaultRegistry()
+	for _, typ := range reg.Types() {
+		sc := StoreConfig{Name: "store-" + typ, Type: typ, Options: reg.newConfig[typ]()}
+		fillStrings(reflect.ValueOf(sc.Options).Elem(), marks)
+		c.Safety = append(c.Safety, sc)
+	}
+	out := string(c.RedactedJSON())
 	for m, key := range marks {
 		shown := strings.Contains(out, m)
 		switch {

@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"bytes"
@@ -30,27 +30,27 @@ func FuzzConfig(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c Config
-		if err := parseConfig(b, &c); err != nil {
+		if err := ParseYAML(b, &c); err != nil {
 			return
 		}
 		if c.DataDir == "" {
 			c.DataDir = "/tmp/fuzz-data"
 		}
-		if err := c.complete(); err != nil {
+		if err := c.Complete(DefaultRegistry()); err != nil {
 			return
 		}
-		out := c.redactedJSON()
+		out := c.RedactedJSON()
 		if !json.Valid(out) {
 			t.Fatalf("redactedJSON is not JSON:\n%s", out)
 		}
 		var c2 Config
-		if err := parseConfig(out, &c2); err != nil {
+		if err := ParseYAML(out, &c2); err != nil {
 			t.Fatalf("the rendered config does not parse: %v\n%s", err, out)
 		}
-		if err := c2.complete(); err != nil {
+		if err := c2.Complete(DefaultRegistry()); err != nil {
 			t.Fatalf("the rendered config does not validate: %v\n%s", err, out)
 		}
-		if out2 := c2.redactedJSON(); !bytes.Equal(out, out2) {
+		if out2 := c2.RedactedJSON(); !bytes.Equal(out, out2) {
 			t.Fatalf("rendering is not a fixed point:\n%s\nthen\n%s", out, out2)
 		}
 	})

@@ -1,0 +1,362 @@
+package engine
+
+import (
+	"bytes"
+	"io"
+
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/dualstore/dualstore/chunker"
+	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/stores"
+	"github.com/dualstore/dualstore/stores/local"
+)
+
+// Duration is a time.Duration written as "5s" in YAML and JSON alike, so
+// `.dualstore/config` reads like the config file.
+type Duration = stores.Duration
+
+// Config is the YAML configuration. Every key is optional; flags override
+// it; the embedded default (a data dir holding the index and two local
+// stores) needs no file at all.
+type Config struct {
+	// DataDir holds the index (index.db), the staging dir and the lock,
+	// and the default local stores primary/ and safety/.
+	DataDir  string `yaml:"data_dir" json:"data_dir"`
+	LogLevel string `yaml:"log_level" json:"log_level"`
+
+	Mount   MountConfig   `yaml:"mount" json:"mount"`
+	Chunker ChunkerConfig `yaml:"chunker" json:"chunker"`
+	Dual    DualConfig    `yaml:"dual" json:"dual"`
+	Compare CompareConfig `yaml:"compare" json:"compare"`
+
+	// Primary and Safety are the tiers: ordered lists of stores (writes go
+	// to the first that succeeds, reads try each in turn). Empty means a
+	// local store in DataDir/primary (DataDir/safety).
+	Primary []StoreConfig `yaml:"primary" json:"primary"`
+	Safety  []StoreConfig `yaml:"safety" json:"safety"`
+}
+
+// MountConfig are the FUSE mount settings.
+type MountConfig struct {
+	AllowOther bool `yaml:"allow_other" json:"allow_other"`
+	// CacheMB bounds the chunk cache (MiB).
+	CacheMB int `yaml:"cache_mb" json:"cache_mb"`
+	// Prefetch is how many chunks ahead sequential reads fetch.
+	Prefetch int `yaml:"prefetch" json:"prefetch"`
+	// AttrTimeout and EntryTimeout are the kernel's caching times.
+	AttrTimeout  Duration `yaml:"attr_timeout" json:"attr_timeout"`
+	EntryTimeout Duration `yaml:"entry_timeout" json:"entry_timeout"`
+}
+
+// ChunkerConfig is used only when a filesystem is created; afterwards the
+// values in the index header win, so dedup keeps working.
+type ChunkerConfig struct {
+	Hash    string `yaml:"hash" json:"hash"`
+	MinSize uint   `yaml:"min_size" json:"min_size"`
+	AvgSize uint   `yaml:"avg_size" json:"avg_size"`
+	MaxSize uint   `yaml:"max_size" json:"max_size"`
+}
+
+// DualConfig are the dual manager's options, with the original plan's
+// names.
+type DualConfig struct {
+	WriteToBoth       *bool    `yaml:"write_to_both" json:"write_to_both"`
+	VerifyBoth        bool     `yaml:"verify_both" json:"verify_both"`
+	ReadPreference    string   `yaml:"read_preference" json:"read_preference"`
+	FallbackEnabled   *bool    `yaml:"fallback_enabled" json:"fallback_enabled"`
+	SelfHeal          *bool    `yaml:"self_heal" json:"self_heal"`
+	ComparisonLogging bool     `yaml:"comparison_logging" json:"comparison_logging"`
+	Require           string   `yaml:"require" json:"require"`
+	WriteConcurrency  int      `yaml:"write_concurrency" json:"write_concurrency"`
+	StoreTimeout      Duration `yaml:"store_timeout" json:"store_timeout"`
+	BackfillInterval  Duration `yaml:"backfill_interval" json:"backfill_interval"`
+}
+
+// CompareConfig are the defaults of comparisons and repairs.
+type CompareConfig struct {
+	Concurrency int   `yaml:"concurrency" json:"concurrency"`
+	BatchSize   int   `yaml:"batch_size" json:"batch_size"`
+	Rate        int64 `yaml:"rate" json:"rate"` // bytes/s, 0 = unlimited
+	MaxDetails  int   `yaml:"max_details" json:"max_details"`
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+func boolOr(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// Complete fills every default, so `.dualstore/config` shows what is in
+// effect, decodes each store entry with the backend reg names for its
+// type, and checks everything, naming the bad key. Several problems make
+// one error on one line ("a; b"); errors.Is still sees each.
+func (c *Config) Complete(reg *Registry) error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: required (set it in the config or with --data-dir)"))
+	} else if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "warn"
+	}
+	if c.Mount.CacheMB == 0 {
+		c.Mount.CacheMB = 64
+	}
+	if c.Mount.CacheMB < 0 {
+		errs = append(errs, fmt.Errorf("mount.cache_mb %d: want > 0", c.Mount.CacheMB))
+	}
+	if c.Mount.Prefetch == 0 {
+		c.Mount.Prefetch = 16
+	}
+	if c.Mount.Prefetch < 0 || c.Mount.Prefetch > 64 {
+		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..64", c.Mount.Prefetch))
+	}
+	def := chunker.DefaultParams()
+	if c.Chunker.Hash == "" {
+		c.Chunker.Hash = chunker.HashBLAKE3
+	}
+	if _, err := chunker.Hasher(c.Chunker.Hash); err != nil {
+		errs = append(errs, fmt.Errorf("chunker.hash: %w", err))
+	}
+	if c.Chunker.MinSize == 0 {
+		c.Chunker.MinSize = def.MinSize
+	}
+	if c.Chunker.AvgSize == 0 {
+		c.Chunker.AvgSize = def.AvgSize
+	}
+	if c.Chunker.MaxSize == 0 {
+		c.Chunker.MaxSize = def.MaxSize
+	}
+	// The chunker's own rules, checked here so the key is named and
+	// nothing is created with sizes the chunker would refuse.
+	switch mn, av, mx := c.Chunker.MinSize, c.Chunker.AvgSize, c.Chunker.MaxSize; {
+	case mn < chunker.MinSizeLimit:
+		errs = append(errs, fmt.Errorf("chunker.min_size %d: want at least %d (the rolling hash window)", mn, chunker.MinSizeLimit))
+	case av&(av-1) != 0:
+		errs = append(errs, fmt.Errorf("chunker.avg_size %d: want a power of two", av))
+	case av <= mn:
+		errs = append(errs, fmt.Errorf("chunker.avg_size %d: want more than chunker.min_size %d", av, mn))
+	case mx <= av:
+		errs = append(errs, fmt.Errorf("chunker.max_size %d: want more than chunker.avg_size %d", mx, av))
+	case mx > chunker.MaxSizeLimit:
+		errs = append(errs, fmt.Errorf("chunker.max_size %d: want at most %d", mx, chunker.MaxSizeLimit))
+	}
+	// Fill every default, so `.dualstore/config` shows what is in effect.
+	if c.Mount.AttrTimeout == 0 {
+		c.Mount.AttrTimeout = Duration(time.Second)
+	}
+	if c.Mount.EntryTimeout == 0 {
+		c.Mount.EntryTimeout = Duration(time.Second)
+	}
+	dd := dual.DefaultOptions()
+	if c.Dual.WriteToBoth == nil {
+		c.Dual.WriteToBoth = boolPtr(dd.WriteToBoth)
+	}
+	if c.Dual.FallbackEnabled == nil {
+		c.Dual.FallbackEnabled = boolPtr(dd.FallbackEnabled)
+	}
+	if c.Dual.SelfHeal == nil {
+		c.Dual.SelfHeal = boolPtr(dd.SelfHeal)
+	}
+	if c.Dual.WriteConcurrency == 0 {
+		c.Dual.WriteConcurrency = dd.WriteConcurrency
+	}
+	if c.Dual.StoreTimeout == 0 {
+		c.Dual.StoreTimeout = Duration(dd.StoreTimeout)
+	}
+	if c.Dual.BackfillInterval == 0 {
+		c.Dual.BackfillInterval = Duration(dd.BackfillInterval)
+	}
+	if c.Compare.Concurrency == 0 {
+		c.Compare.Concurrency = 4
+	}
+	if c.Compare.BatchSize == 0 {
+		c.Compare.BatchSize = 512
+	}
+	if c.Compare.MaxDetails == 0 {
+		c.Compare.MaxDetails = 1000
+	}
+	if c.Compare.Concurrency < 0 || c.Compare.BatchSize < 0 || c.Compare.MaxDetails < 0 || c.Compare.Rate < 0 {
+		errs = append(errs, fmt.Errorf("compare: concurrency, batch_size, max_details and rate must be >= 0"))
+	}
+	if c.Dual.ReadPreference == "" {
+		c.Dual.ReadPreference = "primary"
+	}
+	if _, err := dual.ParsePreference(c.Dual.ReadPreference); err != nil {
+		errs = append(errs, fmt.Errorf("dual.%w", err))
+	}
+	if c.Dual.Require == "" {
+		c.Dual.Require = "primary"
+	}
+	if _, err := dual.ParseRequire(c.Dual.Require); err != nil {
+		errs = append(errs, fmt.Errorf("dual.%w", err))
+	}
+	for _, t := range []struct {
+		tier string
+		list *[]StoreConfig
+	}{{"primary", &c.Primary}, {"safety", &c.Safety}} {
+		if len(*t.list) == 0 && c.DataDir != "" {
+			*t.list = []StoreConfig{{Type: DefaultType, Options: &local.Config{Path: filepath.Join(c.DataDir, t.tier)}}}
+		}
+		for i := range *t.list {
+			s := &(*t.list)[i]
+			key := fmt.Sprintf("%s[%d]", t.tier, i)
+			if s.Name == "" {
+				s.Name = fmt.Sprintf("%s-%d", t.tier, i)
+			}
+			if err := s.complete(reg, key); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := checkIndependent(c.Primary, c.Safety); err != nil {
+		errs = append(errs, err)
+	}
+	return joinOneLine(errs)
+}
+
+// ParseYAML reads a config file's bytes into c strictly: an unknown key is
+// an error that names it, so a typo never silently falls back to a
+// default. (Store entries are checked by Complete, which knows the
+// backends' keys.)
+func ParseYAML(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		// yaml.v3 reports several problems on several lines; a one-line
+		// error names every bad key and stays readable in logs.
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("%s", strings.Join(te.Errors, "; "))
+		}
+		return errors.New(strings.Join(strings.Fields(err.Error()), " "))
+	}
+	return nil
+}
+
+// joinOneLine joins errors into one error on one line ("a; b"), so a
+// config with several problems still fails with the promised one-line
+// message. errors.Is still sees each.
+func joinOneLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return &oneLine{msg: strings.Join(msgs, "; "), errs: errs}
+}
+
+type oneLine struct {
+	msg  string
+	errs []error
+}
+
+func (e *oneLine) Error() string   { return e.msg }
+func (e *oneLine) Unwrap() []error { return e.errs }
+
+// DualOptions turns the config into the manager's options.
+func (c *Config) DualOptions(hash chunker.HashFunc) (dual.Options, error) {
+	o := dual.DefaultOptions()
+	o.WriteToBoth = boolOr(c.Dual.WriteToBoth, true)
+	o.VerifyBoth = c.Dual.VerifyBoth
+	o.FallbackEnabled = boolOr(c.Dual.FallbackEnabled, true)
+	o.SelfHeal = boolOr(c.Dual.SelfHeal, true)
+	o.ComparisonLogging = c.Dual.ComparisonLogging
+	var err error
+	if o.ReadPreference, err = dual.ParsePreference(c.Dual.ReadPreference); err != nil {
+		return o, err
+	}
+	if o.Require, err = dual.ParseRequire(c.Dual.Require); err != nil {
+		return o, err
+	}
+	if c.Dual.WriteConcurrency != 0 {
+		o.WriteConcurrency = c.Dual.WriteConcurrency
+	}
+	if c.Dual.StoreTimeout != 0 {
+		o.StoreTimeout = c.Dual.StoreTimeout.D()
+	}
+	if c.Dual.BackfillInterval != 0 {
+		o.BackfillInterval = c.Dual.BackfillInterval.D()
+		o.BackfillMaxBackoff = max(o.BackfillMaxBackoff, o.BackfillInterval)
+	}
+	o.Hash = func(b []byte) stores.ID { return hash(b) }
+	if err := o.Validate(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// RedactedJSON renders the effective config for `.dualstore/config`.
+// Secrets (the credentials of s3 stores) never appear: every key whose
+// name suggests one is replaced.
+func (c *Config) RedactedJSON() []byte {
+	b, _ := json.Marshal(c)
+	var m any
+	_ = json.Unmarshal(b, &m)
+	redact(m)
+	out, _ := json.MarshalIndent(m, "", "  ")
+	return append(out, '\n')
+}
+
+func redact(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			lk := strings.ToLower(k)
+			if strings.Contains(lk, "secret") || strings.Contains(lk, "password") || strings.Contains(lk, "token") || strings.Contains(lk, "access_key") {
+				if s, ok := x.(string); ok && s != "" {
+					t[k] = "REDACTED"
+				}
+				continue
+			}
+			redact(x)
+		}
+	case []any:
+		for _, x := range t {
+			redact(x)
+		}
+	}
+}
+
+// checkIndependent asks every pair of stores, in either tier or across
+// them, whether they share storage (stores.Overlapper): the tiers must be
+// independent.
+func checkIndependent(primary, safety []StoreConfig) error {
+	type member struct {
+		key  string
+		tier int
+		cfg  stores.Config
+	}
+	var all []member
+	for tier, list := range [][]StoreConfig{primary, safety} {
+		for i, s := range list {
+			if s.Options != nil {
+				all = append(all, member{fmt.Sprintf("%s[%d]", [...]string{"primary", "safety"}[tier], i), tier, s.Options})
+			}
+		}
+	}
+	for i, a := range all {
+		for _, b := range all[i+1:] {
+			if o, ok := a.cfg.(stores.Overlapper); ok {
+				if err := o.Overlaps(a.key, b.cfg, b.key, a.tier == b.tier); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,27 @@
+// Package engine opens and creates a dualstore filesystem from its
+// configuration, without any front end: it completes and checks the
+// config (Config.Complete), locks the data dir, opens both tiers through a
+// store Registry, opens or creates the index, and builds the dual manager
+// over them (Open, Create, OpenOrCreate, Close). The FUSE mount
+// (package fs) and the offline maintenance commands are front ends over an
+// Engine; cmd/dualstore only reads the config file and flags and calls it.
+//
+// The registry is a value, not a global: each backend brings its own
+// config type (a stores.Config: its keys, defaults, validation and
+// constructor), and DefaultRegistry registers the ones dualstore ships. A
+// new backend is its package plus one Register line.
+//
+// Imports: engine sits above dual, index, chunker and the store backends,
+// and below the front ends (fs, cmd); it must not import package fs or
+// go-fuse.
+//
+// Invariants it keeps:
+//   - a data dir is used by one process at a time (an flock'ed "lock" file
+//     naming its holder);
+//   - an existing filesystem never gets a store directory created for it,
+//     and a new one is never created over stores that hold chunks (that is
+//     a filesystem whose index was lost);
+//   - a failed open or create leaves nothing behind that it created;
+//   - a setting the user must fix fails with a *ConfigError naming the key,
+//     before anything is created.
+package engine

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/maint"
 	dsfs "github.com/dualstore/dualstore/fs"
 )
 
@@ -120,7 +121,7 @@ func splitArgs(g *globals, cmd *cobra.Command, args []string, maxRest int) (mnt 
 }
 
 // offlineEngine opens the filesystem in g's data dir for an offline run.
-func offlineEngine(g *globals, cmd *cobra.Command, what string) (*engine, *dsfs.Maintenance, error) {
+func offlineEngine(g *globals, cmd *cobra.Command, what string) (*engine, *maint.Maintenance, error) {
 	cfg, err := resolveConfig(g, cmd, nil)
 	if err != nil {
 		return nil, nil, err
@@ -134,7 +135,7 @@ func offlineEngine(g *globals, cmd *cobra.Command, what string) (*engine, *dsfs.
 		return nil, nil, err
 	}
 	e.holder("an offline " + what)
-	return e, dsfs.NewMaintenance(e.db, e.dm), nil
+	return e, maint.New(e.db, e.dm), nil
 }
 
 // interruptible returns a context that the first SIGINT/SIGTERM cancels.
@@ -462,7 +463,7 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 			ctx, done := interruptible()
 			defer done()
 			var bar *progressbar.ProgressBar
-			r, err := x.Fsck(ctx, dsfs.FsckOptions{Repair: repair, Deep: deep, Progress: func(n, total int64) {
+			r, err := x.Fsck(ctx, maint.FsckOptions{Repair: repair, Deep: deep, Progress: func(n, total int64) {
 				if bar == nil && total > 0 && stderrIsTerminal() {
 					bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("fsck"),
 						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
@@ -496,7 +497,7 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 	return c
 }
 
-func printFsck(w io.Writer, dir string, r dsfs.FsckReport, repair bool) {
+func printFsck(w io.Writer, dir string, r maint.FsckReport, repair bool) {
 	fmt.Fprintf(w, "fsck %s: %d referenced chunks (%s) checked\n", dir, r.Chunks, human(r.Bytes))
 	switch {
 	case len(r.IndexProblems) == 0:

@@ -44,21 +44,35 @@ func (t *tuning) flags(c *cobra.Command, withWait bool) {
 	}
 }
 
-// ctlOptions renders the tuning for a ctl command line.
-func (t *tuning) ctlOptions() (string, error) {
-	var s string
+// overrides are the flags' changes to the configured tuning, checked
+// with the same limits online and offline.
+func (t *tuning) overrides() (maint.Overrides, error) {
+	o := maint.Overrides{Concurrency: t.concurrency, BatchSize: t.batchSize}
 	if t.rate != "" {
 		n, err := dsfs.ParseBytes(t.rate)
 		if err != nil {
-			return "", usageErr(fmt.Errorf("--rate %w", err))
+			return o, usageErr(fmt.Errorf("--rate %w", err))
 		}
-		s += fmt.Sprintf(" rate=%d", n)
+		o.Rate = &n
 	}
-	if t.concurrency < 0 {
-		return "", usageErr(fmt.Errorf("--concurrency %d: want at least 1", t.concurrency))
+	if err := o.Validate(); err != nil {
+		return o, usageErr(err)
 	}
-	if t.concurrency > 0 {
-		s += fmt.Sprintf(" concurrency=%d", t.concurrency)
+	return o, nil
+}
+
+// ctlOptions renders the tuning for a ctl command line.
+func (t *tuning) ctlOptions() (string, error) {
+	o, err := t.overrides()
+	if err != nil {
+		return "", err
+	}
+	var s string
+	if o.Rate != nil {
+		s += fmt.Sprintf(" rate=%d", *o.Rate)
+	}
+	if o.Concurrency > 0 {
+		s += fmt.Sprintf(" concurrency=%d", o.Concurrency)
 	}
 	return s, nil
 }
@@ -76,32 +90,23 @@ func (t *tuning) online(mnt, verb, path string, wait bool) error {
 	return runAction(mnt, line, wait, t.json)
 }
 
-// scrubOptions applies config and flags to a run's options.
+// scrubOptions applies config and flags to a run's options, as ctl does.
 func (t *tuning) scrubOptions(cfg Config) (dual.ScrubOptions, error) {
-	o := dual.ScrubOptions{
-		Concurrency: cfg.Compare.Concurrency, BatchSize: cfg.Compare.BatchSize,
-		Rate: cfg.Compare.Rate, MaxDetails: cfg.Compare.MaxDetails,
+	ov, err := t.overrides()
+	if err != nil {
+		return dual.ScrubOptions{}, err
 	}
-	if t.rate != "" {
-		n, err := dsfs.ParseBytes(t.rate)
-		if err != nil {
-			return o, usageErr(fmt.Errorf("--rate %w", err))
-		}
-		o.Rate = n
-	}
-	switch {
-	case t.concurrency < 0:
-		return o, usageErr(fmt.Errorf("--concurrency %d: want at least 1", t.concurrency))
-	case t.concurrency > 0:
-		o.Concurrency = t.concurrency
-	}
-	switch {
-	case t.batchSize < 0:
-		return o, usageErr(fmt.Errorf("--batch-size %d: want at least 1", t.batchSize))
-	case t.batchSize > 0:
-		o.BatchSize = t.batchSize
+	o, err := configTuning(cfg).Scrub(ov)
+	if err != nil {
+		return o, usageErr(fmt.Errorf("the config's compare settings: %w", err))
 	}
 	return o, nil
+}
+
+// configTuning is the config's compare section: the tuning of every run.
+func configTuning(cfg Config) maint.Tuning {
+	return maint.Tuning{Concurrency: cfg.Compare.Concurrency, BatchSize: cfg.Compare.BatchSize,
+		Rate: cfg.Compare.Rate, MaxDetails: cfg.Compare.MaxDetails}
 }
 
 func offline(g *globals) bool { return g.cfgFile != "" || g.dataDir != "" }
@@ -431,8 +436,12 @@ nothing a rerun cannot finish. --dry-run lists what would be removed, and how ma
 				return err
 			}
 			defer e.close()
-			o := x.GCOptions(dual.GCOptions{DryRun: dryRun, Sweep: true, MaxDetails: 1 << 30,
-				Concurrency: e.cfg.Compare.Concurrency, BatchSize: e.cfg.Compare.BatchSize})
+			o, err := configTuning(e.cfg).GC(maint.Overrides{})
+			if err != nil {
+				return usageErr(fmt.Errorf("the config's compare settings: %w", err))
+			}
+			o.DryRun, o.Sweep = dryRun, true
+			o = x.GCOptions(o)
 			return runOffline(func() (*dual.Scrub, error) { return e.dm.StartGC(o) }, asJSON)
 		},
 	}

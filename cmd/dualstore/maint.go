@@ -472,13 +472,13 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 			ctx, done := interruptible()
 			defer done()
 			var bar *progressbar.ProgressBar
-			r, err := x.Fsck(ctx, maint.FsckOptions{Repair: repair, Deep: deep, Progress: func(n, total int64) {
-				if bar == nil && total > 0 && stderrIsTerminal() {
-					bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("fsck"),
+			r, err := x.Fsck(ctx, maint.FsckOptions{Repair: repair, Deep: deep, Tuning: configTuning(e.cfg), Progress: func(p dual.Report) {
+				if bar == nil && p.Total > 0 && stderrIsTerminal() {
+					bar = progressbar.NewOptions64(p.Total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("fsck"),
 						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
 				}
 				if bar != nil {
-					bar.Set64(n)
+					bar.Set64(p.Done)
 				}
 			}})
 			if bar != nil {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/dualstore/dualstore/dual"
 	"github.com/dualstore/dualstore/index"
@@ -21,17 +21,23 @@ type FsckOptions struct {
 	// Deep reads and verifies every referenced chunk in both tiers
 	// instead of checking existence and size.
 	Deep bool
-	// Concurrency is how many chunks are checked at once. Default 8.
-	Concurrency int
-	// MaxProblems bounds the problems listed. Default 1000.
-	MaxProblems int
-	// Progress, if set, is called after each chunk with done/total.
-	Progress func(done, total int64)
+	// Tuning shapes the chunk check, which is a compare: its concurrency,
+	// batch size and rate (the config's compare section). MaxDetails also
+	// bounds the index problems listed.
+	Tuning Tuning
+	// Progress, if set, is called with the chunk check's report every
+	// ProgressInterval while it runs, and once when it ends.
+	Progress func(dual.Report)
 }
 
-// FsckReport is the result of Fsck. Clean means: the index is well-formed
-// and its counts are right (after a repair, if asked), and every
-// referenced chunk is held by at least one tier.
+// ProgressInterval is how often Fsck reports progress.
+const ProgressInterval = 200 * time.Millisecond
+
+// FsckReport is the result of Fsck; its JSON form is what `dualstore fsck
+// --json` prints (fields may be added, never renamed or dropped). Clean
+// means: the index is well-formed and its counts are right (after a
+// repair, if asked), and every referenced chunk is held by at least one
+// tier.
 type FsckReport struct {
 	Clean bool `json:"clean"`
 	// IndexProblems are the index's own inconsistencies (before repair).
@@ -63,16 +69,19 @@ type FsckReport struct {
 // With Repair it first corrects the counts the index can recompute. A
 // chunk with no good copy is reported with the files that use it; nothing
 // is ever deleted.
+//
+// The chunk check is a compare run through the dual manager (so it is
+// throttled by the tuning's rate, and fails with dual.ErrBusy while
+// another action runs); cancelling ctx stops it and Fsck returns an error
+// wrapping ctx's.
 func (x *Maintenance) Fsck(ctx context.Context, o FsckOptions) (FsckReport, error) {
-	if o.Concurrency <= 0 {
-		o.Concurrency = 8
-	}
-	if o.MaxProblems <= 0 {
-		o.MaxProblems = 1000
-	}
 	r := FsckReport{IndexProblems: []string{}, UnrecoverableFiles: []string{}, Details: []dual.Detail{}}
+	so, err := o.Tuning.Scrub(Overrides{})
+	if err != nil {
+		return r, fmt.Errorf("fsck: %w", err)
+	}
 	indexProblems := func() error {
-		err := x.db.Check(ctx, o.MaxProblems)
+		err := x.db.Check(ctx, so.MaxDetails)
 		if err == nil {
 			return nil
 		}
@@ -103,97 +112,96 @@ func (x *Maintenance) Fsck(ctx context.Context, o FsckOptions) (FsckReport, erro
 		}
 	}
 
-	u, err := x.db.Usage(ctx)
+	so.Deep = o.Deep
+	if so, err = x.ScrubOptions(ctx, so, "/"); err != nil {
+		return r, fmt.Errorf("fsck: %w", err)
+	}
+	// Only the unrecoverable chunks' files are named (below): a chunk in
+	// one tier loses no data.
+	so.FilesOf = nil
+	var missing []stores.ID
+	so.OnDetail = func(d dual.Detail) { // one call at a time
+		if d.Class != dual.ClassMissing {
+			return
+		}
+		if id, err := stores.ParseID(d.Chunk); err == nil {
+			missing = append(missing, id)
+		}
+	}
+	sr, err := x.scrub(ctx, so, o.Progress)
 	if err != nil {
 		return r, fmt.Errorf("fsck: %w", err)
 	}
-	var (
-		mu    sync.Mutex
-		files = map[string]bool{}
-		done  int64
-		wg    sync.WaitGroup
-		work  = make(chan dual.ChunkInfo, o.Concurrency*2)
-	)
-	for range o.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range work {
-				v := x.dm.CompareChunk(ctx, c, o.Deep)
-				d := dual.Detail{Chunk: c.ID.String(), Class: v.Class, Good: v.Good, Note: v.Note, Files: []string{}}
-				if v.Err != nil {
-					d.Error = v.Err.Error()
-				}
-				bad := v.Class == dual.ClassMissing
-				if bad {
-					if fs, err := x.db.FilesOfChunk(ctx, c.ID, maxFilesPerChunk); err == nil {
-						d.Files = fs
-					}
-				}
-				mu.Lock()
-				done++
-				r.Chunks++
-				r.Bytes += c.Size
-				switch v.Class {
-				case dual.ClassMatch:
-				case dual.ClassPrimaryOnly, dual.ClassSafetyOnly, dual.ClassMismatch:
-					r.OneSided++
-				case dual.ClassMissing:
-					r.Unrecoverable++
-					for _, f := range d.Files {
-						files[f] = true
-					}
-				case dual.ClassError:
-					r.Errors++
-				}
-				if v.Class != dual.ClassMatch {
-					if len(r.Details) < o.MaxProblems {
-						r.Details = append(r.Details, d)
-					} else {
-						r.DetailsTruncated = true
-					}
-				}
-				if o.Progress != nil {
-					o.Progress(done, u.UniqueChunks)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	var after stores.ID
-	var srcErr error
-	for ctx.Err() == nil {
-		refs, err := x.db.RefChunks(ctx, after, 512)
+	r.Chunks, r.Bytes = sr.Done, sr.DoneBytes
+	r.OneSided = sr.PrimaryOnly + sr.SafetyOnly + sr.Mismatches
+	r.Unrecoverable, r.Errors = sr.Missing, sr.Errors
+	r.Details, r.DetailsTruncated = sr.Details, sr.DetailsTruncated
+
+	files := map[string][]string{}
+	seen := map[string]bool{}
+	for _, id := range missing {
+		names, err := x.filesOf(ctx, id)
 		if err != nil {
-			srcErr = err
-			break
+			continue // the chunk is still reported, without its files
 		}
-		if len(refs) == 0 {
-			break
-		}
-		for _, c := range chunkInfos(refs) {
-			select {
-			case work <- c:
-			case <-ctx.Done():
+		files[id.String()] = names
+		for _, f := range names {
+			if !seen[f] {
+				seen[f] = true
+				r.UnrecoverableFiles = append(r.UnrecoverableFiles, f)
 			}
 		}
-		after = refs[len(refs)-1].ID
-	}
-	close(work)
-	wg.Wait()
-	if srcErr != nil {
-		return r, fmt.Errorf("fsck: list referenced chunks: %w", srcErr)
-	}
-	if err := ctx.Err(); err != nil {
-		return r, fmt.Errorf("fsck: %w", err)
-	}
-	for f := range files {
-		r.UnrecoverableFiles = append(r.UnrecoverableFiles, f)
 	}
 	slices.Sort(r.UnrecoverableFiles)
+	for i, d := range r.Details {
+		if names, ok := files[d.Chunk]; ok && d.Class == dual.ClassMissing {
+			r.Details[i].Files = names
+		}
+	}
 	if n, _, err := x.db.UnrefCount(ctx); err == nil {
 		r.Unreferenced = n
 	}
 	r.Clean = r.IndexClean && r.Unrecoverable == 0 && r.Errors == 0
+	return r, nil
+}
+
+// scrub runs a scrub to its end, reporting progress, and stops it when
+// ctx is done.
+func (x *Maintenance) scrub(ctx context.Context, so dual.ScrubOptions, progress func(dual.Report)) (dual.Report, error) {
+	if err := ctx.Err(); err != nil {
+		return dual.Report{}, err
+	}
+	s, err := x.dm.StartScrub(so)
+	if err != nil {
+		return dual.Report{}, err
+	}
+	defer context.AfterFunc(ctx, s.Stop)()
+	ended := make(chan dual.Report, 1)
+	go func() { ended <- s.Wait() }()
+	tick := time.NewTicker(ProgressInterval)
+	defer tick.Stop()
+	var r dual.Report
+wait:
+	for {
+		select {
+		case r = <-ended:
+			break wait
+		case <-tick.C:
+			if progress != nil {
+				progress(s.Report())
+			}
+		}
+	}
+	if progress != nil {
+		progress(r)
+	}
+	switch {
+	case ctx.Err() != nil:
+		return r, ctx.Err()
+	case r.State == "failed":
+		return r, errors.New(r.Error)
+	case r.State != "done":
+		return r, fmt.Errorf("chunk check %s before the end", r.State)
+	}
 	return r, nil
 }

@@ -382,6 +382,8 @@ func (o *ScrubOptions) defaults() error {
 	if o.Source == nil {
 		return errors.New("dual: scrub needs a chunk source")
 	}
+	// These fallbacks equal maint.DefaultTuning, where callers get theirs
+	// (maint imports dual, so it cannot be referenced here).
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}

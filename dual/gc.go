@@ -140,6 +140,8 @@ func (o *GCOptions) defaults() error {
 	if o.Unreferenced == nil || o.Refs == nil || (o.Forget == nil && !o.DryRun) {
 		return errors.New("dual: gc needs Unreferenced, Refs and Forget from the index")
 	}
+	// These fallbacks equal maint.DefaultTuning, where callers get theirs
+	// (maint imports dual, so it cannot be referenced here).
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}

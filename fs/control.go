@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/maint"
 )
 
 // Inode numbers of the virtual control entries: far above any the index
@@ -94,25 +96,36 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 		if c.busy() {
 			return fail(dual.ErrBusy)
 		}
+		// The run's options come from the same function as the offline
+		// CLI's. ctl's rate=0 means the configured rate.
+		t := maint.Tuning{Concurrency: f.opts.Scrub.Concurrency, BatchSize: f.opts.Scrub.BatchSize,
+			Rate: f.opts.Scrub.Rate, MaxDetails: f.opts.Scrub.MaxDetails}
+		ov := maint.Overrides{Concurrency: cmd.Concurrency}
+		if cmd.Rate > 0 {
+			ov.Rate = &cmd.Rate
+		}
 		var s *dual.Scrub
 		var err error
 		if cmd.Verb == "gc" {
-			s, err = f.dm.StartGC(f.maint.GCOptions(dual.GCOptions{DryRun: cmd.DryRun, Sweep: true}))
+			var opts dual.GCOptions
+			if opts, err = t.GC(ov); err == nil {
+				opts.DryRun, opts.Sweep = cmd.DryRun, true
+				s, err = f.dm.StartGC(f.maint.GCOptions(opts))
+			}
 		} else {
-			opts := f.opts.Scrub
-			opts.Repair = cmd.Verb == "repair"
-			opts.Deep = cmd.Deep
-			opts.Migrate = cmd.Direction
-			if cmd.Rate > 0 {
-				opts.Rate = cmd.Rate
+			var opts dual.ScrubOptions
+			if opts, err = t.Scrub(ov); err == nil {
+				opts.Repair = cmd.Verb == "repair"
+				opts.Deep = cmd.Deep
+				opts.Migrate = cmd.Direction
+				opts, err = f.maint.ScrubOptions(ctx, opts, cmd.Path)
 			}
-			if cmd.Concurrency > 0 {
-				opts.Concurrency = cmd.Concurrency
-			}
-			opts, err = f.maint.ScrubOptions(ctx, opts, cmd.Path)
 			if err == nil {
 				s, err = f.dm.StartScrub(opts)
 			}
+		}
+		if errors.Is(err, maint.ErrOutOfRange) {
+			err = fmt.Errorf("%w: %w", errBadCommand, err) // EINVAL
 		}
 		if err != nil {
 			return fail(err)

@@ -41,8 +41,9 @@ type Options struct {
 	// Config renders the effective configuration, secrets redacted, for
 	// `.dualstore/config`. Optional.
 	Config func() []byte
-	// Scrub carries the defaults for comparisons started through ctl
-	// (concurrency, batch size, rate, max details).
+	// Scrub carries the tuning of the runs ctl starts (compare, repair,
+	// migrate, gc): only Concurrency, BatchSize, Rate and MaxDetails are
+	// read, as a maint.Tuning (zero fields take maint.DefaultTuning).
 	Scrub dual.ScrubOptions
 	// Log receives the filesystem's logs.
 	Log zerolog.Logger

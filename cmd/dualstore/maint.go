@@ -17,7 +17,7 @@ import (
 
 	"github.com/dualstore/dualstore/dual"
 	"github.com/dualstore/dualstore/dual/engine"
-	dsfs "github.com/dualstore/dualstore/fs"
+	"github.com/dualstore/dualstore/dual/maint"
 )
 
 // The maintenance verbs (compare, repair, migrate, gc) run online, through
@@ -44,21 +44,35 @@ func (t *tuning) flags(c *cobra.Command, withWait bool) {
 	}
 }
 
-// ctlOptions renders the tuning for a ctl command line.
-func (t *tuning) ctlOptions() (string, error) {
-	var s string
+// overrides are the flags' changes to the configured tuning, checked
+// with the same limits online and offline.
+func (t *tuning) overrides() (maint.Overrides, error) {
+	o := maint.Overrides{Concurrency: t.concurrency, BatchSize: t.batchSize}
 	if t.rate != "" {
 		n, err := engine.ParseBytes(t.rate)
 		if err != nil {
-			return "", usageErr(fmt.Errorf("--rate %w", err))
+			return o, usageErr(fmt.Errorf("--rate %w", err))
 		}
-		s += fmt.Sprintf(" rate=%d", n)
+		o.Rate = &n
 	}
-	if t.concurrency < 0 {
-		return "", usageErr(fmt.Errorf("--concurrency %d: want at least 1", t.concurrency))
+	if err := o.Validate(); err != nil {
+		return o, usageErr(err)
 	}
-	if t.concurrency > 0 {
-		s += fmt.Sprintf(" concurrency=%d", t.concurrency)
+	return o, nil
+}
+
+// ctlOptions renders the tuning for a ctl command line.
+func (t *tuning) ctlOptions() (string, error) {
+	o, err := t.overrides()
+	if err != nil {
+		return "", err
+	}
+	var s string
+	if o.Rate != nil {
+		s += fmt.Sprintf(" rate=%d", *o.Rate)
+	}
+	if o.Concurrency > 0 {
+		s += fmt.Sprintf(" concurrency=%d", o.Concurrency)
 	}
 	return s, nil
 }
@@ -76,32 +90,23 @@ func (t *tuning) online(mnt, verb, path string, wait bool) error {
 	return runAction(mnt, line, wait, t.json)
 }
 
-// scrubOptions applies config and flags to a run's options.
+// scrubOptions applies config and flags to a run's options, as ctl does.
 func (t *tuning) scrubOptions(cfg Config) (dual.ScrubOptions, error) {
-	o := dual.ScrubOptions{
-		Concurrency: cfg.Compare.Concurrency, BatchSize: cfg.Compare.BatchSize,
-		Rate: cfg.Compare.Rate, MaxDetails: cfg.Compare.MaxDetails,
+	ov, err := t.overrides()
+	if err != nil {
+		return dual.ScrubOptions{}, err
 	}
-	if t.rate != "" {
-		n, err := engine.ParseBytes(t.rate)
-		if err != nil {
-			return o, usageErr(fmt.Errorf("--rate %w", err))
-		}
-		o.Rate = n
-	}
-	switch {
-	case t.concurrency < 0:
-		return o, usageErr(fmt.Errorf("--concurrency %d: want at least 1", t.concurrency))
-	case t.concurrency > 0:
-		o.Concurrency = t.concurrency
-	}
-	switch {
-	case t.batchSize < 0:
-		return o, usageErr(fmt.Errorf("--batch-size %d: want at least 1", t.batchSize))
-	case t.batchSize > 0:
-		o.BatchSize = t.batchSize
+	o, err := configTuning(cfg).Scrub(ov)
+	if err != nil {
+		return o, usageErr(fmt.Errorf("the config's compare settings: %w", err))
 	}
 	return o, nil
+}
+
+// configTuning is the config's compare section: the tuning of every run.
+func configTuning(cfg Config) maint.Tuning {
+	return maint.Tuning{Concurrency: cfg.Compare.Concurrency, BatchSize: cfg.Compare.BatchSize,
+		Rate: cfg.Compare.Rate, MaxDetails: cfg.Compare.MaxDetails}
 }
 
 func offline(g *globals) bool { return g.cfgFile != "" || g.dataDir != "" }
@@ -121,7 +126,7 @@ func splitArgs(g *globals, cmd *cobra.Command, args []string, maxRest int) (mnt 
 }
 
 // offlineEngine opens the filesystem in g's data dir for an offline run.
-func offlineEngine(g *globals, cmd *cobra.Command, what string) (*engine.Engine, *dsfs.Maintenance, error) {
+func offlineEngine(g *globals, cmd *cobra.Command, what string) (*engine.Engine, *maint.Maintenance, error) {
 	cfg, err := resolveConfig(g, cmd, nil)
 	if err != nil {
 		return nil, nil, err
@@ -135,7 +140,7 @@ func offlineEngine(g *globals, cmd *cobra.Command, what string) (*engine.Engine,
 		return nil, nil, err
 	}
 	e.SetHolder("an offline " + what)
-	return e, dsfs.NewMaintenance(e.Index, e.Dual), nil
+	return e, maint.New(e.Index, e.Dual), nil
 }
 
 // interruptible returns a context that the first SIGINT/SIGTERM cancels.
@@ -431,8 +436,12 @@ nothing a rerun cannot finish. --dry-run lists what would be removed, and how ma
 				return err
 			}
 			defer closeEngine(e, e.Log())
-			o := x.GCOptions(dual.GCOptions{DryRun: dryRun, Sweep: true, MaxDetails: 1 << 30,
-				Concurrency: e.Config.Compare.Concurrency, BatchSize: e.Config.Compare.BatchSize})
+			o, err := configTuning(e.Config).GC(maint.Overrides{})
+			if err != nil {
+				return usageErr(fmt.Errorf("the config's compare settings: %w", err))
+			}
+			o.DryRun, o.Sweep = dryRun, true
+			o = x.GCOptions(o)
 			return runOffline(func() (*dual.Scrub, error) { return e.Dual.StartGC(o) }, asJSON)
 		},
 	}
@@ -463,13 +472,13 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 			ctx, done := interruptible()
 			defer done()
 			var bar *progressbar.ProgressBar
-			r, err := x.Fsck(ctx, dsfs.FsckOptions{Repair: repair, Deep: deep, Progress: func(n, total int64) {
-				if bar == nil && total > 0 && stderrIsTerminal() {
-					bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("fsck"),
+			r, err := x.Fsck(ctx, maint.FsckOptions{Repair: repair, Deep: deep, Tuning: configTuning(e.Config), Progress: func(p dual.Report) {
+				if bar == nil && p.Total > 0 && stderrIsTerminal() {
+					bar = progressbar.NewOptions64(p.Total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("fsck"),
 						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
 				}
 				if bar != nil {
-					bar.Set64(n)
+					bar.Set64(p.Done)
 				}
 			}})
 			if bar != nil {
@@ -497,7 +506,7 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 	return c
 }
 
-func printFsck(w io.Writer, dir string, r dsfs.FsckReport, repair bool) {
+func printFsck(w io.Writer, dir string, r maint.FsckReport, repair bool) {
 	fmt.Fprintf(w, "fsck %s: %d referenced chunks (%s) checked\n", dir, r.Chunks, human(r.Bytes))
 	switch {
 	case len(r.IndexProblems) == 0:

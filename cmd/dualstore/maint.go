@@ -96,17 +96,11 @@ func (t *tuning) scrubOptions(cfg Config) (dual.ScrubOptions, error) {
 	if err != nil {
 		return dual.ScrubOptions{}, err
 	}
-	o, err := configTuning(cfg).Scrub(ov)
+	o, err := cfg.Compare.Scrub(ov)
 	if err != nil {
 		return o, usageErr(fmt.Errorf("the config's compare settings: %w", err))
 	}
 	return o, nil
-}
-
-// configTuning is the config's compare section: the tuning of every run.
-func configTuning(cfg Config) maint.Tuning {
-	return maint.Tuning{Concurrency: cfg.Compare.Concurrency, BatchSize: cfg.Compare.BatchSize,
-		Rate: cfg.Compare.Rate, MaxDetails: cfg.Compare.MaxDetails}
 }
 
 func offline(g *globals) bool { return g.cfgFile != "" || g.dataDir != "" }
@@ -436,7 +430,7 @@ nothing a rerun cannot finish. --dry-run lists what would be removed, and how ma
 				return err
 			}
 			defer closeEngine(e, e.Log())
-			o, err := configTuning(e.Config).GC(maint.Overrides{})
+			o, err := e.Config.Compare.GC(maint.Overrides{})
 			if err != nil {
 				return usageErr(fmt.Errorf("the config's compare settings: %w", err))
 			}
@@ -472,7 +466,7 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 			ctx, done := interruptible()
 			defer done()
 			var bar *progressbar.ProgressBar
-			r, err := x.Fsck(ctx, maint.FsckOptions{Repair: repair, Deep: deep, Tuning: configTuning(e.Config), Progress: func(p dual.Report) {
+			r, err := x.Fsck(ctx, maint.FsckOptions{Repair: repair, Deep: deep, Tuning: e.Config.Compare, Progress: func(p dual.Report) {
 				if bar == nil && p.Total > 0 && stderrIsTerminal() {
 					bar = progressbar.NewOptions64(p.Total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("fsck"),
 						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))

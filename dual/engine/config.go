@@ -15,6 +15,7 @@ import (
 
 	"github.com/dualstore/dualstore/chunker"
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/maint"
 	"github.com/dualstore/dualstore/stores"
 	"github.com/dualstore/dualstore/stores/local"
 )
@@ -35,7 +36,7 @@ type Config struct {
 	Mount   MountConfig   `yaml:"mount" json:"mount"`
 	Chunker ChunkerConfig `yaml:"chunker" json:"chunker"`
 	Dual    DualConfig    `yaml:"dual" json:"dual"`
-	Compare CompareConfig `yaml:"compare" json:"compare"`
+	Compare maint.Tuning  `yaml:"compare" json:"compare"`
 
 	// Primary and Safety are the tiers: ordered lists of stores (writes go
 	// to the first that succeeds, reads try each in turn). Empty means a
@@ -78,14 +79,6 @@ type DualConfig struct {
 	WriteConcurrency  int      `yaml:"write_concurrency" json:"write_concurrency"`
 	StoreTimeout      Duration `yaml:"store_timeout" json:"store_timeout"`
 	BackfillInterval  Duration `yaml:"backfill_interval" json:"backfill_interval"`
-}
-
-// CompareConfig are the defaults of comparisons and repairs.
-type CompareConfig struct {
-	Concurrency int   `yaml:"concurrency" json:"concurrency"`
-	BatchSize   int   `yaml:"batch_size" json:"batch_size"`
-	Rate        int64 `yaml:"rate" json:"rate"` // bytes/s, 0 = unlimited
-	MaxDetails  int   `yaml:"max_details" json:"max_details"`
 }
 
 func boolPtr(b bool) *bool { return &b }
@@ -179,17 +172,11 @@ func (c *Config) Complete(reg *Registry) error {
 	if c.Dual.BackfillInterval == 0 {
 		c.Dual.BackfillInterval = Duration(dd.BackfillInterval)
 	}
-	if c.Compare.Concurrency == 0 {
-		c.Compare.Concurrency = 4
-	}
-	if c.Compare.BatchSize == 0 {
-		c.Compare.BatchSize = 512
-	}
-	if c.Compare.MaxDetails == 0 {
-		c.Compare.MaxDetails = 1000
-	}
-	if c.Compare.Concurrency < 0 || c.Compare.BatchSize < 0 || c.Compare.MaxDetails < 0 || c.Compare.Rate < 0 {
-		errs = append(errs, fmt.Errorf("compare: concurrency, batch_size, max_details and rate must be >= 0"))
+	// The defaults of every compare, repair, migrate, gc and fsck, online
+	// and offline: maint's, so they live in one place.
+	c.Compare = c.Compare.WithDefaults()
+	if err := c.Compare.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("compare: %w", err))
 	}
 	if c.Dual.ReadPreference == "" {
 		c.Dual.ReadPreference = "primary"

@@ -18,15 +18,15 @@ var ErrOutOfRange = errors.New("tuning out of range")
 // section): a zero field takes DefaultTuning's value.
 type Tuning struct {
 	// Concurrency is how many chunks a run handles at once, 1..MaxConcurrency.
-	Concurrency int
+	Concurrency int `yaml:"concurrency" json:"concurrency"`
 	// BatchSize is how many chunk ids one index query returns, at least 1.
-	BatchSize int
+	BatchSize int `yaml:"batch_size" json:"batch_size"`
 	// Rate throttles the bytes a scrub reads per second (deep compares,
 	// repairs, migrations); 0 is unlimited. gc reads no chunks.
-	Rate int64
+	Rate int64 `yaml:"rate" json:"rate"`
 	// MaxDetails bounds the differences (gc: the removed chunks; fsck: the
 	// problems) a report lists.
-	MaxDetails int
+	MaxDetails int `yaml:"max_details" json:"max_details"`
 }
 
 // DefaultTuning returns the defaults of every run: 4 chunks at once,
@@ -35,8 +35,8 @@ func DefaultTuning() Tuning {
 	return Tuning{Concurrency: 4, BatchSize: 512, Rate: 0, MaxDetails: 1000}
 }
 
-// complete fills t's zero fields from DefaultTuning.
-func (t Tuning) complete() Tuning {
+// WithDefaults returns t with its zero fields filled from DefaultTuning.
+func (t Tuning) WithDefaults() Tuning {
 	d := DefaultTuning()
 	if t.Concurrency == 0 {
 		t.Concurrency = d.Concurrency
@@ -53,7 +53,7 @@ func (t Tuning) complete() Tuning {
 // Validate reports the values of t that are out of range once its zero
 // fields take their defaults, in errors wrapping ErrOutOfRange.
 func (t Tuning) Validate() error {
-	t = t.complete()
+	t = t.WithDefaults()
 	var errs []error
 	if t.Concurrency < 1 || t.Concurrency > MaxConcurrency {
 		errs = append(errs, fmt.Errorf("%w: concurrency %d, want 1..%d", ErrOutOfRange, t.Concurrency, MaxConcurrency))
@@ -109,7 +109,7 @@ func (t Tuning) Apply(o Overrides) (Tuning, error) {
 	if err := t.Validate(); err != nil {
 		return t, err
 	}
-	return t.complete(), nil
+	return t.WithDefaults(), nil
 }
 
 // Scrub returns the options of a compare, repair or migrate run with

@@ -36,7 +36,6 @@ func BenchmarkMaintenance(b *testing.B) {
 	defer m.Close()
 	data, _ := chunk(7, size)
 	ids := engineWrite(b, m, data)
-	data = nil
 	infos := make([]dual.ChunkInfo, 0, len(ids))
 	seen := map[stores.ID]bool{}
 	for _, id := range ids {

@@ -120,13 +120,11 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 
 	db := &DB{path: path, log: log, done: make(chan struct{})}
 	if err := db.open(ctx); err != nil {
-		db.closeAll()
-		return nil, err
+		return nil, errors.Join(err, db.closeAll())
 	}
 	n, err := db.purgeOrphans(ctx)
 	if err != nil {
-		db.closeAll()
-		return nil, fmt.Errorf("index %s: purge orphans: %w", path, err)
+		return nil, errors.Join(fmt.Errorf("index %s: purge orphans: %w", path, err), db.closeAll())
 	}
 	if n > 0 {
 		log.Warn().Int("orphans", n).Msg("purged inodes unlinked while open before a crash")

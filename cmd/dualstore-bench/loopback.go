@@ -142,7 +142,7 @@ func hidePassthrough(fh gofs.FileHandle) (gofs.FileHandle, syscall.Errno) {
 		// A go-fuse that changed its loopback file type: refuse rather
 		// than measure something else.
 		if r, ok := fh.(gofs.FileReleaser); ok {
-			r.Release(context.Background())
+			_ = r.Release(context.Background()) // refusing anyway
 		}
 		return nil, syscall.ENOTSUP
 	}

@@ -172,11 +172,11 @@ func follow(snapshot func() (dual.Report, error), running func(dual.Report) bool
 				bar.ChangeMax64(r.Total)
 			}
 			bar.Describe(fmt.Sprintf("%s %s, %.1f MB/s, %.0f chunks/s", runName(r), human(r.DoneBytes), r.BytesPerSecond/1e6, r.ChunksPerSecond))
-			bar.Set64(r.Done)
+			_ = bar.Set64(r.Done) // a progress bar that cannot draw is no reason to stop
 		}
 		if !running(r) {
 			if bar != nil {
-				bar.Finish()
+				_ = bar.Finish()
 				fmt.Fprintln(os.Stderr)
 			}
 			return r, nil
@@ -217,8 +217,10 @@ func runOffline(start func() (*dual.Scrub, error), asJSON bool) error {
 		<-ctx.Done()
 		s.Stop()
 	}()
-	r, _ := follow(func() (dual.Report, error) { return s.Report(), nil }, func(dual.Report) bool { return s.Running() })
-	r = s.Wait()
+	// The bar follows the run until it ends; Wait then gives the final
+	// report (the snapshots cannot fail).
+	_, _ = follow(func() (dual.Report, error) { return s.Report(), nil }, func(dual.Report) bool { return s.Running() })
+	r := s.Wait()
 	return finish(r, asJSON)
 }
 
@@ -472,11 +474,11 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
 				}
 				if bar != nil {
-					bar.Set64(p.Done)
+					_ = bar.Set64(p.Done)
 				}
 			}})
 			if bar != nil {
-				bar.Finish()
+				_ = bar.Finish()
 				fmt.Fprintln(os.Stderr)
 			}
 			if err != nil {

@@ -44,7 +44,7 @@ func resolveCredentials(o Options) (*credentials.Credentials, string, error) {
 	} else if p := os.Getenv("AWS_SHARED_CREDENTIALS_FILE"); p != "" {
 		where = p
 	}
-	v, ferr := file.Retrieve()
+	v, ferr := file.RetrieveWithCredContext(&credentials.CredContext{})
 	if ferr == nil && v.AccessKeyID != "" && v.SecretAccessKey != "" {
 		return credentials.New(file), fmt.Sprintf("%s (profile %s)", where, profile), nil
 	}

@@ -81,15 +81,6 @@ func (c *chunkCache) get(ctx context.Context, id stores.ID) ([]byte, error) {
 	return call.data, call.err
 }
 
-// put adds bytes known to be good (just written) to the cache.
-func (c *chunkCache) put(id stores.ID, data []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.entries[id]; !ok {
-		c.addLocked(id, data)
-	}
-}
-
 // contains reports whether id is cached or being fetched.
 func (c *chunkCache) contains(id stores.ID) bool {
 	c.mu.Lock()

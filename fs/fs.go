@@ -65,7 +65,7 @@ func (o Options) Validate() error {
 // (open files, streaming, staging, commit, cache) is vfs's; FS adapts it
 // and the tree to go-fuse.
 type FS struct {
-	db    *index.DB
+	db    Meta
 	dm    *dual.Manager
 	opts  Options
 	log   zerolog.Logger

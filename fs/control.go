@@ -160,8 +160,7 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 		c.last = "read-preference: " + cmd.Pref.String()
 	case "reset-stats":
 		f.dm.ResetStats()
-		f.cache.hits.Store(0)
-		f.cache.misses.Store(0)
+		f.vfs.ResetCacheStats()
 		c.last = "reset-stats: done"
 	}
 	f.log.Info().Str("command", cmd.Verb).Str("result", c.last).Msg("control command")
@@ -210,13 +209,12 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	if u.UniqueBytes > 0 {
 		s.DedupRatio = float64(u.LogicalBytes) / float64(u.UniqueBytes)
 	}
-	s.Cache.Hits, s.Cache.Misses, s.Cache.Bytes = f.cache.hits.Load(), f.cache.misses.Load(), f.cache.bytes()
-	f.filesMu.Lock()
-	s.FS.OpenFiles = len(f.files)
-	f.filesMu.Unlock()
-	s.FS.ChunksCut, s.FS.DedupHits, s.FS.DedupBytes = f.ctr.chunksCut.Load(), f.ctr.dedupHits.Load(), f.ctr.dedupBytes.Load()
-	s.FS.ChunksPredicted = f.ctr.chunksPredicted.Load()
-	s.FS.BytesWritten, s.FS.BytesRead, s.FS.IOErrors = f.ctr.bytesWritten.Load(), f.ctr.bytesRead.Load(), f.ctr.ioErrors.Load()
+	v := f.vfs.Stats()
+	s.Cache.Hits, s.Cache.Misses, s.Cache.Bytes = v.CacheHits, v.CacheMisses, v.CacheBytes
+	s.FS.OpenFiles = v.OpenFiles
+	s.FS.ChunksCut, s.FS.DedupHits, s.FS.DedupBytes = v.ChunksCut, v.DedupHits, v.DedupBytes
+	s.FS.ChunksPredicted = v.ChunksPredicted
+	s.FS.BytesWritten, s.FS.BytesRead, s.FS.IOErrors = v.BytesWritten, v.BytesRead, f.ioErrors.Load()
 	s.Action = strings.SplitN(f.ctl.status(), "\n", 2)[0]
 	return s, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -17,10 +16,9 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/rs/zerolog"
 
-	"github.com/dualstore/dualstore/chunker"
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/fs/vfs"
 	"github.com/dualstore/dualstore/index"
-	"github.com/dualstore/dualstore/stores"
 )
 
 // Options configure the filesystem layer.
@@ -64,44 +62,23 @@ func (o Options) Validate() error {
 }
 
 // FS is a mounted dualstore filesystem: the index holds the tree and each
-// file's chunk list, the dual manager holds the chunks.
+// file's chunk list, the dual manager holds the chunks. The file layer
+// (open files, streaming, staging, commit, cache) is vfs's; FS adapts it
+// and the tree to go-fuse.
 type FS struct {
-	db     *index.DB
-	dm     *dual.Manager
-	opts   Options
-	log    zerolog.Logger
-	params chunker.Params
-	hash   chunker.HashFunc
-	// streamOpts are every chunker stream's options: the predictor.
-	streamOpts chunker.StreamOptions
-	start      time.Time
-	cache      *chunkCache
+	db    Meta
+	dm    *dual.Manager
+	opts  Options
+	log   zerolog.Logger
+	start time.Time
+	vfs   *vfs.FS
 
-	filesMu sync.Mutex
-	files   map[uint64]*fileState
-	// orphans are inodes whose last name went while the kernel or an open
-	// file still holds them; true once the kernel has forgotten them. An
-	// orphan is purged from the index when both have let go (guarded by
-	// filesMu).
-	orphans map[uint64]bool
-	// closed counts the open-file states dropped (guarded by filesMu,
-	// read without it): see entryAttr.
-	closed atomic.Uint64
 	// kcache decides which opens keep the kernel's page cache.
 	kcache keepCache
 
-	prefetchSem chan struct{}
-
-	ctl   control
-	ctr   fsCounters
-	maint *Maintenance
-}
-
-type fsCounters struct {
-	chunksCut, dedupHits, dedupBytes atomic.Int64
-	chunksPredicted                  atomic.Int64
-	bytesWritten, bytesRead          atomic.Int64
-	ioErrors                         atomic.Int64
+	ctl      control
+	ioErrors atomic.Int64
+	maint    *Maintenance
 }
 
 // New builds the filesystem over an open index and a dual manager. The
@@ -111,36 +88,22 @@ func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.CacheBytes == 0 {
-		opts.CacheBytes = 64 << 20
-	}
-	if opts.Prefetch == 0 {
-		opts.Prefetch = 16
-	}
 	if opts.EntryTimeout == 0 {
 		opts.EntryTimeout = time.Second
 	}
 	if opts.AttrTimeout == 0 {
 		opts.AttrTimeout = time.Second
 	}
-	h := db.Header()
-	params := chunker.Params{Polynomial: h.Polynomial, MinSize: uint(h.MinSize), AvgSize: uint(h.AvgSize), MaxSize: uint(h.MaxSize)}
-	if err := params.Validate(); err != nil {
-		return nil, fmt.Errorf("fs: index header chunker parameters: %w", err)
-	}
-	hash, err := chunker.Hasher(h.Hash)
+	// vfs takes a zero CacheBytes or Prefetch to mean its default.
+	v, err := vfs.New(db, dm, vfs.Options{StagingDir: opts.StagingDir, CacheBytes: opts.CacheBytes, Prefetch: opts.Prefetch, Log: opts.Log})
 	if err != nil {
-		return nil, fmt.Errorf("fs: index header: %w", err)
+		return nil, err
 	}
+	opts.CacheBytes, opts.Prefetch = v.Options().CacheBytes, v.Options().Prefetch
 	f := &FS{
-		db: db, dm: dm, opts: opts, params: params, hash: hash, start: time.Now(),
-		log:         opts.Log.With().Str("component", "fs").Logger(),
-		files:       map[uint64]*fileState{},
-		orphans:     map[uint64]bool{},
-		prefetchSem: make(chan struct{}, max(4, opts.Prefetch)),
+		db: db, dm: dm, opts: opts, start: time.Now(), vfs: v,
+		log: opts.Log.With().Str("component", "fs").Logger(),
 	}
-	f.cache = newChunkCache(opts.CacheBytes, dm.Get)
-	f.streamOpts = chunker.StreamOptions{Predict: f.predict}
 	f.maint = NewMaintenance(db, dm)
 	f.ctl.init(f)
 	return f, nil
@@ -270,7 +233,7 @@ func (f *FS) Close() error {
 func (f *FS) fail(op string, ino uint64, err error) syscall.Errno {
 	e := toErrno(err)
 	if e == syscall.EIO {
-		f.ctr.ioErrors.Add(1)
+		f.ioErrors.Add(1)
 		f.log.Error().Str("op", op).Uint64("ino", ino).Err(err).Msg("I/O error")
 	} else {
 		f.log.Debug().Str("op", op).Uint64("ino", ino).Err(err).Msg(e.Error())
@@ -278,233 +241,29 @@ func (f *FS) fail(op string, ino uint64, err error) syscall.Errno {
 	return e
 }
 
-// chunk returns one chunk's bytes (cached), checking its length.
-func (f *FS) chunk(ctx context.Context, c index.Chunk) ([]byte, error) {
-	data, err := f.cache.get(ctx, c.ID)
-	if err != nil {
-		return nil, err
-	}
-	if len(data) != int(c.Size) {
-		return nil, fmt.Errorf("chunk %s: %d bytes, index says %d: %w", c.ID, len(data), c.Size, stores.ErrCorrupt)
-	}
-	return data, nil
-}
-
-// prefetch fetches the next chunks of a sequential read in the
-// background, without ever blocking the read.
-func (f *FS) prefetch(chunks []index.Chunk, from, n int) {
-	for i := from; i < len(chunks) && i < from+n; i++ {
-		id := chunks[i].ID
-		if f.cache.contains(id) {
-			continue
-		}
-		select {
-		case f.prefetchSem <- struct{}{}:
-		default:
-			return
-		}
-		go func() {
-			defer func() { <-f.prefetchSem }()
-			_, _ = f.cache.get(context.Background(), id)
-		}()
-	}
-}
-
-// predict is the chunker's predictor (chunker.StreamOptions.Predict): a
-// chunk the index has after prev in some file, which is the next cut if
-// the next bytes are that chunk's. A second copy of stored data is then
-// cut at the speed of hashing instead of the rolling hash.
-func (f *FS) predict(prev [32]byte) ([32]byte, uint32, bool) {
-	next, ok, err := f.db.NextChunk(context.Background(), stores.ID(prev))
-	if err != nil || !ok {
-		return [32]byte{}, 0, false
-	}
-	return [32]byte(next.ID), next.Size, true
-}
-
-// known reports whether the index already references the chunk, so its
-// write can be skipped (dedup).
-//
-// Only a referenced chunk counts: an unreferenced row may be one gc has
-// already removed from the stores (gc removes the files first, then the
-// row). The caller holds id, so a referenced chunk stays stored.
-func (f *FS) known(id stores.ID) bool {
-	_, refs, err := f.db.ChunkRefs(context.Background(), id)
-	return err == nil && refs > 0
-}
-
-// acquire returns the shared state of an open file, loading it on first
-// open.
-func (f *FS) acquire(ctx context.Context, ino uint64) (*fileState, error) {
-	return f.acquireWith(ctx, ino, nil)
-}
-
-// acquireWith is acquire; created, if not nil, are the attributes of a
-// file Create has just made, whose state (empty) is then not read back
-// from the index.
-func (f *FS) acquireWith(ctx context.Context, ino uint64, created *index.Attr) (*fileState, error) {
-	f.filesMu.Lock()
-	defer f.filesMu.Unlock()
-	if st, ok := f.files[ino]; ok {
-		st.opens++
-		return st, nil
-	}
-	st := &fileState{fs: f, ino: ino, rechunkFrom: math.MaxUint64}
-	if created != nil && created.Size == 0 {
-		st.setChunks(nil)
-		st.mtime = created.Mtime
-	} else if err := st.load(ctx); err != nil {
-		return nil, err
-	}
-	st.opens = 1
-	f.files[ino] = st
-	return st, nil
-}
-
-// release drops one reference; the last one commits anything left (a
-// safety net: Flush already did) and purges an orphan the kernel has
-// already forgotten. It returns the commit's error, which it logs.
-func (f *FS) release(ctx context.Context, st *fileState) error {
-	f.filesMu.Lock()
-	st.opens--
-	last := st.opens == 0
-	f.filesMu.Unlock()
-	if !last {
-		return nil
-	}
-	cerr := st.commit(ctx)
-	if cerr != nil {
-		f.log.Error().Uint64("ino", st.ino).Err(cerr).Msg("commit at release failed")
-	}
-	f.filesMu.Lock()
-	if st.opens > 0 { // opened again while committing: the state lives on
-		f.filesMu.Unlock()
-		return cerr
-	}
-	delete(f.files, st.ino)
-	f.closed.Add(1)
-	forgotten := f.orphans[st.ino]
-	if forgotten {
-		delete(f.orphans, st.ino)
-	}
-	f.filesMu.Unlock()
-	st.mu.Lock()
-	st.dropOverlay()
-	st.mu.Unlock()
-	st.releaseHeld() // whatever did not commit is garbage now
-	if forgotten {
-		f.purge(ctx, st.ino)
-	}
-	return cerr
-}
-
-func (f *FS) isOpen(ino uint64) bool {
-	f.filesMu.Lock()
-	defer f.filesMu.Unlock()
-	_, ok := f.files[ino]
-	return ok
-}
-
-// unlinked notes an inode whose last name went (unlink, rename over it).
-// It is not purged yet: the kernel still holds it (it resolved the name
-// just before, and a path being replaced by rename may be opened through
-// it), and so may open files. kernelForgot and the last release purge it,
-// whichever comes second. An orphan left by a crash is purged at the next
-// mount.
-func (f *FS) unlinked(a index.Attr) {
-	if a.Nlink != 0 {
-		return
-	}
-	f.filesMu.Lock()
-	if _, ok := f.orphans[a.Ino]; !ok {
-		f.orphans[a.Ino] = false
-	}
-	f.filesMu.Unlock()
-}
-
-// kernelRef notes that the kernel holds ino again (a lookup answered).
-func (f *FS) kernelRef(ino uint64) {
-	f.filesMu.Lock()
-	if _, ok := f.orphans[ino]; ok {
-		f.orphans[ino] = false
-	}
-	f.filesMu.Unlock()
-}
-
 // kernelForgot is go-fuse's OnForget: the kernel dropped its last
-// reference to ino. An orphan with no open file is purged now.
+// reference to ino, and its page cache with it. An orphan with no open
+// file is purged now (vfs.FS.Forgot).
 func (f *FS) kernelForgot(ino uint64) {
 	f.kcache.forget(ino)
-	f.filesMu.Lock()
-	_, orphan := f.orphans[ino]
-	_, open := f.files[ino]
-	switch {
-	case !orphan:
-		f.filesMu.Unlock()
-		return
-	case open:
-		f.orphans[ino] = true
-		f.filesMu.Unlock()
-		return
-	}
-	delete(f.orphans, ino)
-	f.filesMu.Unlock()
-	f.purge(context.Background(), ino)
-}
-
-func (f *FS) purge(ctx context.Context, ino uint64) {
-	if err := f.db.Purge(context.WithoutCancel(ctx), ino); err != nil {
-		f.log.Error().Uint64("ino", ino).Err(err).Msg("purge of unlinked inode failed; it is purged at the next mount")
-	}
-}
-
-// overlayAttr replaces size and mtime with an open file's unflushed ones.
-func (f *FS) overlayAttr(a *index.Attr) {
-	f.filesMu.Lock()
-	st, ok := f.files[a.Ino]
-	f.filesMu.Unlock()
-	if !ok {
-		return
-	}
-	st.mu.RLock()
-	if st.dirty {
-		a.Size = st.size
-		a.Mtime = st.mtime
-		if st.mtime.After(a.Ctime) {
-			a.Ctime = st.mtime
-		}
-	}
-	st.mu.RUnlock()
-}
-
-// setOpenMtime keeps an explicit utimes from being overwritten by the
-// write time of an open file's next commit.
-func (f *FS) setOpenMtime(ino uint64, t time.Time) {
-	f.filesMu.Lock()
-	st, ok := f.files[ino]
-	f.filesMu.Unlock()
-	if ok {
-		st.mu.Lock()
-		st.mtime = t
-		st.mu.Unlock()
-	}
+	f.vfs.Forgot(ino)
 }
 
 // truncate changes a file's size, open or not, and commits it.
 func (f *FS) truncate(ctx context.Context, ino uint64, size uint64) error {
 	ctx = context.WithoutCancel(ctx) // see handle.Read
-	st, err := f.acquire(ctx, ino)
+	vh, err := f.vfs.Open(ctx, ino)
 	if err != nil {
 		return err
 	}
-	defer f.release(ctx, st)
+	defer vh.Release(ctx)
 	// The kernel truncates its own cache, but a truncate that fails may
 	// revert the file: the next open drops the cache either way.
 	f.kcache.change(ino)
-	if err := st.truncate(ctx, size); err != nil {
+	if err := vh.Truncate(ctx, size); err != nil {
 		return err
 	}
-	return st.commit(ctx)
+	return vh.Flush(ctx)
 }
 
 // openHandle opens a file handle (O_TRUNC truncates).
@@ -512,22 +271,23 @@ func (f *FS) openHandle(ctx context.Context, ino uint64, flags uint32) (*handle,
 	return f.openHandleWith(ctx, ino, flags, nil)
 }
 
-// openHandleWith is openHandle; created is as for acquireWith.
+// openHandleWith is openHandle; created, if not nil, are the attributes
+// of a file Create has just made (see vfs.FS.OpenCreated).
 func (f *FS) openHandleWith(ctx context.Context, ino uint64, flags uint32, created *index.Attr) (*handle, error) {
 	ctx = context.WithoutCancel(ctx) // see handle.Read
-	st, err := f.acquireWith(ctx, ino, created)
+	vh, err := f.vfs.OpenCreated(ctx, ino, created)
 	if err != nil {
 		return nil, err
 	}
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	if flags&syscall.O_TRUNC != 0 && write {
 		f.kcache.change(ino)
-		if err := st.truncate(ctx, 0); err != nil {
-			f.release(ctx, st)
+		if err := vh.Truncate(ctx, 0); err != nil {
+			vh.Release(ctx)
 			return nil, err
 		}
 	}
-	h := &handle{st: st, write: write}
+	h := &handle{fs: f, vh: vh, write: write}
 	keep, writing := f.kcache.open(ino, write)
 	switch {
 	case keep:
@@ -565,9 +325,11 @@ func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// handle is one open file description.
+// handle is one open file description: a vfs handle with the kernel's
+// page-cache policy around it.
 type handle struct {
-	st   *fileState
+	fs   *FS
+	vh   *vfs.Handle
 	once sync.Once
 	// write: opened for writing (keepCache counts it until Release).
 	write bool
@@ -586,12 +348,13 @@ type handle struct {
 // notification is sent from its own goroutine: the kernel may wait in it
 // for reads this server has yet to answer.
 func (h *handle) reverted() {
-	f := h.st.fs
-	f.kcache.change(h.st.ino)
+	f := h.fs
+	ino := h.vh.Ino()
+	f.kcache.change(ino)
 	if in := h.inode; in != nil {
 		go func() {
 			if errno := in.NotifyContent(0, 0); errno != 0 && errno != syscall.ENOENT {
-				f.log.Debug().Uint64("ino", h.st.ino).Err(errno).Msg("page cache invalidation after a revert")
+				f.log.Debug().Uint64("ino", ino).Err(errno).Msg("page cache invalidation after a revert")
 			}
 		}()
 	}
@@ -612,18 +375,17 @@ var (
 // return and C programs do not retry, or worse into a reverted file. Store
 // calls are bounded by store_timeout instead.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	slices, n, err := h.st.readv(context.WithoutCancel(ctx), dest, uint64(off))
+	slices, n, err := h.vh.Read(context.WithoutCancel(ctx), dest, off)
 	if err != nil {
-		return nil, h.st.fs.fail("read", h.st.ino, err)
+		return nil, h.fs.fail("read", h.vh.Ino(), err)
 	}
-	h.st.fs.ctr.bytesRead.Add(int64(n))
 	return vecResult{slices: slices, size: n}, 0
 }
 
 // vecResult is a read reply made of slices of cached chunks: go-fuse
 // writes them to the kernel with one writev (its Slices interface), so
 // the bytes are not copied into a reply buffer first. The slices are
-// never modified (see chunkCache).
+// never modified (see vfs.Handle.Read).
 type vecResult struct {
 	slices [][]byte
 	size   int
@@ -649,20 +411,20 @@ func (r vecResult) Bytes(buf []byte) ([]byte, fuse.Status) {
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	if err := h.st.write(context.WithoutCancel(ctx), data, uint64(off)); err != nil {
-		return 0, h.st.fs.fail("write", h.st.ino, err)
+	n, err := h.vh.Write(context.WithoutCancel(ctx), data, off)
+	if err != nil {
+		return 0, h.fs.fail("write", h.vh.Ino(), err)
 	}
-	h.st.fs.ctr.bytesWritten.Add(int64(len(data)))
-	return uint32(len(data)), 0
+	return uint32(n), 0
 }
 
 // Flush runs at every close(2) of a descriptor (more than once per handle
 // after dup or fork): it commits what was written and reports any write
 // error, since the kernel ignores what Release returns.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	if err := h.st.commit(context.WithoutCancel(ctx)); err != nil {
+	if err := h.vh.Flush(context.WithoutCancel(ctx)); err != nil {
 		h.reverted()
-		return h.st.fs.fail("flush", h.st.ino, err)
+		return h.fs.fail("flush", h.vh.Ino(), err)
 	}
 	return 0
 }
@@ -671,26 +433,22 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 // sync per store and one for the index rather than one per chunk.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	ctx = context.WithoutCancel(ctx)
-	f := h.st.fs
-	if err := h.st.commit(ctx); err != nil {
+	if err := h.vh.Flush(ctx); err != nil {
 		h.reverted()
-		return f.fail("fsync", h.st.ino, err)
+		return h.fs.fail("fsync", h.vh.Ino(), err)
 	}
-	if err := f.dm.Sync(ctx); err != nil {
-		return f.fail("fsync", h.st.ino, err)
-	}
-	if err := f.db.Sync(ctx); err != nil {
-		return f.fail("fsync", h.st.ino, err)
+	if err := h.fs.vfs.Sync(ctx); err != nil {
+		return h.fs.fail("fsync", h.vh.Ino(), err)
 	}
 	return 0
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.once.Do(func() {
-		if err := h.st.fs.release(context.WithoutCancel(ctx), h.st); err != nil {
+		if err := h.vh.Release(context.WithoutCancel(ctx)); err != nil {
 			h.reverted()
 		}
-		h.st.fs.kcache.release(h.st.ino, h.write)
+		h.fs.kcache.release(h.vh.Ino(), h.write)
 	})
 	return 0
 }

@@ -97,7 +97,7 @@ func (f *FS) entry(out *fuse.EntryOut, a index.Attr) {
 // newChild returns the go-fuse inode for a, reusing the live one when the
 // kernel already knows the inode number (hard links).
 func (n *node) newChild(ctx context.Context, a index.Attr) *gofs.Inode {
-	n.fs.kernelRef(a.Ino)
+	n.fs.vfs.Ref(a.Ino)
 	return n.NewInode(ctx, &node{fs: n.fs}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
 }
 
@@ -121,53 +121,9 @@ func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) sysc
 func (n *node) OnForget() { n.fs.kernelForgot(n.ino()) }
 
 // attr returns the inode's attributes, with the size and mtime of an open
-// file's unflushed writes.
+// file's unflushed writes (vfs.FS.Attr).
 func (n *node) attr(ctx context.Context) (index.Attr, error) {
-	return currentAttr(ctx, n.fs, n.ino())
-}
-
-// currentAttr returns an inode's attributes as of now: the size and mtime
-// of an open file's unflushed writes if it has any, else the index's.
-//
-// The open file is looked at before the index, never after. The other
-// order loses appends: a GETATTR that reads the index just before another
-// handle's flush commits, and the (by then clean) open file just after,
-// answers the size from before the last write; the kernel takes it (no
-// write happened since it asked) and the next O_APPEND write of another
-// process lands on top of that write. Looking first is safe: unflushed
-// state seen is at least as new as the index, and a clean state means
-// every write so far is in the index read afterwards. Writes that finish
-// after the kernel asked make it drop the answer anyway (attr_version).
-func currentAttr(ctx context.Context, f *FS, ino uint64) (index.Attr, error) {
-	ov := index.Attr{Ino: ino}
-	f.overlayAttr(&ov) // sets Mtime only if the open file has unflushed writes
-	a, err := f.db.GetAttr(ctx, ino)
-	if err != nil {
-		return a, err
-	}
-	if !ov.Mtime.IsZero() {
-		a.Size, a.Mtime = ov.Size, ov.Mtime
-		if a.Mtime.After(a.Ctime) {
-			a.Ctime = a.Mtime
-		}
-	}
-	return a, nil
-}
-
-// entryAttr completes the attributes an index call returned with an
-// entry (lookup, link): for an open file they are read again in the
-// order currentAttr needs. closed is f.closed as read before the index
-// call: a file that was open and dirty when the index was read, and
-// flushed and closed since, is no longer open, but the index's size was
-// from before its writes; the kernel would take that size (no write since
-// it asked) and keep it, with its page cache cut to it, for the attribute
-// timeout. Such a file was dropped from f.files meanwhile, which changes
-// f.closed, and is read again too.
-func entryAttr(ctx context.Context, f *FS, a index.Attr, closed uint64) (index.Attr, error) {
-	if !f.isOpen(a.Ino) && f.closed.Load() == closed {
-		return a, nil
-	}
-	return currentAttr(ctx, f, a.Ino)
+	return n.fs.vfs.Attr(ctx, n.ino())
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -177,7 +133,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		out.Attr = n.fs.controlAttr(ch.StableAttr().Ino, syscall.S_IFDIR|0555)
 		return ch, 0
 	}
-	closed := n.fs.closed.Load()
+	closed := n.fs.vfs.Closed()
 	a, err := n.fs.db.Lookup(ctx, n.ino(), name)
 	if err != nil {
 		if err2 := toErrno(err); err2 == syscall.ENOENT {
@@ -186,7 +142,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		}
 		return nil, n.fs.fail("lookup", n.ino(), err)
 	}
-	if a, err = entryAttr(ctx, n.fs, a, closed); err != nil {
+	if a, err = n.fs.vfs.EntryAttr(ctx, a, closed); err != nil {
 		return nil, n.fs.fail("lookup", n.ino(), err)
 	}
 	n.fs.entry(out, a)
@@ -255,7 +211,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	if t, ok := in.GetMTime(); ok {
 		sa.Mtime = &t
 		changed = true
-		n.fs.setOpenMtime(n.ino(), t)
+		n.fs.vfs.SetOpenMtime(n.ino(), t)
 	}
 	if changed {
 		if _, err := n.fs.db.SetAttr(ctx, n.ino(), sa); err != nil {
@@ -382,12 +338,12 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	if !ok {
 		return nil, syscall.EPERM // the control files cannot be linked
 	}
-	closed := n.fs.closed.Load()
+	closed := n.fs.vfs.Closed()
 	a, err := n.fs.db.Link(ctx, t.ino(), n.ino(), name, time.Now())
 	if err != nil {
 		return nil, n.fs.fail("link", t.ino(), err)
 	}
-	if a, err = entryAttr(ctx, n.fs, a, closed); err != nil {
+	if a, err = n.fs.vfs.EntryAttr(ctx, a, closed); err != nil {
 		return nil, n.fs.fail("link", t.ino(), err)
 	}
 	n.fs.entry(out, a)
@@ -403,7 +359,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return n.fs.fail("unlink", n.ino(), err)
 	}
-	n.fs.unlinked(a)
+	n.fs.vfs.Unlinked(a)
 	return 0
 }
 
@@ -432,7 +388,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		return n.fs.fail("rename", n.ino(), err)
 	}
 	if replaced != nil {
-		n.fs.unlinked(*replaced)
+		n.fs.vfs.Unlinked(*replaced)
 	}
 	return 0
 }

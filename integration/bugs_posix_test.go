@@ -217,7 +217,7 @@ func TestBugPosixSignalDuringMount(t *testing.T) {
 // ENOENT. Programs that replace config or data files with
 // write-temp-then-rename (editors, package managers, nginx, git) hit it.
 //
-// Fix (fs/fs.go, fs/node.go): purge an unlinked inode only when it has no
+// Fix (fs/vfs/files.go, fs/node.go): purge an unlinked inode only when it has no
 // open handle and the kernel has forgotten it (go-fuse NodeOnForgetter):
 // keep a per-inode "forgotten" flag, purge from OnForget and from the last
 // release, whichever comes second, with the nlink check and the purge

@@ -186,7 +186,7 @@ func TestBugInterruptedSyscalls(t *testing.T) {
 }
 
 // TestBugStagingLeftovers: a kill of the daemon between creating a staging
-// file and unlinking it (fs/file.go toStaging: os.CreateTemp, then
+// file and unlinking it (fs/vfs/file.go toStaging: os.CreateTemp, then
 // os.Remove) leaves the file in DATA/staging for good: nothing removes
 // staging files at mount. The window is short, but under load the daemon
 // is descheduled inside it: TestCrashWriters found one (ino-92-…) in a

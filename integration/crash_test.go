@@ -6,7 +6,7 @@ package integration
 // every file must be in a state dualstore promises.
 //
 // What dualstore promises after a kill -9 of the daemon (DESIGN.md §5, and
-// fs/file.go): a file's content changes in the index only at a commit
+// fs/vfs/file.go): a file's content changes in the index only at a commit
 // point — flush (every close(2)), fsync(2), and truncate(2)/ftruncate(2)
 // (which commits what the handle wrote so far too) — and each commit is
 // one SQLite transaction, made after every chunk it names is in the

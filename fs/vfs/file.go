@@ -1,4 +1,4 @@
-package fs
+package vfs
 
 import (
 	"context"
@@ -95,11 +95,11 @@ func (st *fileState) load(ctx context.Context) error {
 	st.streamed = nil
 	st.streamMu.Unlock()
 	st.releaseHeld()
-	a, err := st.fs.db.GetAttr(ctx, st.ino)
+	a, err := st.fs.meta.GetAttr(ctx, st.ino)
 	if err != nil {
 		return err
 	}
-	chunks, err := st.fs.db.Chunks(ctx, st.ino)
+	chunks, err := st.fs.meta.Chunks(ctx, st.ino)
 	if err != nil {
 		return err
 	}
@@ -669,7 +669,7 @@ func (st *fileState) commitLocked(ctx context.Context) error {
 		st.releaseHeld()
 		return nil
 	}
-	if _, err := st.fs.db.CommitChunks(context.WithoutCancel(ctx), st.ino, st.chunks, st.mtime); err != nil {
+	if _, err := st.fs.meta.CommitChunks(context.WithoutCancel(ctx), st.ino, st.chunks, st.mtime); err != nil {
 		return err // keep the state dirty (and the holds): a later flush may succeed
 	}
 	st.dirty = false

@@ -1,4 +1,4 @@
-package fs
+package vfs
 
 import (
 	"container/list"
@@ -79,15 +79,6 @@ func (c *chunkCache) get(ctx context.Context, id stores.ID) ([]byte, error) {
 	c.mu.Unlock()
 	close(call.done)
 	return call.data, call.err
-}
-
-// put adds bytes known to be good (just written) to the cache.
-func (c *chunkCache) put(id stores.ID, data []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.entries[id]; !ok {
-		c.addLocked(id, data)
-	}
 }
 
 // contains reports whether id is cached or being fetched.

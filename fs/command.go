@@ -9,6 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/dualstore/dualstore/dual/maint"
+
 	"github.com/dualstore/dualstore/dual/engine"
 
 	"github.com/dualstore/dualstore/dual"
@@ -20,14 +22,15 @@ var errBadCommand = errors.New("bad control command")
 
 // command is one parsed line written to `.dualstore/ctl`.
 type command struct {
-	Verb        string // compare, repair, migrate, gc, stop, read-preference, reset-stats
-	Deep        bool
-	DryRun      bool   // gc
-	Path        string // compare, repair: limit to this subtree ("/" = all)
-	Direction   string // migrate
-	Pref        dual.Preference
-	Rate        int64 // bytes/s, 0 = the configured default
-	Concurrency int   // 0 = the configured default
+	Verb      string // compare, repair, migrate, gc, stop, read-preference, reset-stats
+	Deep      bool
+	DryRun    bool   // gc
+	Path      string // compare, repair: limit to this subtree ("/" = all)
+	Direction string // migrate
+	Pref      dual.Preference
+	// Tuning are the run's rate=N and concurrency=N; unset keeps the
+	// configured value, and rate=0 asks for no limit.
+	Tuning maint.Overrides
 }
 
 // maxCommandLen bounds what a ctl write may hold: one short command.
@@ -69,13 +72,13 @@ func parseCommand(b []byte) (command, error) {
 			if err != nil {
 				return command{}, fmt.Errorf("%w: rate: %w", errBadCommand, err)
 			}
-			c.Rate = n
+			c.Tuning.Rate = &n
 		case "concurrency":
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 1024 {
-				return command{}, fmt.Errorf("%w: concurrency %q: want 1..1024", errBadCommand, v)
+			if err != nil || n < 1 || n > maint.MaxConcurrency {
+				return command{}, fmt.Errorf("%w: concurrency %q: want 1..%d", errBadCommand, v, maint.MaxConcurrency)
 			}
-			c.Concurrency = n
+			c.Tuning.Concurrency = n
 		default:
 			return command{}, fmt.Errorf("%w: %s: unknown option %q (want rate=N or concurrency=N)", errBadCommand, c.Verb, k)
 		}

@@ -2,8 +2,11 @@ package fs
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/dualstore/dualstore/dual/maint"
 
 	"github.com/dualstore/dualstore/dual"
 )
@@ -19,10 +22,11 @@ func TestParseCommand(t *testing.T) {
 		{in: "compare deep photos/2024/", want: command{Verb: "compare", Deep: true, Path: "/photos/2024"}},
 		{in: "compare /a/../b", want: command{Verb: "compare", Path: "/b"}},
 		{in: "repair", want: command{Verb: "repair", Path: "/"}},
-		{in: "repair photos rate=10M", want: command{Verb: "repair", Path: "/photos", Rate: 10 << 20}},
-		{in: "compare deep rate=1.5K concurrency=8 /x", want: command{Verb: "compare", Deep: true, Path: "/x", Rate: 1536, Concurrency: 8}},
+		{in: "repair photos rate=10M", want: command{Verb: "repair", Path: "/photos", Tuning: maint.Overrides{Rate: ptr(int64(10 << 20))}}},
+		{in: "compare deep rate=1.5K concurrency=8 /x", want: command{Verb: "compare", Deep: true, Path: "/x", Tuning: maint.Overrides{Rate: ptr(int64(1536)), Concurrency: 8}}},
+		{in: "compare deep rate=0", want: command{Verb: "compare", Deep: true, Path: "/", Tuning: maint.Overrides{Rate: ptr(int64(0))}}},
 		{in: "migrate to_safety", want: command{Verb: "migrate", Direction: dual.MigrateToSafety}},
-		{in: "migrate compare_all concurrency=2", want: command{Verb: "migrate", Direction: dual.MigrateCompareAll, Concurrency: 2}},
+		{in: "migrate compare_all concurrency=2", want: command{Verb: "migrate", Direction: dual.MigrateCompareAll, Tuning: maint.Overrides{Concurrency: 2}}},
 		{in: "gc dry-run", want: command{Verb: "gc", DryRun: true}},
 		{in: "stop\r\n", want: command{Verb: "stop"}},
 		{in: "gc", want: command{Verb: "gc"}},
@@ -58,8 +62,8 @@ func TestParseCommand(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got != tc.want {
-			t.Errorf("parseCommand(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("parseCommand(%q) = %+v (rate %v), %v; want %+v (rate %v)", tc.in, got, deref(got.Tuning.Rate), err, tc.want, deref(tc.want.Tuning.Rate))
 		}
 	}
 }
@@ -85,4 +89,14 @@ func FuzzParseCommand(f *testing.F) {
 			t.Fatalf("compare path %q not absolute", c.Path)
 		}
 	})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// deref shows a rate pointer's value ("unset" for nil) in a message.
+func deref(p *int64) any {
+	if p == nil {
+		return "unset"
+	}
+	return *p
 }

@@ -97,13 +97,10 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 			return fail(dual.ErrBusy)
 		}
 		// The run's options come from the same function as the offline
-		// CLI's. ctl's rate=0 means the configured rate.
-		t := maint.Tuning{Concurrency: f.opts.Scrub.Concurrency, BatchSize: f.opts.Scrub.BatchSize,
-			Rate: f.opts.Scrub.Rate, MaxDetails: f.opts.Scrub.MaxDetails}
-		ov := maint.Overrides{Concurrency: cmd.Concurrency}
-		if cmd.Rate > 0 {
-			ov.Rate = &cmd.Rate
-		}
+		// CLI's: the configured tuning with the command's overrides
+		// (rate=0 asks for no limit, as --rate 0 does offline).
+		t := f.opts.Tuning
+		ov := cmd.Tuning
 		var s *dual.Scrub
 		var err error
 		if cmd.Verb == "gc" {

@@ -17,21 +17,17 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/maint"
 	"github.com/dualstore/dualstore/fs/vfs"
 	"github.com/dualstore/dualstore/index"
 )
 
-// Options configure the filesystem layer.
+// Options configure the FUSE front end.
 type Options struct {
-	// StagingDir holds the (unlinked) staging files of non-sequential
-	// writes. Required; it should be on local disk.
-	StagingDir string
-	// CacheBytes bounds the chunk cache. Default 64 MiB.
-	CacheBytes int64
-	// Prefetch is how many chunks ahead sequential reads fetch at most
-	// (the window starts at 2 and doubles while reads stay sequential).
-	// Default 16.
-	Prefetch int
+	// Files are the file layer's options: the staging dir (required), the
+	// chunk cache and the prefetch of sequential reads. Its Log is set
+	// from Log.
+	Files vfs.Options
 	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's
 	// caching times. Every change goes through this mount, so the kernel's
 	// copies stay right; defaults 1s, 1s, 0.
@@ -39,24 +35,31 @@ type Options struct {
 	// Config renders the effective configuration, secrets redacted, for
 	// `.dualstore/config`. Optional.
 	Config func() []byte
-	// Scrub carries the tuning of the runs ctl starts (compare, repair,
-	// migrate, gc): only Concurrency, BatchSize, Rate and MaxDetails are
-	// read, as a maint.Tuning (zero fields take maint.DefaultTuning).
-	Scrub dual.ScrubOptions
+	// Tuning is how the runs ctl starts (compare, repair, migrate, gc) go
+	// unless the command says otherwise: the config's compare section.
+	Tuning maint.Tuning
 	// Log receives the filesystem's logs.
 	Log zerolog.Logger
+}
+
+// DefaultOptions returns every default of the front end and the file
+// layer (Files.StagingDir must still be set).
+func DefaultOptions() Options {
+	return Options{Files: vfs.DefaultOptions(), EntryTimeout: time.Second, AttrTimeout: time.Second,
+		Tuning: maint.DefaultTuning(), Log: zerolog.Nop()}
 }
 
 // Validate reports options that are out of range.
 func (o Options) Validate() error {
 	var errs []error
-	if o.StagingDir == "" {
-		errs = append(errs, errors.New("fs: StagingDir is required"))
-	} else if st, err := os.Stat(o.StagingDir); err != nil || !st.IsDir() {
-		errs = append(errs, fmt.Errorf("fs: staging dir %s: not a directory (%v)", o.StagingDir, err))
+	if err := o.Files.Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	if o.CacheBytes < 0 || o.Prefetch < 0 || o.Prefetch > 64 {
-		errs = append(errs, fmt.Errorf("fs: cache_bytes %d / prefetch %d out of range", o.CacheBytes, o.Prefetch))
+	if o.EntryTimeout < 0 || o.AttrTimeout < 0 || o.NegativeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("fs: negative kernel cache timeout (entry %s, attr %s, negative %s)", o.EntryTimeout, o.AttrTimeout, o.NegativeTimeout))
+	}
+	if err := o.Tuning.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("fs: compare tuning: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -78,13 +81,13 @@ type FS struct {
 
 	ctl      control
 	ioErrors atomic.Int64
-	maint    *Maintenance
+	maint    *maint.Maintenance
 }
 
-// New builds the filesystem over an open index and a dual manager. The
-// chunker parameters and hash come from the index header, so the same
-// bytes always cut the same way in this filesystem.
-func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
+// New builds the filesystem over its metadata (the index) and a dual
+// manager. The chunker parameters and hash come from the metadata's
+// header, so the same bytes always cut the same way in this filesystem.
+func New(db Meta, dm *dual.Manager, opts Options) (*FS, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -94,17 +97,19 @@ func New(db *index.DB, dm *dual.Manager, opts Options) (*FS, error) {
 	if opts.AttrTimeout == 0 {
 		opts.AttrTimeout = time.Second
 	}
+	opts.Tuning = opts.Tuning.WithDefaults()
+	opts.Files.Log = opts.Log // one logger for the mount; vfs tags its own lines
 	// vfs takes a zero CacheBytes or Prefetch to mean its default.
-	v, err := vfs.New(db, dm, vfs.Options{StagingDir: opts.StagingDir, CacheBytes: opts.CacheBytes, Prefetch: opts.Prefetch, Log: opts.Log})
+	v, err := vfs.New(db, dm, opts.Files)
 	if err != nil {
 		return nil, err
 	}
-	opts.CacheBytes, opts.Prefetch = v.Options().CacheBytes, v.Options().Prefetch
+	opts.Files = v.Options()
 	f := &FS{
 		db: db, dm: dm, opts: opts, start: time.Now(), vfs: v,
 		log: opts.Log.With().Str("component", "fs").Logger(),
 	}
-	f.maint = NewMaintenance(db, dm)
+	f.maint = maint.New(db, dm)
 	f.ctl.init(f)
 	return f, nil
 }
@@ -256,7 +261,9 @@ func (f *FS) truncate(ctx context.Context, ino uint64, size uint64) error {
 	if err != nil {
 		return err
 	}
-	defer vh.Release(ctx)
+	// The Flush below reports the commit; what Release commits after it
+	// (nothing, normally) it logs itself.
+	defer func() { _ = vh.Release(ctx) }()
 	// The kernel truncates its own cache, but a truncate that fails may
 	// revert the file: the next open drops the cache either way.
 	f.kcache.change(ino)
@@ -283,7 +290,7 @@ func (f *FS) openHandleWith(ctx context.Context, ino uint64, flags uint32, creat
 	if flags&syscall.O_TRUNC != 0 && write {
 		f.kcache.change(ino)
 		if err := vh.Truncate(ctx, 0); err != nil {
-			vh.Release(ctx)
+			_ = vh.Release(ctx) // the truncate's error is the one to report
 			return nil, err
 		}
 	}
@@ -307,7 +314,7 @@ func (f *FS) openHandleWith(ctx context.Context, ino uint64, flags uint32, creat
 
 func (f *FS) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	var s syscall.Statfs_t
-	if err := syscall.Statfs(f.opts.StagingDir, &s); err != nil {
+	if err := syscall.Statfs(f.opts.Files.StagingDir, &s); err != nil {
 		return f.fail("statfs", 0, err)
 	}
 	u, err := f.db.Usage(ctx)

@@ -69,7 +69,9 @@ func newTestMount(t *testing.T) *testMount {
 	}
 	staging := filepath.Join(tmp, "staging")
 	os.Mkdir(staging, 0o700)
-	m.fs, err = New(db, m.dm, Options{StagingDir: staging, CacheBytes: 1 << 20, Log: log})
+	o := DefaultOptions()
+	o.Files.StagingDir, o.Files.CacheBytes, o.Log = staging, 1<<20, log
+	m.fs, err = New(db, m.dm, o)
 	if err != nil {
 		t.Fatal(err)
 	}

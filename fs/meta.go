@@ -4,15 +4,18 @@ import (
 	"context"
 	"time"
 
+	"github.com/dualstore/dualstore/dual/maint"
 	"github.com/dualstore/dualstore/fs/vfs"
 	"github.com/dualstore/dualstore/index"
 )
 
-// Meta is the metadata the adapter needs: the file layer's (vfs.Meta) plus
+// Meta is the metadata the adapter needs: the file layer's (vfs.Meta),
+// maintenance's (maint.Index, for the runs ctl starts), plus
 // the tree (names, directories, links, attributes, extended attributes)
 // and the usage statfs and stats report. *index.DB implements it.
 type Meta interface {
 	vfs.Meta
+	maint.Index
 	Lookup(ctx context.Context, parent uint64, name string) (index.Attr, error)
 	Create(ctx context.Context, parent uint64, name string, n index.NewNode) (index.Attr, error)
 	ReadDir(ctx context.Context, parent uint64, after string, limit int) ([]index.DirEntry, error)

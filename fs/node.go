@@ -171,7 +171,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 			// The file may have reverted to its last committed content,
 			// which the kernel's page cache may not hold (see
 			// handle.reverted).
-			go n.NotifyContent(0, 0)
+			go func() { _ = n.NotifyContent(0, 0) }() // best effort: the next open drops the cache anyway
 			return n.fs.fail("truncate", n.ino(), err)
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	iofs "io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -458,7 +458,7 @@ func (b *bench) coldCaches(in *instance) (float64, error) {
 			return 1, nil
 		}
 	}
-	err := filepath.WalkDir(in.root, func(p string, e fs.DirEntry, err error) error {
+	err := filepath.WalkDir(in.root, func(p string, e iofs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

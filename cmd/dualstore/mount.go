@@ -16,7 +16,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/dualstore/dualstore/dual"
 	"github.com/dualstore/dualstore/dual/engine"
 	dsfs "github.com/dualstore/dualstore/fs"
 )
@@ -231,18 +230,15 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	if err := e.Dual.Start(ctx); err != nil {
 		return err
 	}
-	fsys, err := dsfs.New(e.Index, e.Dual, dsfs.Options{
-		StagingDir:  cfg.StagingDir(),
-		CacheBytes:  int64(cfg.Mount.CacheMB) << 20,
-		Prefetch:    cfg.Mount.Prefetch,
-		AttrTimeout: cfg.Mount.AttrTimeout.D(), EntryTimeout: cfg.Mount.EntryTimeout.D(),
-		Config: cfg.RedactedJSON,
-		Scrub: dual.ScrubOptions{
-			Concurrency: cfg.Compare.Concurrency, BatchSize: cfg.Compare.BatchSize,
-			Rate: cfg.Compare.Rate, MaxDetails: cfg.Compare.MaxDetails,
-		},
-		Log: log,
-	})
+	fo := dsfs.DefaultOptions()
+	fo.Files.StagingDir = cfg.StagingDir()
+	fo.Files.CacheBytes = int64(cfg.Mount.CacheMB) << 20
+	fo.Files.Prefetch = cfg.Mount.Prefetch
+	fo.AttrTimeout, fo.EntryTimeout = cfg.Mount.AttrTimeout.D(), cfg.Mount.EntryTimeout.D()
+	fo.Config = cfg.RedactedJSON
+	fo.Tuning = cfg.Compare
+	fo.Log = log
+	fsys, err := dsfs.New(e.Index, e.Dual, fo)
 	if err != nil {
 		return err
 	}

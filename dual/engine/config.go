@@ -16,6 +16,7 @@ import (
 	"github.com/dualstore/dualstore/chunker"
 	"github.com/dualstore/dualstore/dual"
 	"github.com/dualstore/dualstore/dual/maint"
+	"github.com/dualstore/dualstore/fs/vfs"
 	"github.com/dualstore/dualstore/stores"
 	"github.com/dualstore/dualstore/stores/local"
 )
@@ -104,17 +105,18 @@ func (c *Config) Complete(reg *Registry) error {
 	if c.LogLevel == "" {
 		c.LogLevel = "warn"
 	}
+	files := vfs.DefaultOptions() // the file layer's defaults, in one place
 	if c.Mount.CacheMB == 0 {
-		c.Mount.CacheMB = 64
+		c.Mount.CacheMB = int(files.CacheBytes >> 20)
 	}
 	if c.Mount.CacheMB < 0 {
 		errs = append(errs, fmt.Errorf("mount.cache_mb %d: want > 0", c.Mount.CacheMB))
 	}
 	if c.Mount.Prefetch == 0 {
-		c.Mount.Prefetch = 16
+		c.Mount.Prefetch = files.Prefetch
 	}
-	if c.Mount.Prefetch < 0 || c.Mount.Prefetch > 64 {
-		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..64", c.Mount.Prefetch))
+	if c.Mount.Prefetch < 0 || c.Mount.Prefetch > vfs.MaxPrefetch {
+		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..%d", c.Mount.Prefetch, vfs.MaxPrefetch))
 	}
 	def := chunker.DefaultParams()
 	if c.Chunker.Hash == "" {

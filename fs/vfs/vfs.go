@@ -51,6 +51,9 @@ type Options struct {
 	Log zerolog.Logger
 }
 
+// MaxPrefetch bounds Options.Prefetch.
+const MaxPrefetch = 64
+
 // DefaultOptions returns the defaults (StagingDir must still be set). New
 // also takes a zero CacheBytes or Prefetch to mean the default.
 func DefaultOptions() Options {
@@ -65,7 +68,7 @@ func (o Options) Validate() error {
 	} else if st, err := os.Stat(o.StagingDir); err != nil || !st.IsDir() {
 		errs = append(errs, fmt.Errorf("vfs: staging dir %s: not a directory (%v)", o.StagingDir, err))
 	}
-	if o.CacheBytes < 0 || o.Prefetch < 0 || o.Prefetch > 64 {
+	if o.CacheBytes < 0 || o.Prefetch < 0 || o.Prefetch > MaxPrefetch {
 		errs = append(errs, fmt.Errorf("vfs: cache_bytes %d / prefetch %d out of range", o.CacheBytes, o.Prefetch))
 	}
 	return errors.Join(errs...)

@@ -39,7 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -238,7 +238,7 @@ func markOpen(root string) (_ *os.File, unclean bool, _ error) {
 		existed := false
 		if f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
 			f.Close()
-		} else if errors.Is(err, fs.ErrExist) {
+		} else if errors.Is(err, iofs.ErrExist) {
 			existed = true
 		} else {
 			return nil, false, fmt.Errorf("local %s: open marker: %w", root, err)
@@ -247,7 +247,7 @@ func markOpen(root string) (_ *os.File, unclean bool, _ error) {
 		// writing would keep the store's filesystem from being remounted
 		// read-only while the store is open.
 		f, err := os.Open(p)
-		if errors.Is(err, fs.ErrNotExist) && attempt < 3 {
+		if errors.Is(err, iofs.ErrNotExist) && attempt < 3 {
 			continue // its holder closed the store meanwhile
 		}
 		if err != nil {
@@ -311,11 +311,11 @@ func (l *Local) SweepDone() <-chan struct{} { return l.sweepDone }
 func prepareRoot(root string, create bool) error {
 	fi, err := os.Stat(root)
 	switch {
-	case errors.Is(err, fs.ErrNotExist) && create:
+	case errors.Is(err, iofs.ErrNotExist) && create:
 		if err := os.MkdirAll(root, dirPerm); err != nil {
 			return fmt.Errorf("local %s: create root directory: %w", root, err)
 		}
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, iofs.ErrNotExist):
 		return fmt.Errorf("local %s: root directory does not exist (create it, or set CreateRoot): %w", root, err)
 	case err != nil:
 		return fmt.Errorf("local %s: root directory: %w", root, err)
@@ -353,7 +353,7 @@ func isShard(name string) bool {
 func sweepTemps(ctx context.Context, root, keep string) error {
 	sweepDir := func(dir string) error {
 		entries, err := os.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, iofs.ErrNotExist) {
 			return nil
 		}
 		if err != nil {
@@ -362,7 +362,7 @@ func sweepTemps(ctx context.Context, root, keep string) error {
 		for _, e := range entries {
 			n := e.Name()
 			if strings.HasPrefix(n, tmpPrefix) && !strings.HasPrefix(n, keep) {
-				if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 					return err
 				}
 			}
@@ -493,7 +493,7 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	defer l.mu.RUnlock()
 	p := l.path(id)
 	data, err := fsCall(l, ctx, func() ([]byte, error) { return readFile(p) })
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, iofs.ErrNotExist) {
 		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, stores.ErrNotFound)
 	}
 	if err != nil {
@@ -561,7 +561,7 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 	_, err := fsCallFlag(l, ctx, &gaveUp, func() (struct{}, error) {
 		if _, err := os.Lstat(final); err == nil {
 			return struct{}{}, nil // held already
-		} else if !errors.Is(err, fs.ErrNotExist) {
+		} else if !errors.Is(err, iofs.ErrNotExist) {
 			return struct{}{}, err
 		}
 		return struct{}{}, l.write(id, payload, &gaveUp)
@@ -581,7 +581,7 @@ func (l *Local) write(id stores.ID, payload []byte, gaveUp *atomic.Bool) error {
 	// temp file first and create the shard only when it is missing, rather
 	// than a mkdir(2) (which locks the store's root) for every chunk.
 	tmp, err := os.CreateTemp(dir, pattern)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, iofs.ErrNotExist) {
 		if err := os.Mkdir(dir, dirPerm); err == nil {
 			// A new shard's entry in the root must be durable too.
 			if l.opts.Fsync {
@@ -589,7 +589,7 @@ func (l *Local) write(id stores.ID, payload []byte, gaveUp *atomic.Bool) error {
 					return err
 				}
 			}
-		} else if !errors.Is(err, fs.ErrExist) {
+		} else if !errors.Is(err, iofs.ErrExist) {
 			return err
 		}
 		tmp, err = os.CreateTemp(dir, pattern)
@@ -659,7 +659,7 @@ func (l *Local) Stat(ctx context.Context, id stores.ID) (int64, error) {
 	}
 	defer l.mu.RUnlock()
 	size, err := fsCall(l, ctx, func() (int64, error) { return l.stat(id) })
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, iofs.ErrNotExist) {
 		return 0, fmt.Errorf("local %s: stat %s: %w", l.root, id, stores.ErrNotFound)
 	}
 	if err != nil {
@@ -705,7 +705,7 @@ func (l *Local) Delete(ctx context.Context, id stores.ID) error {
 	}
 	defer l.mu.RUnlock()
 	p := l.path(id)
-	if err := fsDo(l, ctx, func() error { return os.Remove(p) }); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := fsDo(l, ctx, func() error { return os.Remove(p) }); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 		return fmt.Errorf("local %s: delete %s: %w", l.root, id, err)
 	}
 	return nil
@@ -720,7 +720,7 @@ func (l *Local) List(ctx context.Context, fn func(id stores.ID) error) error {
 	}
 	defer l.mu.RUnlock()
 	root := l.root
-	shards, err := fsCall(l, ctx, func() ([]fs.DirEntry, error) { return os.ReadDir(root) })
+	shards, err := fsCall(l, ctx, func() ([]iofs.DirEntry, error) { return os.ReadDir(root) })
 	if err != nil {
 		return fmt.Errorf("local %s: list: %w", l.root, err)
 	}
@@ -732,8 +732,8 @@ func (l *Local) List(ctx context.Context, fn func(id stores.ID) error) error {
 			return fmt.Errorf("local %s: list: %w", l.root, err)
 		}
 		dir := filepath.Join(l.root, sh.Name())
-		entries, err := fsCall(l, ctx, func() ([]fs.DirEntry, error) { return os.ReadDir(dir) })
-		if errors.Is(err, fs.ErrNotExist) {
+		entries, err := fsCall(l, ctx, func() ([]iofs.DirEntry, error) { return os.ReadDir(dir) })
+		if errors.Is(err, iofs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
@@ -796,7 +796,7 @@ func (l *Local) Close() error {
 	// through or a write abandoned in a hung filesystem may yet leave one.
 	// Then the marker stays and the next open sweeps.
 	if l.swept.Load() && l.abandoned.Load() == 0 {
-		if rerr := os.Remove(filepath.Join(l.root, openMarker)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+		if rerr := os.Remove(filepath.Join(l.root, openMarker)); rerr != nil && !errors.Is(rerr, iofs.ErrNotExist) && err == nil {
 			err = rerr
 		}
 	}

@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/rs/zerolog"
-	"github.com/zeebo/blake3"
 
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/dualtest"
 	"github.com/dualstore/dualstore/index"
 	"github.com/dualstore/dualstore/stores"
 )
@@ -46,31 +45,16 @@ func requireFUSE(t *testing.T) {
 func newTestMount(t *testing.T) *testMount {
 	t.Helper()
 	requireFUSE(t)
-	ctx := context.Background()
+	env := dualtest.New(t)
 	tmp := t.TempDir()
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	db, err := index.Open(ctx, index.Options{
-		Path: filepath.Join(tmp, "index.db"),
-		NewHeader: index.Header{Hash: "blake3", Polynomial: 0x3DA3358B4DC173,
-			MinSize: 4 << 10, AvgSize: 16 << 10, MaxSize: 64 << 10},
-		Log: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash := func(b []byte) stores.ID { return blake3.Sum256(b) }
-	m := &testMount{db: db, primary: stores.NewMem("primary-0"), safety: stores.NewMem("safety-0")}
-	opts := dual.DefaultOptions()
-	opts.Hash = hash
-	m.dm, err = dual.New(dual.NewTier("primary", []stores.Store{m.primary}, hash),
-		dual.NewTier("safety", []stores.Store{m.safety}, hash), db, opts, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := env.Log
+	db := env.DB
+	m := &testMount{db: db, dm: env.DM, primary: env.Primary, safety: env.Safety}
 	staging := filepath.Join(tmp, "staging")
 	os.Mkdir(staging, 0o700)
 	o := DefaultOptions()
 	o.Files.StagingDir, o.Files.CacheBytes, o.Log = staging, 1<<20, log
+	var err error
 	m.fs, err = New(db, m.dm, o)
 	if err != nil {
 		t.Fatal(err)
@@ -86,8 +70,8 @@ func newTestMount(t *testing.T) *testMount {
 			syscall.Unmount(m.dir, syscall.MNT_DETACH)
 		}
 		m.fs.Close()
-		m.dm.Close()
-		db.Close()
+		// dualtest closes the manager and the index after this (cleanups
+		// run last first).
 	})
 	return m
 }

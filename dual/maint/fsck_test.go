@@ -97,19 +97,19 @@ func TestFsckDamage(t *testing.T) {
 			tree(t, e)
 			// 2 (in /d/f and /d/g) is lost from both tiers, 1 from the
 			// primary, 4 from the safety tier, and the primary fails for 5.
-			for _, m := range []*stores.Mem{e.primary, e.safety} {
+			for _, m := range []*stores.Mem{e.Primary, e.Safety} {
 				if err := m.Delete(ctx, id(2)); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := e.primary.Delete(ctx, id(1)); err != nil {
+			if err := e.Primary.Delete(ctx, id(1)); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.safety.Delete(ctx, id(4)); err != nil {
+			if err := e.Safety.Delete(ctx, id(4)); err != nil {
 				t.Fatal(err)
 			}
 			for _, op := range []stores.Op{stores.OpStat, stores.OpGet} {
-				e.pf.Set(op, stores.Rule{IDs: []stores.ID{id(5)}})
+				e.PrimaryFault.Set(op, stores.Rule{IDs: []stores.ID{id(5)}})
 			}
 			r, err := e.x.Fsck(ctx, maint.FsckOptions{Deep: deep})
 			if err != nil {
@@ -175,10 +175,10 @@ func TestFsckRepair(t *testing.T) {
 	if !r.Clean || !r.IndexClean || r.Fixed == 0 || !slices.Equal(r.IndexProblems, problems) || r.Chunks != 5 || r.Unrecoverable != 0 {
 		t.Fatalf("fsck --repair: %+v; want clean, rows fixed, the problems it found listed", r)
 	}
-	if err := e.db.Check(ctx, 0); err != nil {
+	if err := e.DB.Check(ctx, 0); err != nil {
 		t.Fatalf("index after repair: %v", err)
 	}
-	if _, refs, err := e.db.ChunkRefs(ctx, id(2)); err != nil || refs != 2 {
+	if _, refs, err := e.DB.ChunkRefs(ctx, id(2)); err != nil || refs != 2 {
 		t.Errorf("refs of the shared chunk after repair: %d, %v; want 2", refs, err)
 	}
 	r, err = e.x.Fsck(ctx, maint.FsckOptions{Repair: true})
@@ -193,7 +193,7 @@ func TestFsckStop(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
 	tree(t, e)
-	e.pf.Set(stores.OpStat, stores.Rule{Delay: time.Second})
+	e.PrimaryFault.Set(stores.OpStat, stores.Rule{Delay: time.Second})
 
 	t.Run("cancelled during the check", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
@@ -221,7 +221,7 @@ func TestFsckStop(t *testing.T) {
 			t.Fatalf("Fsck with a cancelled context: %v, want context.Canceled", err)
 		}
 	})
-	e.pf.Clear()
+	e.PrimaryFault.Clear()
 	if r, err := e.x.Fsck(ctx, maint.FsckOptions{}); err != nil || !r.Clean {
 		t.Errorf("fsck after the stopped ones: %+v, %v; want clean (the manager is free)", r, err)
 	}

@@ -24,20 +24,20 @@ func TestScrubOptionsSubtree(t *testing.T) {
 	e.file(t, a, "f1", 1, 2)
 	sub := e.mkdir(t, a, "sub")
 	f2 := e.file(t, sub, "f2", 3, 1, 3) // shares chunk 1 with f1, 3 twice
-	if _, err := e.db.Link(ctx, f2, index.RootIno, "f2-link", time.Now()); err != nil {
+	if _, err := e.DB.Link(ctx, f2, index.RootIno, "f2-link", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	b := e.mkdir(t, index.RootIno, "b")
 	e.file(t, b, "f3", 4)
 	e.file(t, index.RootIno, "f4", 5)
-	if _, err := e.db.Create(ctx, a, "l", index.NewNode{Mode: syscall.S_IFLNK | 0o777, Target: "../b/f3"}); err != nil {
+	if _, err := e.DB.Create(ctx, a, "l", index.NewNode{Mode: syscall.S_IFLNK | 0o777, Target: "../b/f3"}); err != nil {
 		t.Fatal(err)
 	}
 	e.mkdir(t, b, "empty")
 	// A directory longer than one ReadDir page, its only chunk at the end.
 	big := e.mkdir(t, index.RootIno, "big")
 	for i := range 1100 {
-		if _, err := e.db.Create(ctx, big, fmt.Sprintf("e%04d", i), index.NewNode{Mode: syscall.S_IFREG | 0o644}); err != nil {
+		if _, err := e.DB.Create(ctx, big, fmt.Sprintf("e%04d", i), index.NewNode{Mode: syscall.S_IFREG | 0o644}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,7 +114,7 @@ func TestScrubOptionsSubtree(t *testing.T) {
 				t.Errorf("Count = %d, %d, %v; want %d, %d", n, nb, err, len(want), wantBytes)
 			}
 			// And the run itself compares exactly those.
-			r, err := e.dm.Run(ctx, o)
+			r, err := e.DM.Run(ctx, o)
 			if err != nil || r.Done != int64(len(want)) || r.Matches != r.Done || r.Path != tc.wantPath {
 				t.Errorf("run over %q: %+v, %v; want %d matches", tc.path, r, err, len(want))
 			}
@@ -129,14 +129,14 @@ func TestScrubOptionsFilesOf(t *testing.T) {
 	d := e.mkdir(t, index.RootIno, "d")
 	e.file(t, d, "x", 1, 2)
 	e.file(t, index.RootIno, "y", 2)
-	if err := e.primary.Delete(ctx, id(2)); err != nil {
+	if err := e.Primary.Delete(ctx, id(2)); err != nil {
 		t.Fatal(err)
 	}
 	o, err := e.x.ScrubOptions(ctx, dual.ScrubOptions{}, "/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := e.dm.Run(ctx, o)
+	r, err := e.DM.Run(ctx, o)
 	if err != nil || r.SafetyOnly != 1 || len(r.Details) != 1 {
 		t.Fatalf("compare: %+v, %v; want one safety_only", r, err)
 	}
@@ -152,18 +152,18 @@ func TestGCOptions(t *testing.T) {
 	f := e.file(t, index.RootIno, "f", 1, 2)
 	e.file(t, index.RootIno, "g", 2, 3)
 	e.commit(t, f, 4) // 1 is now unreferenced
-	r, err := e.dm.GC(ctx, e.x.GCOptions(dual.GCOptions{}))
+	r, err := e.DM.GC(ctx, e.x.GCOptions(dual.GCOptions{}))
 	if err != nil || r.Removed != 1 || r.Errors != 0 {
 		t.Fatalf("gc: %+v, %v; want 1 removed", r, err)
 	}
 	for s, want := range map[int]bool{1: false, 2: true, 3: true, 4: true} {
-		for _, m := range []*stores.Mem{e.primary, e.safety} {
+		for _, m := range []*stores.Mem{e.Primary, e.Safety} {
 			if _, err := m.Stat(ctx, id(s)); (err == nil) != want {
 				t.Errorf("chunk %d in %s: %v, want present %v", s, m.Name(), err, want)
 			}
 		}
 	}
-	if n, _, err := e.db.UnrefCount(ctx); err != nil || n != 0 {
+	if n, _, err := e.DB.UnrefCount(ctx); err != nil || n != 0 {
 		t.Errorf("unreferenced rows after gc: %d, %v", n, err)
 	}
 }

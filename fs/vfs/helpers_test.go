@@ -12,10 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-	"github.com/zeebo/blake3"
-
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/dualtest"
 	"github.com/dualstore/dualstore/index"
 	"github.com/dualstore/dualstore/stores"
 )
@@ -37,54 +35,32 @@ type testFS struct {
 }
 
 const (
-	testMin = 4 << 10
-	testAvg = 16 << 10
-	testMax = 64 << 10
+	testMin = dualtest.MinSize
+	testAvg = dualtest.AvgSize
+	testMax = dualtest.MaxSize
 )
 
 func newTestFS(t testing.TB, tweak ...func(*Options)) *testFS {
 	t.Helper()
-	ctx := context.Background()
-	tmp := t.TempDir()
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	db, err := index.Open(ctx, index.Options{
-		Path: filepath.Join(tmp, "index.db"),
-		NewHeader: index.Header{Hash: "blake3", Polynomial: 0x3DA3358B4DC173,
-			MinSize: testMin, AvgSize: testAvg, MaxSize: testMax},
-		Log: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash := func(b []byte) stores.ID { return blake3.Sum256(b) }
-	m := &testFS{db: db, primary: stores.NewMem("primary-0"), safety: stores.NewMem("safety-0")}
-	m.pfault, m.sfault = stores.NewFault(m.primary), stores.NewFault(m.safety)
-	dopts := dual.DefaultOptions()
-	dopts.Hash = hash
-	m.dm, err = dual.New(dual.NewTier("primary", []stores.Store{m.pfault}, hash),
-		dual.NewTier("safety", []stores.Store{m.sfault}, hash), db, dopts, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.staging = filepath.Join(tmp, "staging")
+	env := dualtest.New(t)
+	m := &testFS{db: env.DB, dm: env.DM, primary: env.Primary, safety: env.Safety,
+		pfault: env.PrimaryFault, sfault: env.SafetyFault}
+	m.staging = filepath.Join(t.TempDir(), "staging")
 	if err := os.Mkdir(m.staging, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	opts := DefaultOptions()
 	opts.StagingDir = m.staging
 	opts.CacheBytes = 1 << 20
-	opts.Log = log
+	opts.Log = env.Log
 	for _, f := range tweak {
 		f(&opts)
 	}
-	m.fs, err = New(db, m.dm, opts)
+	var err error
+	m.fs, err = New(m.db, m.dm, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		m.dm.Close()
-		db.Close()
-	})
 	return m
 }
 

@@ -144,6 +144,44 @@ func TestPutAbandonedKeepsData(t *testing.T) {
 	}
 }
 
+// TestAbandonedPutStoresNothing checks that a Put that fails at its
+// deadline leaves no chunk file, also when the deadline passes just as its
+// write renames the file into place: the caller was told the Put failed,
+// and may act on that. It runs until enough Puts were abandoned with their
+// writes still running, or fails.
+func TestAbandonedPutStoresNothing(t *testing.T) {
+	l := newLocal(t, Options{})
+	const want = 100
+	running := 0
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; running < want; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d Puts in two minutes, only %d were abandoned with their writes running, want %d", i, running, want)
+		}
+		data := fmt.Appendf(nil, "chunk %d", i)
+		id := idOf(data)
+		// Deadlines spread over the time a small Put takes.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%64)*2*time.Microsecond)
+		err := l.Put(ctx, id, data)
+		cancel()
+		if err == nil {
+			continue
+		}
+		if l.abandoned.Load() > 0 {
+			running++
+		}
+		noneAbandoned(t, l)
+		if _, serr := os.Lstat(l.path(id)); serr == nil {
+			t.Fatalf("Put %d failed (%v) but its chunk file is in place", i, err)
+		} else if !errors.Is(serr, os.ErrNotExist) {
+			t.Fatal(serr)
+		}
+		if _, gerr := l.Get(context.Background(), id); !errors.Is(gerr, stores.ErrNotFound) {
+			t.Fatalf("Get after Put %d failed (%v): %v, want ErrNotFound", i, err, gerr)
+		}
+	}
+}
+
 // TestPutImmutableData checks Puts marked with stores.WithImmutableData
 // (no defensive copy) still store exactly the bytes, abandoned or not.
 func TestPutImmutableData(t *testing.T) {

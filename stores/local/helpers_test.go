@@ -1,20 +1,25 @@
 package local
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
 
-// waitFor polls cond until it holds, and fails t if it does not within
-// timeout: how a test waits for work it cannot join (a write abandoned at
-// its deadline, finishing in the background) instead of sleeping for a
-// guess.
-func waitFor(t testing.TB, timeout time.Duration, cond func() bool, what string) {
+// waitFor polls cond until it returns nil, and fails t with cond's last
+// error if that takes longer than timeout: how a test waits for work it
+// cannot join (a write abandoned at its deadline, finishing in the
+// background) instead of sleeping for a guess.
+func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !cond() {
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", timeout, what)
+			t.Fatalf("not within %s: %v", timeout, err)
 		}
 		time.Sleep(time.Millisecond) // the poll interval
 	}
@@ -24,5 +29,10 @@ func waitFor(t testing.TB, timeout time.Duration, cond func() bool, what string)
 // background.
 func noneAbandoned(t testing.TB, l *Local) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() bool { return l.abandoned.Load() == 0 }, "the abandoned calls to end")
+	waitFor(t, 10*time.Second, func() error {
+		if n := l.abandoned.Load(); n != 0 {
+			return fmt.Errorf("%d abandoned calls still running", n)
+		}
+		return nil
+	})
 }

@@ -403,11 +403,15 @@ func TestEmitErrorAtClose(t *testing.T) {
 // a Write waits on it: both must return, and nothing more is emitted.
 func TestAbort(t *testing.T) {
 	release := make(chan struct{})
+	blocked := make(chan struct{}) // closed by the first emit
 	var mu sync.Mutex
 	calls := 0
 	s, err := NewStream(smallParams(), blake3Hash(t), func(Chunk) error {
 		mu.Lock()
 		calls++
+		if calls == 1 {
+			close(blocked)
+		}
 		mu.Unlock()
 		<-release
 		return nil
@@ -425,16 +429,10 @@ func TestAbort(t *testing.T) {
 		writeErr <- err
 	}()
 	// Wait until emit is blocked, then abort from another goroutine.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		mu.Lock()
-		n := calls
-		mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("emit never called")
-		}
+	select {
+	case <-blocked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("emit never called")
 	}
 	aborted := make(chan struct{})
 	go func() {
@@ -514,13 +512,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 			s.Abort()
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after 200 streams, %d before", runtime.NumGoroutine(), before)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	noLeakedGoroutines(t, before, "200 streams")
 }
 
 // TestChunkDataOwned checks emitted chunks do not alias restic's or the

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 )
 
 // successors is a Predictor built like the index answers it: for each
@@ -235,11 +234,5 @@ func TestPredictedStreamEnds(t *testing.T) {
 			t.Fatalf("run %d: Close after Abort = %v, want ErrAborted", i, cerr)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after 40 streams, %d before", runtime.NumGoroutine(), before)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	noLeakedGoroutines(t, before, "40 streams")
 }

@@ -165,9 +165,9 @@ func TestBackfillBackoff(t *testing.T) {
 	waitFor(t, 5*time.Second, "the first backfill round", func() bool {
 		return r.s.Calls(stores.OpPut) >= writes+pending
 	})
-	// Measure the retry rate over a window (a measurement, not a wait).
+	// Measure the retry rate over a window.
 	before := r.s.Calls(stores.OpPut)
-	time.Sleep(window)
+	time.Sleep(window) // the window measured: not synchronisation
 	tries := r.s.Calls(stores.OpPut) - before
 	// Polling every interval would be window/interval rounds of `pending`
 	// puts (250); backing off up to maxBackoff gives about 7 rounds (35).
@@ -522,7 +522,7 @@ func TestBackfillResumesWhenTheTierIsBack(t *testing.T) {
 	// run one or two (a round gives up after 17 failed puts).
 	roundsBefore := statNum(t, r.m, "backfill_errors")
 	writeChunks(t, r.m, 800, 50, 100)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // time for wrongly kicked rounds to run and be counted: not synchronisation
 	if extra := statNum(t, r.m, "backfill_errors") - roundsBefore; extra > 2*17 {
 		t.Errorf("50 writes during the outage ran %v more failing backfill puts", extra)
 	}

@@ -245,7 +245,9 @@ func TestGCWriterRace(t *testing.T) {
 			x.set(id, int64(len(data)), 1) // commit
 			r.m.Release(id)
 		}()
-		time.Sleep(50 * time.Millisecond) // give the writer time to (wrongly) get in
+		// Give the writer time to (wrongly) get in: the test checks that
+		// Hold stays blocked for a while, so this is not synchronisation.
+		time.Sleep(50 * time.Millisecond)
 		select {
 		case <-holdReturned:
 			t.Error("Hold returned while gc had claimed the chunk")

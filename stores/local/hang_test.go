@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,18 +30,18 @@ func hangingChunk(t *testing.T, l *Local, id stores.ID) (release func()) {
 	var once sync.Once
 	release = func() {
 		once.Do(func() {
-			// Replace the FIFO, then feed EOF to the readers blocked in
-			// open: a non-blocking writer open succeeds while a reader waits.
-			deadline := time.Now().Add(10 * time.Second)
-			for l.abandoned.Load() > 0 && time.Now().Before(deadline) {
+			// Feed EOF to the readers blocked in open, until none is
+			// left: a non-blocking writer open succeeds while a reader
+			// waits.
+			waitFor(t, 10*time.Second, func() error {
 				if fd, err := syscall.Open(p, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
 					syscall.Close(fd)
 				}
-				time.Sleep(time.Millisecond)
-			}
-			if n := l.abandoned.Load(); n != 0 {
-				t.Errorf("%d abandoned calls still blocked after release", n)
-			}
+				if n := l.abandoned.Load(); n != 0 {
+					return fmt.Errorf("%d abandoned calls still blocked after release", n)
+				}
+				return nil
+			})
 		})
 	}
 	t.Cleanup(release)
@@ -110,37 +111,89 @@ func TestHungFilesystem(t *testing.T) {
 }
 
 // TestPutAbandonedKeepsData checks that a Put abandoned at its deadline
-// writes the bytes it was given, even when the caller reuses the buffer
-// at once (Put does not keep data after it returns).
+// never stores a buffer the caller reused (Put does not keep data after it
+// returns, and the caller reuses its buffer at once): -race reports a write
+// that reads it late, and a chunk file, when one is in place, holds the
+// real bytes. It runs until enough Puts were abandoned with their writes
+// still running, the case that matters, or fails.
 func TestPutAbandonedKeepsData(t *testing.T) {
 	l := newLocal(t, Options{})
 	data := []byte("the chunk's real bytes, long enough to matter")
 	id := idOf(data)
-	// Deadlines so short that the call gives up while its write is still
-	// running, often enough.
-	for range 50 {
+	const want = 10
+	running := 0
+	deadline := time.Now().Add(time.Minute)
+	for i := 0; running < want; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d Puts in a minute, only %d were abandoned with their writes running, want %d", i, running, want)
+		}
 		buf := append([]byte(nil), data...)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Microsecond)
-		_ = l.Put(ctx, id, buf)
+		// Deadlines so short that the call often gives up while its write
+		// is still running.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%16)*time.Microsecond)
+		err := l.Put(ctx, id, buf)
 		cancel()
+		if err != nil && l.abandoned.Load() > 0 {
+			running++
+		}
 		for i := range buf {
 			buf[i] = 'X' // the caller reuses its buffer
 		}
+		noneAbandoned(t, l)
+		got, rerr := os.ReadFile(l.path(id))
+		switch {
+		case err == nil && rerr != nil:
+			t.Fatalf("Put %d succeeded but the chunk file is unreadable: %v", i, rerr)
+		case err != nil && rerr == nil:
+			t.Fatalf("Put %d failed (%v) but its chunk file is in place: an abandoned write was renamed", i, err)
+		case rerr == nil && !bytes.Equal(got, data):
+			t.Fatalf("chunk file holds %q, want %q: an abandoned Put wrote a reused buffer", got, data)
+		case rerr == nil:
+			// Stored: remove it, so that the next Put writes again.
+			if err := l.Delete(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		case !errors.Is(rerr, os.ErrNotExist):
+			t.Fatal(rerr)
+		}
 	}
-	// Let abandoned writes finish.
-	deadline := time.Now().Add(10 * time.Second)
-	for l.abandoned.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	got, err := os.ReadFile(l.path(id))
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip("no Put got as far as writing (timing); nothing to check")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != string(data) {
-		t.Fatalf("chunk file holds %q, want %q: an abandoned Put wrote a reused buffer", got, data)
+}
+
+// TestAbandonedPutStoresNothing checks that a Put that fails at its
+// deadline leaves no chunk file, also when the deadline passes just as its
+// write renames the file into place: the caller was told the Put failed,
+// and may act on that. It runs until enough Puts were abandoned with their
+// writes still running, or fails.
+func TestAbandonedPutStoresNothing(t *testing.T) {
+	l := newLocal(t, Options{})
+	const want = 100
+	running := 0
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; running < want; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d Puts in two minutes, only %d were abandoned with their writes running, want %d", i, running, want)
+		}
+		data := fmt.Appendf(nil, "chunk %d", i)
+		id := idOf(data)
+		// Deadlines spread over the time a small Put takes.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%64)*2*time.Microsecond)
+		err := l.Put(ctx, id, data)
+		cancel()
+		if err == nil {
+			continue
+		}
+		if l.abandoned.Load() > 0 {
+			running++
+		}
+		noneAbandoned(t, l)
+		if _, serr := os.Lstat(l.path(id)); serr == nil {
+			t.Fatalf("Put %d failed (%v) but its chunk file is in place", i, err)
+		} else if !errors.Is(serr, os.ErrNotExist) {
+			t.Fatal(serr)
+		}
+		if _, gerr := l.Get(context.Background(), id); !errors.Is(gerr, stores.ErrNotFound) {
+			t.Fatalf("Get after Put %d failed (%v): %v, want ErrNotFound", i, err, gerr)
+		}
 	}
 }
 
@@ -157,14 +210,13 @@ func TestPutImmutableData(t *testing.T) {
 		ctx, cancel := context.WithTimeout(stores.WithImmutableData(context.Background()), time.Duration(i%4)*time.Millisecond+time.Microsecond)
 		err := l.Put(ctx, id, data)
 		cancel()
-		deadline := time.Now().Add(10 * time.Second)
-		for l.abandoned.Load() > 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
+		noneAbandoned(t, l)
 		got, rerr := os.ReadFile(l.path(id))
 		switch {
 		case err == nil && rerr != nil:
 			t.Fatalf("Put %d succeeded but the chunk file is unreadable: %v", i, rerr)
+		case err != nil && rerr == nil:
+			t.Fatalf("Put %d failed (%v) but its chunk file is in place: an abandoned write was renamed", i, err)
 		case rerr == nil && string(got) != string(data):
 			t.Fatalf("chunk file %d holds %q, want %q", i, got, data)
 		}

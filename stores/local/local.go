@@ -47,6 +47,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -437,9 +438,29 @@ func fsCall[T any](l *Local, ctx context.Context, fn func() (T, error)) (T, erro
 	return fsCallFlag(l, ctx, nil, fn)
 }
 
-// fsCallFlag is fsCall that also sets gaveUp (if not nil) when it abandons
-// fn, before it returns.
-func fsCallFlag[T any](l *Local, ctx context.Context, gaveUp *atomic.Bool, fn func() (T, error)) (T, error) {
+// The states of a write's handshake with its caller (see fsCallFlag),
+// which decides whether the write may still rename its file into place.
+const (
+	writeRunning    int32 = iota // neither side has decided yet
+	writeCommitting              // the write is renaming its file into place
+	writeAbandoned               // the caller gave up first: the write drops its file
+)
+
+// commitWait is how long a Put whose context ends while its write is
+// renaming the file into place waits for the rename, so that it reports
+// what happened and not a failure that left the chunk stored. A rename
+// that takes longer is one into a filesystem that hangs: the call then
+// returns like any other, and the chunk may yet appear (whole).
+const commitWait = time.Second
+
+// fsCallFlag is fsCall for a write that must not take effect once its
+// caller was told it failed. state (if not nil) is the write's handshake,
+// writeRunning at first: when ctx ends, the caller moves it to
+// writeAbandoned and returns ctx's error, and the write, which moves it to
+// writeCommitting just before its rename, then drops its file instead. If
+// the write got there first, the caller waits (up to commitWait) for the
+// write's own result.
+func fsCallFlag[T any](l *Local, ctx context.Context, state *atomic.Int32, fn func() (T, error)) (T, error) {
 	var zero T
 	if ctx.Done() == nil {
 		return fn() // cannot be cancelled: no goroutine needed
@@ -465,15 +486,25 @@ func fsCallFlag[T any](l *Local, ctx context.Context, gaveUp *atomic.Bool, fn fu
 			return r.v, r.err
 		default:
 		}
-		if gaveUp != nil {
-			gaveUp.Store(true)
+		err := ctx.Err()
+		if state != nil && !state.CompareAndSwap(writeRunning, writeAbandoned) {
+			// The write is renaming its file into place: its result
+			// says whether the chunk is stored.
+			t := time.NewTimer(commitWait)
+			select {
+			case r := <-done:
+				t.Stop()
+				return r.v, r.err
+			case <-t.C:
+			}
+			err = fmt.Errorf("%w (the chunk file was being renamed into place and may yet appear)", err)
 		}
 		l.abandoned.Add(1)
 		go func() {
 			<-done
 			l.abandoned.Add(-1)
 		}()
-		return zero, ctx.Err()
+		return zero, err
 	}
 }
 
@@ -557,23 +588,23 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 	// more than its handoffs. An abandoned write is never renamed into
 	// place: the caller was told it failed.
 	final := l.path(id)
-	var gaveUp atomic.Bool
-	_, err := fsCallFlag(l, ctx, &gaveUp, func() (struct{}, error) {
+	var state atomic.Int32 // writeRunning
+	_, err := fsCallFlag(l, ctx, &state, func() (struct{}, error) {
 		if _, err := os.Lstat(final); err == nil {
 			return struct{}{}, nil // held already
 		} else if !errors.Is(err, iofs.ErrNotExist) {
 			return struct{}{}, err
 		}
-		return struct{}{}, l.write(id, payload, &gaveUp)
+		return struct{}{}, l.write(id, payload, &state)
 	})
 	return err
 }
 
 // write puts payload in place through a temp file. It runs on fsCall's
-// goroutine: it uses only paths, options and the filesystem. If gaveUp is
-// set by the time the bytes are written, the caller has returned and the
-// temp file is dropped instead of renamed.
-func (l *Local) write(id stores.ID, payload []byte, gaveUp *atomic.Bool) error {
+// goroutine: it uses only paths, options and the filesystem. If the caller
+// has given up (state, see fsCallFlag) by the time the bytes are written,
+// the temp file is dropped instead of renamed.
+func (l *Local) write(id stores.ID, payload []byte, state *atomic.Int32) error {
 	final := l.path(id)
 	dir := l.shardDir(id)
 	pattern := l.tmpPrefix + id.String() + "-*"
@@ -617,7 +648,9 @@ func (l *Local) write(id stores.ID, payload []byte, gaveUp *atomic.Bool) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if gaveUp.Load() {
+	// Whoever moves state first decides: the caller, which then reports
+	// a failure, or this write, whose rename then decides what Put reports.
+	if !state.CompareAndSwap(writeRunning, writeCommitting) {
 		os.Remove(tmp.Name())
 		done = true
 		return errors.New("abandoned at the caller's deadline")

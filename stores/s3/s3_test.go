@@ -280,30 +280,27 @@ func TestServerDown(t *testing.T) {
 	}
 
 	srv.Start()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitFor(t, 20*time.Second, func() error {
 		got, err := s.Get(t.Context(), id)
 		if err == nil {
 			if !bytes.Equal(got, data) {
 				t.Fatalf("Get after the restart = %q", got)
 			}
-			break
+			return nil
 		}
 		if !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("Get after the restart = %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the store did not recover within 20s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("the store did not recover: %w", err)
+	})
 	if s.out.down() {
 		t.Error("outage window still open after a successful call")
 	}
 }
 
 // blackHole accepts connections and never answers: a hung server.
-func blackHole(t *testing.T) string {
+// accepted tells how many connections it has accepted so far.
+func blackHole(t *testing.T) (endpoint string, accepted func() int) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -330,14 +327,19 @@ func blackHole(t *testing.T) string {
 		}
 		mu.Unlock()
 	})
-	return "http://" + l.Addr().String()
+	accepted = func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
+	}
+	return "http://" + l.Addr().String(), accepted
 }
 
 // TestTimeout: a server that accepts but never answers fails calls after
 // Timeout with stores.ErrTimeout instead of hanging; Close ends a call
 // that waits.
 func TestTimeout(t *testing.T) {
-	ep := blackHole(t)
+	ep, accepted := blackHole(t)
 	o := Options{Endpoint: ep, Bucket: "hung", Region: "us-east-1", AccessKey: "a", SecretKey: "b", Timeout: 300 * time.Millisecond}
 	start := time.Now()
 	_, err := New(t.Context(), o)
@@ -370,11 +372,18 @@ func TestTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 1)
+	conns := accepted()
 	go func() {
 		_, err := s.Get(context.Background(), idOf([]byte("x")))
 		errc <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Close once the Get is talking to the server.
+	waitFor(t, 10*time.Second, func() error {
+		if accepted() == conns {
+			return errors.New("the Get has not connected to the server")
+		}
+		return nil
+	})
 	start = time.Now()
 	s.Close()
 	select {
@@ -858,7 +867,7 @@ func TestRetries(t *testing.T) {
 func TestConcurrencyBound(t *testing.T) {
 	data := []byte("slow")
 	f := newFakeS3(t, func(w http.ResponseWriter, r *http.Request, _ int64) {
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // a slow server, so that callers pile up: not synchronisation
 		object(w, r, data)
 	})
 	o := f.options()
@@ -908,7 +917,7 @@ func TestOutageWindow(t *testing.T) {
 	if o.backoff != 40*time.Millisecond {
 		t.Errorf("backoff %s after two failures in one window", o.backoff)
 	}
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the 40ms window passing is what is tested: not synchronisation
 	if err := o.check(); err != nil {
 		t.Fatalf("check after the window = %v", err)
 	}

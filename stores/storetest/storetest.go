@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dualstore/dualstore/stores"
 )
@@ -49,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) stores.Store) {
 		{"Sync", testSync},
 		{"Closed", testClosed},
 		{"CancelledContext", testCancelled},
+		{"ContextEndsDuringPut", testContextEndsDuringPut},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -434,33 +436,116 @@ func testClosed(t *testing.T, s stores.Store) {
 	_ = s.Close() // a second Close may fail but must not panic
 }
 
+// testCancelled checks the contract for a context that is done before the
+// call: every call fails with an error wrapping ctx.Err() and changes
+// nothing. A Put that failed that way must have stored nothing at all, not
+// a part of the chunk and not all of it: a caller told that Put failed may
+// act on it (record the chunk as missing, retry elsewhere).
 func testCancelled(t *testing.T, s stores.Store) {
-	data, id := chunk(13, 1000)
-	mustPut(t, s, id, data)
-	ctx, cancel := context.WithCancel(t.Context())
+	cancelled, cancel := context.WithCancel(t.Context())
 	cancel()
-	check := func(op string, err error) {
-		t.Helper()
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("%s with a cancelled context: err = %v, want one wrapping context.Canceled", op, err)
+	expired, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancel()
+	for i, c := range []struct {
+		name string
+		ctx  context.Context
+		want error
+	}{
+		{"cancelled", cancelled, context.Canceled},
+		{"past its deadline", expired, context.DeadlineExceeded},
+	} {
+		data, id := chunk(uint64(13+2*i), 1000)
+		mustPut(t, s, id, data)
+		ctx := c.ctx
+		check := func(op string, err error) {
+			t.Helper()
+			if !errors.Is(err, c.want) {
+				t.Errorf("%s with a context %s: err = %v, want one wrapping %v", op, c.name, err, c.want)
+			}
 		}
+		got, err := s.Get(ctx, id)
+		check("Get", err)
+		if got != nil {
+			t.Errorf("Get with a context %s returned %d bytes as well as an error", c.name, len(got))
+		}
+		other, otherID := chunk(uint64(14+2*i), 64<<10)
+		check("Put", s.Put(ctx, otherID, other))
+		check("Put of a held chunk", s.Put(ctx, id, data))
+		_, err = s.Stat(ctx, id)
+		check("Stat", err)
+		check("Delete", s.Delete(ctx, id))
+		if l, ok := s.(stores.Lister); ok {
+			err := l.List(ctx, func(stores.ID) error { return nil })
+			if !errors.Is(err, errors.ErrUnsupported) {
+				check("List", err)
+			}
+		}
+		if sy, ok := s.(stores.Syncer); ok {
+			check("Sync", sy.Sync(ctx))
+		}
+		// Nothing above may have removed the chunk, nor stored the other.
+		mustGet(t, s, id, data)
+		wantAbsent(t, s, otherID, fmt.Sprintf("after a Put with a context %s failed", c.name))
 	}
-	_, err := s.Get(ctx, id)
-	check("Get", err)
-	other, otherID := chunk(14, 1000)
-	check("Put", s.Put(ctx, otherID, other))
-	_, err = s.Stat(ctx, id)
-	check("Stat", err)
-	check("Delete", s.Delete(ctx, id))
+}
+
+// wantAbsent fails t unless s holds nothing under id: Get, Stat and
+// stores.Has report it missing, and List (where the store can list) does
+// not report it.
+func wantAbsent(t *testing.T, s stores.Store, id stores.ID, when string) {
+	t.Helper()
+	data, err := s.Get(t.Context(), id)
+	switch {
+	case err == nil:
+		t.Errorf("Get %s: found %d bytes, want nothing stored", when, len(data))
+	case !errors.Is(err, stores.ErrNotFound):
+		t.Errorf("Get %s: err = %v, want one wrapping stores.ErrNotFound", when, err)
+	}
+	if _, err := s.Stat(t.Context(), id); !errors.Is(err, stores.ErrNotFound) {
+		t.Errorf("Stat %s: err = %v, want one wrapping stores.ErrNotFound", when, err)
+	}
+	if has, err := stores.Has(t.Context(), s, id); has || err != nil {
+		t.Errorf("Has %s = %v, %v, want false, nil", when, has, err)
+	}
 	if l, ok := s.(stores.Lister); ok {
-		err := l.List(ctx, func(stores.ID) error { return nil })
-		if !errors.Is(err, errors.ErrUnsupported) {
-			check("List", err)
+		err := l.List(t.Context(), func(got stores.ID) error {
+			if got == id {
+				t.Errorf("List %s reports the chunk", when)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("List %s: %v", when, err)
 		}
 	}
-	if sy, ok := s.(stores.Syncer); ok {
-		check("Sync", sy.Sync(ctx))
+}
+
+// testContextEndsDuringPut ends Puts' contexts while they run, at
+// different points. The contract asks no more of such a Put than of any:
+// it is atomic. A Put that returned nil stored the whole chunk; one that
+// failed stored the whole chunk or nothing, never a part. (Whole is
+// allowed: an S3 server may finish a PUT whose client gave up. A backend
+// may promise more; stores/local checks its own "nothing" itself.)
+func testContextEndsDuringPut(t *testing.T, s stores.Store) {
+	i := 0
+	for d := time.Duration(0); d < 100*time.Millisecond; d = max(4*d, time.Microsecond) {
+		i++
+		data, id := chunk(uint64(300+i), 1<<20)
+		ctx, cancel := context.WithTimeout(t.Context(), d)
+		err := s.Put(ctx, id, data)
+		cancel()
+		if err == nil {
+			mustGet(t, s, id, data)
+			continue
+		}
+		got, gerr := s.Get(t.Context(), id)
+		switch {
+		case errors.Is(gerr, stores.ErrNotFound):
+		case gerr != nil:
+			t.Errorf("Get after a Put whose context ended after %s failed (%v): %v, want the chunk or ErrNotFound", d, err, gerr)
+		case !bytes.Equal(got, data):
+			t.Errorf("Get after a Put whose context ended after %s failed (%v) = %d bytes %s, want all %d bytes or nothing: a partial chunk",
+				d, err, len(got), short(got), len(data))
+		}
 	}
-	// Nothing above may have removed the chunk.
-	mustGet(t, s, id, data)
 }

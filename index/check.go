@@ -21,8 +21,11 @@ func (db *DB) Check(ctx context.Context, max int) error {
 		checks := []struct {
 			what, query string
 		}{
-			{"chunk refs differ from chunk-list entries", `SELECT hex(c.id), c.refs FROM chunks c
-				WHERE c.refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = c.id)`},
+			{"chunk refs differ from chunk-list and undo entries", `SELECT hex(c.id), c.refs FROM chunks c
+				WHERE c.refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = c.id)
+					+ (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = c.id)`},
+			{"undo entry size differs from the chunk's", `SELECT u.ino, u.seq FROM undo_chunks u
+				LEFT JOIN chunks c ON c.id = u.chunk_id WHERE c.id IS NULL OR u.size != c.size`},
 			{"file size differs from the sum of its chunks", fmt.Sprintf(`SELECT i.ino, i.size FROM inodes i
 				WHERE (i.mode & %d) = %d AND i.size != (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = i.ino)`,
 				modeType, sIFREG)},
@@ -49,7 +52,8 @@ func (db *DB) Check(ctx context.Context, max int) error {
 				UNION ALL SELECT ino, seq FROM file_chunks WHERE typeof(size) != 'integer' OR size <= 0 OR size > 4294967295`},
 			{"chunk id not 32 bytes", `SELECT 'chunks', length(id) FROM chunks WHERE length(id) != 32
 				UNION ALL SELECT 'file_chunks', length(chunk_id) FROM file_chunks WHERE length(chunk_id) != 32
-				UNION ALL SELECT 'pending', length(id) FROM pending WHERE length(id) != 32`},
+				UNION ALL SELECT 'pending', length(id) FROM pending WHERE length(id) != 32
+				UNION ALL SELECT 'undo_chunks', length(chunk_id) FROM undo_chunks WHERE length(chunk_id) != 32`},
 		}
 		for _, c := range checks {
 			rows, err := tx.QueryContext(ctx, c.query)
@@ -115,8 +119,13 @@ func (db *DB) RepairCounts(ctx context.Context) (int64, error) {
 			`INSERT INTO chunks (id, size, refs) SELECT f.chunk_id, min(f.size), 0 FROM file_chunks f
 				WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = f.chunk_id) AND length(f.chunk_id) = 32
 				GROUP BY f.chunk_id`,
+			`INSERT INTO chunks (id, size, refs) SELECT u.chunk_id, min(u.size), 0 FROM undo_chunks u
+				WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = u.chunk_id) AND length(u.chunk_id) = 32
+				GROUP BY u.chunk_id`,
 			`UPDATE chunks SET refs = (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = chunks.id)
-				WHERE refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = chunks.id)`,
+					+ (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = chunks.id)
+				WHERE refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = chunks.id)
+					+ (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = chunks.id)`,
 			fmt.Sprintf(`UPDATE inodes SET size = (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)
 				WHERE (mode & %d) = %d AND size != (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)`,
 				modeType, sIFREG),

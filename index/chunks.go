@@ -152,59 +152,75 @@ func (db *DB) CommitChunks(ctx context.Context, ino uint64, chunks []Chunk, mtim
 		if err != nil {
 			return err
 		}
-		for _, c := range old {
-			if s, ok := sizes[c.ID]; ok && s != c.Size {
-				return fmt.Errorf("chunk %s: size %d, the index has %d: %w", c.ID, s, c.Size, ErrInvalid)
-			}
-		}
-		keep := 0
-		for keep < len(old) && keep < len(chunks) && old[keep] == chunks[keep] {
-			keep++
-		}
-		delta := map[stores.ID]int64{}
-		for _, c := range old[keep:] {
-			delta[c.ID]--
-		}
-		for _, c := range chunks[keep:] {
-			delta[c.ID]++
-		}
-		if keep < len(old) {
-			if _, err := w.ExecContext(ctx, "DELETE FROM file_chunks WHERE ino = ? AND seq >= ?", int64(ino), keep); err != nil {
-				return err
-			}
-		}
-		inc := map[stores.ID]int64{}
-		dec := map[stores.ID]int64{}
-		for id, d := range delta {
-			switch {
-			case d > 0:
-				inc[id] = d
-			case d < 0:
-				dec[id] = -d
-			}
-		}
-		if err := w.incRefs(ctx, inc, sizes); err != nil {
+		if err := w.saveUndo(ctx, db.epoch, a, old); err != nil {
 			return err
 		}
-		if err := w.insertFileChunks(ctx, ino, keep, chunks[keep:]); err != nil {
-			return err
-		}
-		if err := w.decRefs(ctx, dec); err != nil {
-			return err
-		}
-		if _, err := w.ExecContext(ctx, "UPDATE inodes SET size = ?, mtime_ns = ?, ctime_ns = ? WHERE ino = ?",
-			int64(total), ns, ns, int64(ino)); err != nil {
-			return err
-		}
-		w.d.logicalBytes += int64(total) - int64(a.Size)
-		a.Size = total
-		a.Mtime, a.Ctime = fromNS(ns), fromNS(ns)
-		return nil
+		a, err = w.setChunks(ctx, a, old, chunks, total, ns, ns)
+		return err
 	})
 	if err != nil {
 		return Attr{}, errf(err, "commit chunks of %d", ino)
 	}
 	db.log.Debug().Uint64("ino", ino).Int("chunks", len(chunks)).Uint64("size", total).Msg("commit chunks")
+	return a, nil
+}
+
+// setChunks replaces the chunk list old of the regular file a with chunks
+// (total bytes), moving references from the old chunks to the new ones,
+// and sets its size and times. Caller holds the write transaction.
+func (w *wtx) setChunks(ctx context.Context, a Attr, old, chunks []Chunk, total uint64, mtimeNS, ctimeNS int64) (Attr, error) {
+	ino := a.Ino
+	sizes := make(map[stores.ID]uint32, len(chunks))
+	for _, c := range chunks {
+		sizes[c.ID] = c.Size
+	}
+	for _, c := range old {
+		if s, ok := sizes[c.ID]; ok && s != c.Size {
+			return a, fmt.Errorf("chunk %s: size %d, the index has %d: %w", c.ID, s, c.Size, ErrInvalid)
+		}
+	}
+	keep := 0
+	for keep < len(old) && keep < len(chunks) && old[keep] == chunks[keep] {
+		keep++
+	}
+	delta := map[stores.ID]int64{}
+	for _, c := range old[keep:] {
+		delta[c.ID]--
+	}
+	for _, c := range chunks[keep:] {
+		delta[c.ID]++
+	}
+	if keep < len(old) {
+		if _, err := w.ExecContext(ctx, "DELETE FROM file_chunks WHERE ino = ? AND seq >= ?", int64(ino), keep); err != nil {
+			return a, err
+		}
+	}
+	inc := map[stores.ID]int64{}
+	dec := map[stores.ID]int64{}
+	for id, d := range delta {
+		switch {
+		case d > 0:
+			inc[id] = d
+		case d < 0:
+			dec[id] = -d
+		}
+	}
+	if err := w.incRefs(ctx, inc, sizes); err != nil {
+		return a, err
+	}
+	if err := w.insertFileChunks(ctx, ino, keep, chunks[keep:]); err != nil {
+		return a, err
+	}
+	if err := w.decRefs(ctx, dec); err != nil {
+		return a, err
+	}
+	if _, err := w.ExecContext(ctx, "UPDATE inodes SET size = ?, mtime_ns = ?, ctime_ns = ? WHERE ino = ?",
+		int64(total), mtimeNS, ctimeNS, int64(ino)); err != nil {
+		return a, err
+	}
+	w.d.logicalBytes += int64(total) - int64(a.Size)
+	a.Size = total
+	a.Mtime, a.Ctime = fromNS(mtimeNS), fromNS(ctimeNS)
 	return a, nil
 }
 

@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
-// FormatVersion is the index format this build writes and reads.
-const FormatVersion = 1
+// FormatVersion is the index format this build writes and reads. Format 2
+// added the undo tables of durability epochs (see Seal); an index of
+// format 1 is upgraded when it is opened.
+const FormatVersion = 2
 
 // Hash names accepted in Header.Hash.
 const (
@@ -70,8 +72,8 @@ func (h Header) validate() error {
 	if h.FSID != "" && !validFSID(h.FSID) {
 		return fmt.Errorf("header: fsid %q: want 32 lower-case hex characters", h.FSID)
 	}
-	if h.FormatVersion != 0 && h.FormatVersion != FormatVersion {
-		return fmt.Errorf("header: format version %d: this build writes %d", h.FormatVersion, FormatVersion)
+	if h.FormatVersion < 0 || h.FormatVersion > FormatVersion {
+		return fmt.Errorf("header: format version %d: this build reads up to %d", h.FormatVersion, FormatVersion)
 	}
 	return nil
 }

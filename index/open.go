@@ -74,6 +74,7 @@ type DB struct {
 	closed atomic.Bool
 
 	wmu     sync.Mutex // serialises write transactions
+	epoch   uint64     // the current durability epoch (see Seal); guarded by wmu
 	wconn   *conn      // the writer connection
 	readers chan *conn // idle reader connections
 	nread   int        // reader connections made
@@ -178,6 +179,18 @@ func (db *DB) open(ctx context.Context) error {
 	if db.wconn, err = newConn(ctx, db.wr); err != nil {
 		return fmt.Errorf("index %s: %w", db.path, sqlErr(err))
 	}
+	if db.hdr.FormatVersion < FormatVersion {
+		if err := db.upgrade(ctx); err != nil {
+			return fmt.Errorf("index %s: upgrade from format %d: %w", db.path, db.hdr.FormatVersion, err)
+		}
+	}
+	// Records left by a power loss or a crash belong to epochs before any
+	// commit of this run.
+	var last int64
+	if err := db.wconn.QueryRowContext(ctx, "SELECT coalesce(max(epoch), 0) FROM undo").Scan(&last); err != nil {
+		return fmt.Errorf("index %s: %w", db.path, sqlErr(err))
+	}
+	db.epoch = uint64(last) + 1
 
 	if db.rd, err = sql.Open("sqlite", dsn(db.path, false)); err != nil {
 		return fmt.Errorf("index %s: %w", db.path, err)
@@ -215,6 +228,9 @@ func dsn(path string, writer bool) string {
 		// A large transaction (a 4096-chunk commit) must not spill pages
 		// to the WAL before it commits; this bounds the writer's cache.
 		q.Add("_pragma", "cache_size(-65536)")
+		// Checkpoints only at durability points (Settle), after the
+		// stores were synced: never when SQLite would choose.
+		q.Add("_pragma", "wal_autocheckpoint(0)")
 	} else {
 		q.Add("_pragma", "cache_size(-16384)")
 		q.Add("_pragma", "query_only(1)")
@@ -356,7 +372,7 @@ func initDB(ctx context.Context, file string, h Header) (err error) {
 	stmts := append([]string{
 		fmt.Sprintf("PRAGMA application_id = %d", int32(ApplicationID)),
 		fmt.Sprintf("PRAGMA user_version = %d", h.FormatVersion),
-	}, schema...)
+	}, append(schema, schemaUndo...)...)
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -453,6 +469,29 @@ var schema = []string{
 		id   BLOB NOT NULL,
 		PRIMARY KEY (tier, id)
 	)`,
+}
+
+// schemaUndo are the tables of format 2: what a file was before its
+// commits since the last durability point (see Seal). Not tied to inodes
+// by a foreign key: a purged file's records stay until they are settled.
+var schemaUndo = []string{
+	`CREATE TABLE IF NOT EXISTS undo (
+		ino      INTEGER NOT NULL,
+		epoch    INTEGER NOT NULL,
+		size     INTEGER NOT NULL,
+		mtime_ns INTEGER NOT NULL,
+		ctime_ns INTEGER NOT NULL,
+		PRIMARY KEY (ino, epoch)
+	)`,
+	`CREATE TABLE IF NOT EXISTS undo_chunks (
+		ino      INTEGER NOT NULL,
+		epoch    INTEGER NOT NULL,
+		seq      INTEGER NOT NULL,
+		chunk_id BLOB    NOT NULL REFERENCES chunks (id),
+		size     INTEGER NOT NULL,
+		PRIMARY KEY (ino, epoch, seq)
+	)`,
+	`CREATE INDEX IF NOT EXISTS undo_chunks_chunk ON undo_chunks (chunk_id)`,
 }
 
 func fsyncPath(p string) error {

@@ -235,7 +235,7 @@ func TestOpenBadHeader(t *testing.T) {
 		stmt string
 		want error
 	}{
-		{"newer format", "UPDATE header SET value = '2' WHERE key = 'format_version'", ErrVersion},
+		{"newer format", fmt.Sprintf("UPDATE header SET value = '%d' WHERE key = 'format_version'", FormatVersion+1), ErrVersion},
 		{"bad fsid", "UPDATE header SET value = 'zz' WHERE key = 'fsid'", ErrCorrupt},
 		{"missing hash", "DELETE FROM header WHERE key = 'hash'", ErrCorrupt},
 		{"bad sizes", "UPDATE header SET value = '0' WHERE key = 'min_size'", ErrCorrupt},

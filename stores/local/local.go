@@ -590,14 +590,28 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 	final := l.path(id)
 	var state atomic.Int32 // writeRunning
 	_, err := fsCallFlag(l, ctx, &state, func() (struct{}, error) {
-		if _, err := os.Lstat(final); err == nil {
-			return struct{}{}, nil // held already
+		if fi, err := os.Lstat(final); err == nil {
+			if intact(fi, len(data), payload) {
+				return struct{}{}, nil // held already
+			}
+			// A copy of the wrong size, which a power loss leaves behind
+			// (the rename was durable, the bytes were not): replaced,
+			// or writing the chunk again would never bring it back.
 		} else if !errors.Is(err, iofs.ErrNotExist) {
 			return struct{}{}, err
 		}
 		return struct{}{}, l.write(id, payload, &state)
 	})
 	return err
+}
+
+// intact reports whether a chunk file of fi's size can be a whole copy of
+// a chunk of n bytes whose stored form is payload: raw (n bytes) or as
+// this store compresses it now (the encoder is deterministic). Anything
+// else is rewritten: a copy a power loss left short, or one compressed by
+// other settings (a harmless extra write).
+func intact(fi iofs.FileInfo, n int, payload []byte) bool {
+	return fi.Size() == int64(n) || fi.Size() == int64(len(payload))
 }
 
 // write puts payload in place through a temp file. It runs on fsCall's

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dualstore/dualstore/stores"
 	"github.com/dualstore/dualstore/stores/storetest"
+	"github.com/zeebo/blake3"
 )
 
 func newLocal(t *testing.T, opts Options) *Local {
@@ -436,4 +438,37 @@ func TestStoreInUse(t *testing.T) {
 		t.Error("the refused open left the store looking uncleanly closed: a sweep runs")
 	}
 	l2.Close()
+}
+
+// TestPutReplacesShortCopy: a chunk file a power loss left empty or short
+// (its rename durable, its bytes not) is replaced by the next Put of the
+// chunk, raw or compressed, instead of counting as held.
+func TestPutReplacesShortCopy(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprint("compress=", compress), func(t *testing.T) {
+			ctx := context.Background()
+			s, err := New(Options{Root: t.TempDir(), Compress: compress})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			data := bytes.Repeat([]byte("power loss "), 1000)
+			id := stores.ID(blake3.Sum256(data))
+			if err := s.Put(ctx, id, data); err != nil {
+				t.Fatal(err)
+			}
+			for _, size := range []int64{0, 7} {
+				if err := os.Truncate(s.path(id), size); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Put(ctx, id, data); err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.Get(ctx, id)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("after a Put over a %d-byte copy: %d bytes, %v", size, len(got), err)
+				}
+			}
+		})
+	}
 }

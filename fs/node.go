@@ -110,7 +110,9 @@ func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) sysc
 	if fs, ok := fh.(gofs.FileFsyncer); ok {
 		return fs.Fsync(ctx, flags)
 	}
-	if err := n.fs.db.Sync(context.WithoutCancel(ctx)); err != nil {
+	// A durability point, not only the index: syncing the index alone
+	// could make commits durable before their chunks.
+	if err := n.fs.vfs.Sync(context.WithoutCancel(ctx)); err != nil {
 		return n.fs.fail("fsync", n.ino(), err)
 	}
 	return 0

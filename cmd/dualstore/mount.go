@@ -234,6 +234,7 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	fo.Files.StagingDir = cfg.StagingDir()
 	fo.Files.CacheBytes = int64(cfg.Mount.CacheMB) << 20
 	fo.Files.Prefetch = cfg.Mount.Prefetch
+	fo.Files.SyncInterval = cfg.Mount.SyncInterval.D()
 	fo.AttrTimeout, fo.EntryTimeout = cfg.Mount.AttrTimeout.D(), cfg.Mount.EntryTimeout.D()
 	fo.Config = cfg.RedactedJSON
 	fo.Tuning = cfg.Compare

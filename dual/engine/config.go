@@ -56,6 +56,11 @@ type MountConfig struct {
 	// AttrTimeout and EntryTimeout are the kernel's caching times.
 	AttrTimeout  Duration `yaml:"attr_timeout" json:"attr_timeout"`
 	EntryTimeout Duration `yaml:"entry_timeout" json:"entry_timeout"`
+	// SyncInterval is how often a durability point makes closed files
+	// durable without an fsync (like ext4's commit=): a power loss takes
+	// back at most about this much closed, not fsync'd work. Default 10s;
+	// negative: only fsync and unmount do.
+	SyncInterval Duration `yaml:"sync_interval" json:"sync_interval"`
 }
 
 // ChunkerConfig is used only when a filesystem is created; afterwards the
@@ -114,6 +119,9 @@ func (c *Config) Complete(reg *Registry) error {
 	}
 	if c.Mount.Prefetch == 0 {
 		c.Mount.Prefetch = files.Prefetch
+	}
+	if c.Mount.SyncInterval == 0 {
+		c.Mount.SyncInterval = Duration(files.SyncInterval)
 	}
 	if c.Mount.Prefetch < 0 || c.Mount.Prefetch > vfs.MaxPrefetch {
 		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..%d", c.Mount.Prefetch, vfs.MaxPrefetch))

@@ -672,6 +672,7 @@ func (st *fileState) commitLocked(ctx context.Context) error {
 	if _, err := st.fs.meta.CommitChunks(context.WithoutCancel(ctx), st.ino, st.chunks, st.mtime); err != nil {
 		return err // keep the state dirty (and the holds): a later flush may succeed
 	}
+	st.fs.committed()
 	st.dirty = false
 	st.releaseHeld()
 	return nil

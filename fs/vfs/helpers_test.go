@@ -32,6 +32,8 @@ type testFS struct {
 	// a tier fail.
 	pfault, sfault *stores.Fault
 	staging        string
+	env            *dualtest.Env
+	opts           Options
 }
 
 const (
@@ -56,12 +58,42 @@ func newTestFS(t testing.TB, tweak ...func(*Options)) *testFS {
 	for _, f := range tweak {
 		f(&opts)
 	}
+	m.env, m.opts = env, opts
 	var err error
 	m.fs, err = New(m.db, m.dm, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Before dualtest closes the manager and the index (cleanups run last
+	// first): the last durability point.
+	t.Cleanup(func() {
+		if err := m.fs.Close(context.Background()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
 	return m
+}
+
+// crash simulates a crash or power loss of the daemon: the manager and
+// the index close without the file layer's last durability point (its
+// open files and background loop are abandoned: set SyncInterval < 0),
+// then everything is opened again, recovery included, over the same
+// stores and index. Whatever the test removed from the stores meanwhile
+// stands for what the power took.
+func (m *testFS) crash(t testing.TB, lose func()) {
+	t.Helper()
+	m.fs.dur.closed.Store(true) // its Close at cleanup is a no-op now
+	m.env.Close(t)
+	if lose != nil {
+		lose()
+	}
+	m.env.Open(t)
+	m.db, m.dm = m.env.DB, m.env.DM
+	m.pfault, m.sfault = m.env.PrimaryFault, m.env.SafetyFault
+	var err error
+	if m.fs, err = New(m.db, m.dm, m.opts); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // create makes an empty regular file at the root and returns its attrs.

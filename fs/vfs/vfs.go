@@ -32,6 +32,11 @@ type Meta interface {
 	ChunkRefs(ctx context.Context, id stores.ID) (known bool, refs int64, err error)
 	Purge(ctx context.Context, ino uint64) error
 	Sync(ctx context.Context) error
+	// Durability epochs (see durable.go and index.DB.Seal).
+	Seal() uint64
+	Settle(ctx context.Context, epoch uint64) (int64, error)
+	Unsettled(ctx context.Context) ([]uint64, error)
+	Revert(ctx context.Context, ino uint64) (index.Attr, error)
 }
 
 var _ Meta = (*index.DB)(nil)
@@ -47,6 +52,12 @@ type Options struct {
 	// (the window starts at 2 and doubles while reads stay sequential).
 	// Default 16.
 	Prefetch int
+	// SyncInterval is how often, while files are being committed, a
+	// durability point makes them durable without an fsync (like ext4's
+	// commit= interval): a power loss takes back at most about this much
+	// of closed, not fsync'd work. Default 10s; negative: only fsync and
+	// Close make commits durable.
+	SyncInterval time.Duration
 	// Log receives the file layer's logs.
 	Log zerolog.Logger
 }
@@ -57,7 +68,7 @@ const MaxPrefetch = 64
 // DefaultOptions returns the defaults (StagingDir must still be set). New
 // also takes a zero CacheBytes or Prefetch to mean the default.
 func DefaultOptions() Options {
-	return Options{CacheBytes: 64 << 20, Prefetch: 16, Log: zerolog.Nop()}
+	return Options{CacheBytes: 64 << 20, Prefetch: 16, SyncInterval: 10 * time.Second, Log: zerolog.Nop()}
 }
 
 // Validate reports options that are out of range.
@@ -103,6 +114,7 @@ type FS struct {
 	prefetchSem chan struct{}
 
 	ctr counters
+	dur durable
 }
 
 type counters struct {
@@ -125,6 +137,9 @@ func New(meta Meta, dm *dual.Manager, opts Options) (*FS, error) {
 	if opts.Prefetch == 0 {
 		opts.Prefetch = def.Prefetch
 	}
+	if opts.SyncInterval == 0 {
+		opts.SyncInterval = def.SyncInterval
+	}
 	h := meta.Header()
 	params := chunker.Params{Polynomial: h.Polynomial, MinSize: uint(h.MinSize), AvgSize: uint(h.AvgSize), MaxSize: uint(h.MaxSize)}
 	if err := params.Validate(); err != nil {
@@ -143,6 +158,15 @@ func New(meta Meta, dm *dual.Manager, opts Options) (*FS, error) {
 	}
 	f.cache = newChunkCache(opts.CacheBytes, dm.Get)
 	f.streamOpts = chunker.StreamOptions{Predict: f.predict}
+	// What a power loss may have left behind is checked before the first
+	// file is opened.
+	if err := f.recover(context.Background()); err != nil {
+		return nil, err
+	}
+	if opts.SyncInterval > 0 {
+		f.dur.stop, f.dur.loopDone = make(chan struct{}), make(chan struct{})
+		go f.syncLoop(opts.SyncInterval)
+	}
 	return f, nil
 }
 
@@ -165,6 +189,12 @@ type Stats struct {
 	// CacheHits and CacheMisses count chunk cache lookups; CacheBytes is
 	// what the cache holds now.
 	CacheHits, CacheMisses, CacheBytes int64
+	// Syncs and SyncErrors count durability points (fsync, the background
+	// interval, close). After an unclean shutdown, RecoveryChecked files
+	// had their chunks checked, RecoveryHealed chunks were copied back
+	// into a tier, and RecoveryReverted files lost their newest content.
+	Syncs, SyncErrors                                 int64
+	RecoveryChecked, RecoveryHealed, RecoveryReverted int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -177,6 +207,8 @@ func (f *FS) Stats() Stats {
 	s.ChunksCut, s.DedupHits, s.DedupBytes = f.ctr.chunksCut.Load(), f.ctr.dedupHits.Load(), f.ctr.dedupBytes.Load()
 	s.ChunksPredicted = f.ctr.chunksPredicted.Load()
 	s.BytesWritten, s.BytesRead = f.ctr.bytesWritten.Load(), f.ctr.bytesRead.Load()
+	s.Syncs, s.SyncErrors = f.dur.syncs.Load(), f.dur.syncErrors.Load()
+	s.RecoveryChecked, s.RecoveryHealed, s.RecoveryReverted = f.dur.checked.Load(), f.dur.healed.Load(), f.dur.reverted.Load()
 	return s
 }
 
@@ -184,15 +216,6 @@ func (f *FS) Stats() Stats {
 func (f *FS) ResetCacheStats() {
 	f.cache.hits.Store(0)
 	f.cache.misses.Store(0)
-}
-
-// Sync makes every chunk stored and every commit so far durable, with one
-// sync per store and one for the index rather than one per chunk.
-func (f *FS) Sync(ctx context.Context) error {
-	if err := f.dm.Sync(ctx); err != nil {
-		return err
-	}
-	return f.meta.Sync(ctx)
 }
 
 // chunk returns one chunk's bytes (cached), checking its length.

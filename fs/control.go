@@ -190,6 +190,18 @@ type Stats struct {
 		BytesWritten    int64 `json:"bytes_written"`
 		BytesRead       int64 `json:"bytes_read"`
 		IOErrors        int64 `json:"io_errors"`
+		// Syncs are the durability points run (fsync, the sync interval,
+		// unmount); SyncErrors those that failed (a store or the index
+		// could not sync: what they covered is retried by the next one).
+		Syncs      int64 `json:"syncs"`
+		SyncErrors int64 `json:"sync_errors"`
+		// After an unclean shutdown: files whose chunks were checked,
+		// chunks copied back into the tier that had lost them, and files
+		// reverted to their last durable content (their newest chunks
+		// were in no tier).
+		RecoveryChecked  int64 `json:"recovery_checked"`
+		RecoveryHealed   int64 `json:"recovery_healed"`
+		RecoveryReverted int64 `json:"recovery_reverted"`
 	} `json:"fs"`
 	Action string `json:"action"`
 }
@@ -212,6 +224,8 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	s.FS.ChunksCut, s.FS.DedupHits, s.FS.DedupBytes = v.ChunksCut, v.DedupHits, v.DedupBytes
 	s.FS.ChunksPredicted = v.ChunksPredicted
 	s.FS.BytesWritten, s.FS.BytesRead, s.FS.IOErrors = v.BytesWritten, v.BytesRead, f.ioErrors.Load()
+	s.FS.Syncs, s.FS.SyncErrors = v.Syncs, v.SyncErrors
+	s.FS.RecoveryChecked, s.FS.RecoveryHealed, s.FS.RecoveryReverted = v.RecoveryChecked, v.RecoveryHealed, v.RecoveryReverted
 	s.Action = strings.SplitN(f.ctl.status(), "\n", 2)[0]
 	return s, nil
 }

@@ -96,8 +96,14 @@ func printStats(w io.Writer, s dsfs.Stats) {
 	if s.ConsistencyRate != nil {
 		cr = fmt.Sprintf("%.4f", *s.ConsistencyRate)
 	}
-	fmt.Fprintf(w, "fallbacks %d, self-heals %d, pending backfill %d, success rate %.4f, consistency %s\n\n",
+	fmt.Fprintf(w, "fallbacks %d, self-heals %d, pending backfill %d, success rate %.4f, consistency %s\n",
 		s.Fallbacks, s.SelfHeals, s.PendingBackfill, s.SuccessRate, cr)
+	fmt.Fprintf(w, "durability points %d (%d failed)", s.FS.Syncs, s.FS.SyncErrors)
+	if s.FS.RecoveryChecked > 0 {
+		fmt.Fprintf(w, "; after an unclean shutdown: %d files checked, %d chunks healed, %d files reverted",
+			s.FS.RecoveryChecked, s.FS.RecoveryHealed, s.FS.RecoveryReverted)
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "STORE\tTYPE\tWRITES\tW-ERR\tREADS\tR-ERR\tCKSUM\tWRITTEN\tREAD\tW-P99 ms\tR-P99 ms\t")
 	tiers := make([]string, 0, len(s.Tiers))

@@ -21,9 +21,10 @@ func (db *DB) Check(ctx context.Context, max int) error {
 		checks := []struct {
 			what, query string
 		}{
-			{"chunk refs differ from chunk-list and undo entries", `SELECT hex(c.id), c.refs FROM chunks c
-				WHERE c.refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = c.id)
-					+ (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = c.id)`},
+			{"chunk refs differ from chunk-list entries", `SELECT hex(c.id), c.refs FROM chunks c
+				WHERE c.refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = c.id)`},
+			{"chunk holds differ from undo entries", `SELECT hex(c.id), c.held FROM chunks c
+				WHERE c.held != (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = c.id)`},
 			{"undo entry size differs from the chunk's", `SELECT u.ino, u.seq FROM undo_chunks u
 				LEFT JOIN chunks c ON c.id = u.chunk_id WHERE c.id IS NULL OR u.size != c.size`},
 			{"file size differs from the sum of its chunks", fmt.Sprintf(`SELECT i.ino, i.size FROM inodes i
@@ -49,6 +50,7 @@ func (db *DB) Check(ctx context.Context, max int) error {
 				LEFT JOIN inodes i ON i.ino = d.ino WHERE i.ino IS NULL`},
 			{"chunk size or refs out of range", `SELECT hex(id), size FROM chunks
 				WHERE typeof(size) != 'integer' OR size <= 0 OR size > 4294967295 OR typeof(refs) != 'integer' OR refs < 0
+					OR typeof(held) != 'integer' OR held < 0
 				UNION ALL SELECT ino, seq FROM file_chunks WHERE typeof(size) != 'integer' OR size <= 0 OR size > 4294967295`},
 			{"chunk id not 32 bytes", `SELECT 'chunks', length(id) FROM chunks WHERE length(id) != 32
 				UNION ALL SELECT 'file_chunks', length(chunk_id) FROM file_chunks WHERE length(chunk_id) != 32
@@ -123,9 +125,9 @@ func (db *DB) RepairCounts(ctx context.Context) (int64, error) {
 				WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = u.chunk_id) AND length(u.chunk_id) = 32
 				GROUP BY u.chunk_id`,
 			`UPDATE chunks SET refs = (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = chunks.id)
-					+ (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = chunks.id)
-				WHERE refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = chunks.id)
-					+ (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = chunks.id)`,
+				WHERE refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = chunks.id)`,
+			`UPDATE chunks SET held = (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = chunks.id)
+				WHERE held != (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = chunks.id)`,
 			fmt.Sprintf(`UPDATE inodes SET size = (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)
 				WHERE (mode & %d) = %d AND size != (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)`,
 				modeType, sIFREG),
@@ -174,7 +176,7 @@ func (db *DB) RepairCounts(ctx context.Context) (int64, error) {
 // bytes: what gc would remove from the index.
 func (db *DB) UnrefCount(ctx context.Context) (n, bytes int64, err error) {
 	err = db.read(ctx, func(q *conn) error {
-		return scanErr(q.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(size), 0) FROM chunks WHERE refs = 0").Scan(&n, &bytes), "chunks")
+		return scanErr(q.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(size), 0) FROM chunks WHERE refs = 0 AND held = 0").Scan(&n, &bytes), "chunks")
 	})
 	return n, bytes, errf(err, "count unreferenced chunks")
 }

@@ -435,7 +435,7 @@ func (db *DB) UnrefChunks(ctx context.Context, limit int) ([]ChunkRef, error) {
 	}
 	var out []ChunkRef
 	err := db.read(ctx, func(q *conn) error {
-		rows, err := q.QueryContext(ctx, "SELECT id, size, refs FROM chunks WHERE refs = 0 ORDER BY id LIMIT ?", limit)
+		rows, err := q.QueryContext(ctx, "SELECT id, size, refs FROM chunks WHERE refs = 0 AND held = 0 ORDER BY id LIMIT ?", limit)
 		if err != nil {
 			return err
 		}
@@ -452,7 +452,7 @@ func (db *DB) DeleteChunks(ctx context.Context, ids []stores.ID) (deleted []stor
 	err = db.update(ctx, func(w *wtx) error {
 		deleted = deleted[:0]
 		for _, id := range ids {
-			res, err := w.ExecContext(ctx, "DELETE FROM chunks WHERE id = ? AND refs = 0", id[:])
+			res, err := w.ExecContext(ctx, "DELETE FROM chunks WHERE id = ? AND refs = 0 AND held = 0", id[:])
 			if err != nil {
 				return err
 			}
@@ -474,7 +474,7 @@ func (db *DB) DeleteChunks(ctx context.Context, ids []stores.ID) (deleted []stor
 // chunk-list entries reference it (gc's re-check before a removal).
 func (db *DB) ChunkRefs(ctx context.Context, id stores.ID) (known bool, refs int64, err error) {
 	err = db.read(ctx, func(q *conn) error {
-		err := q.QueryRowContext(ctx, "SELECT refs FROM chunks WHERE id = ?", id[:]).Scan(&refs)
+		err := q.QueryRowContext(ctx, "SELECT refs + held FROM chunks WHERE id = ?", id[:]).Scan(&refs)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -522,7 +522,7 @@ func (db *DB) UnrefChunksAfter(ctx context.Context, after stores.ID, limit int) 
 	var out []ChunkRef
 	err := db.read(ctx, func(q *conn) error {
 		rows, err := q.QueryContext(ctx,
-			"SELECT id, size, refs FROM chunks WHERE id > ? AND refs = 0 ORDER BY id LIMIT ?", after[:], limit)
+			"SELECT id, size, refs FROM chunks WHERE id > ? AND refs = 0 AND held = 0 ORDER BY id LIMIT ?", after[:], limit)
 		if err != nil {
 			return err
 		}

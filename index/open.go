@@ -475,7 +475,9 @@ var schema = []string{
 // commits since the last durability point (see Seal). Not tied to inodes
 // by a foreign key: a purged file's records stay until they are settled.
 var schemaUndo = []string{
-	`CREATE TABLE IF NOT EXISTS undo (
+	// held counts a chunk's undo entries: like refs for gc, not for usage.
+	`ALTER TABLE chunks ADD COLUMN held INTEGER NOT NULL DEFAULT 0`,
+	`CREATE TABLE undo (
 		ino      INTEGER NOT NULL,
 		epoch    INTEGER NOT NULL,
 		size     INTEGER NOT NULL,
@@ -483,7 +485,7 @@ var schemaUndo = []string{
 		ctime_ns INTEGER NOT NULL,
 		PRIMARY KEY (ino, epoch)
 	)`,
-	`CREATE TABLE IF NOT EXISTS undo_chunks (
+	`CREATE TABLE undo_chunks (
 		ino      INTEGER NOT NULL,
 		epoch    INTEGER NOT NULL,
 		seq      INTEGER NOT NULL,
@@ -491,7 +493,7 @@ var schemaUndo = []string{
 		size     INTEGER NOT NULL,
 		PRIMARY KEY (ino, epoch, seq)
 	)`,
-	`CREATE INDEX IF NOT EXISTS undo_chunks_chunk ON undo_chunks (chunk_id)`,
+	`CREATE INDEX undo_chunks_chunk ON undo_chunks (chunk_id)`,
 }
 
 func fsyncPath(p string) error {

@@ -18,8 +18,8 @@ import (
 // leave a durable index entry pointing at chunk files that are empty or
 // missing. So every commit also records, in the same transaction, what the
 // file was before it: the first commit of a file in an epoch copies the
-// file's chunk list, size and times into undo and undo_chunks (whose rows
-// hold references, so gc keeps those chunks). A durability point then runs
+// file's chunk list, size and times into undo and undo_chunks (counted in
+// chunks.held, so gc keeps those chunks). A durability point then runs
 //
 //	e := Seal()        // later commits belong to the next epoch
 //	sync the stores    // every chunk of epoch e (and before) is durable
@@ -71,13 +71,32 @@ func (w *wtx) saveUndo(ctx context.Context, epoch uint64, a Attr, old []Chunk) e
 		SELECT ino, ?, seq, chunk_id, size FROM file_chunks WHERE ino = ?`, int64(epoch), int64(a.Ino)); err != nil {
 		return err
 	}
-	inc := map[stores.ID]int64{}
-	sizes := map[stores.ID]uint32{}
+	n := map[stores.ID]int64{}
 	for _, c := range old {
-		inc[c.ID]++
-		sizes[c.ID] = c.Size
+		n[c.ID]++
 	}
-	return w.incRefs(ctx, inc, sizes)
+	return w.hold(ctx, n, 1)
+}
+
+// hold adds (sign 1) or drops (sign -1) undo references: chunks.held
+// counts the undo entries of a chunk. They keep gc away from the chunk
+// without making it part of any file's content (the usage totals count
+// file references only). Caller holds the write transaction.
+func (w *wtx) hold(ctx context.Context, n map[stores.ID]int64, sign int64) error {
+	for id, k := range n {
+		var held int64
+		err := w.QueryRowContext(ctx, "UPDATE chunks SET held = held + ? WHERE id = ? RETURNING held", sign*k, id[:]).Scan(&held)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("chunks: chunk %s of an undo entry is missing: %w", id, ErrCorrupt)
+		}
+		if err != nil {
+			return scanErr(err, "chunks")
+		}
+		if held < 0 {
+			return fmt.Errorf("chunks: chunk %s: held %d: %w", id, held, ErrCorrupt)
+		}
+	}
+	return nil
 }
 
 // dropUndo deletes the undo records selected by where (with args) and the
@@ -118,7 +137,7 @@ func (w *wtx) dropUndo(ctx context.Context, where string, args ...any) (int64, e
 	if err != nil {
 		return 0, err
 	}
-	return n, w.decRefs(ctx, dec)
+	return n, w.hold(ctx, dec, -1)
 }
 
 // Settle forgets the undo records of epochs up to e, whose commits and
@@ -238,8 +257,9 @@ func (db *DB) Revert(ctx context.Context, ino uint64) (Attr, error) {
 		if err != nil {
 			return err
 		}
-		// Set the old list first (references on its chunks), then drop the
-		// records (their references): the chunks never reach 0 in between.
+		// Set the old list first (file references on its chunks), then
+		// drop the records (their holds): the chunks are never free for gc
+		// in between.
 		old, err := loadChunks(ctx, w, ino)
 		if err != nil {
 			return err

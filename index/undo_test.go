@@ -43,11 +43,18 @@ func TestUndoRevert(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, db)
-	// The old chunks stay referenced (gc must keep them) until settled.
+	// The old chunks stay held (gc must keep them) until settled, but
+	// they are no file's content: usage does not count them.
 	for _, id := range []int{200} {
 		if _, refs, _ := db.ChunkRefs(ctx, cid(id)); refs != 1 {
 			t.Errorf("chunk %d: refs %d, want 1 (held by the undo record)", id, refs)
 		}
+	}
+	if u, _ := db.Usage(ctx); u.UniqueChunks != 1 {
+		t.Errorf("unique chunks %d, want 1 (500): held chunks are not content", u.UniqueChunks)
+	}
+	if n, _, _ := db.UnrefCount(ctx); n != 2 {
+		t.Errorf("chunks gc may remove: %d, want 2 (300 and 400; 100 and 200 are held)", n)
 	}
 	u, err := db.Unsettled(ctx)
 	if err != nil || !slices.Equal(u, []uint64{f.Ino}) {
@@ -205,7 +212,7 @@ func TestUpgradeFormat1(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rawExec(t, path, "DROP TABLE undo_chunks", "DROP TABLE undo",
+	rawExec(t, path, "DROP TABLE undo_chunks", "DROP TABLE undo", "ALTER TABLE chunks DROP COLUMN held",
 		"UPDATE header SET value = '1' WHERE key = 'format_version'", "PRAGMA user_version = 1")
 	db, err := Open(ctx, Options{Path: path, MustExist: true})
 	if err != nil {

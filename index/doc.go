@@ -28,6 +28,12 @@
 // Checkpoints sync the log before copying it and the database after, so no
 // committed transaction is ever only in an unsynced place once Sync returned.
 //
+// The index is never more durable than the chunks it references: every
+// commit of a chunk list records what the file was at the last durability
+// point, checkpoints happen only in Settle (after the caller synced the
+// stores), and after a power loss Revert undoes a commit whose chunks were
+// lost. See undo.go.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Writers share one connection

@@ -5,12 +5,17 @@ MNT     ?= $(CURDIR)/mnt
 DATA    ?= $(CURDIR)/.dualstore-data
 PKGS    := ./chunker/... ./stores/... ./index/... ./dual/... ./fs/... ./cmd/...
 
-.PHONY: all build test unit integration vet fmt mount bench stress versitygw clean
+.PHONY: all build test unit integration vet lint fmt mount bench stress versitygw clean
 
 # The S3-compatible server the S3 tests run against (its posix backend on a
 # temp dir). Installed into the repo's own bin dir, pinned.
 VERSITYGW_VERSION := v1.8.0
 VERSITYGW := $(BIN)/versitygw
+
+# The linters STYLE.md is enforced with (.golangci.yml), pinned, installed
+# into the repo's own bin dir like versitygw.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(BIN)/golangci-lint
 
 all: build
 
@@ -21,10 +26,17 @@ build:
 # real FUSE filesystems with the built binary and use real tools.
 test: vet unit integration
 
-vet:
+vet: $(GOLANGCI_LINT)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
+
+lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 unit: versitygw
 	DUALSTORE_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 -timeout 15m $(PKGS)

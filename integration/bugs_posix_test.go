@@ -170,7 +170,7 @@ func TestBugPosixSignalDuringMount(t *testing.T) {
 		for minor == "" && time.Now().Before(deadline) {
 			minor = bugpFuseMinor(mp)
 			if minor == "" {
-				time.Sleep(time.Millisecond)
+				time.Sleep(time.Millisecond) // a poll closer than waitFor's: the signal must come while the mount starts
 			}
 		}
 		_ = cmd.Process.Signal(syscall.SIGINT)

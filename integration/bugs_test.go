@@ -114,7 +114,7 @@ func bugSignalled(fn func()) {
 		default:
 		}
 		_ = syscall.Tgkill(os.Getpid(), tid, syscall.SIGURG)
-		time.Sleep(100 * time.Microsecond)
+		time.Sleep(100 * time.Microsecond) // the signal rate under test: not synchronisation
 	}
 }
 

@@ -164,7 +164,7 @@ func crashCheckChunks(t *testing.T, data string, both bool) {
 func crashCheckLeftovers(t *testing.T, m *Mount) {
 	t.Helper()
 	var left []string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	_ = waitFor(30*time.Second, func() error { // each one left is reported below
 		left = left[:0]
 		for _, tier := range tiers {
 			_ = filepath.WalkDir(filepath.Join(m.Data, tier), func(p string, d fs.DirEntry, err error) error {
@@ -174,10 +174,11 @@ func crashCheckLeftovers(t *testing.T, m *Mount) {
 				return nil
 			})
 		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			break
+		if len(left) > 0 {
+			return fmt.Errorf("%d temp files left", len(left))
 		}
-	}
+		return nil
+	})
 	for _, p := range left {
 		t.Errorf("temp file %s survived the remount by 30 s", p)
 	}
@@ -978,7 +979,7 @@ func crashWriters(t *testing.T, seed uint64, cycles int) {
 	for cycle := range cycles {
 		c := crashStartChild(t, ws, seed, cycle)
 		d := crashDelay(rng, 150*time.Millisecond, 2*time.Second)
-		time.Sleep(d)
+		time.Sleep(d) // the kill comes at a random point of the writes: not synchronisation
 		crashKill(t, m, c, ws)
 		crashFsck(t, m.Data)
 		crashCheckChunks(t, m.Data, true)
@@ -1101,7 +1102,7 @@ func crashAction(t *testing.T, seed uint64, action string, cycles int) {
 		start := time.Now()
 		r := m.Report()
 		for r.State == "running" && (r.Total == 0 || float64(r.Done) < frac*float64(r.Total)) && time.Since(start) < actionDeadline {
-			time.Sleep(poll)
+			time.Sleep(poll) // a poll closer than waitFor's, to kill near the point chosen; an action that ends first is killed anyway
 			r = m.Report()
 		}
 		what += fmt.Sprintf("killed at %.0f%%, after %s", 100*frac, time.Since(start).Round(time.Millisecond))

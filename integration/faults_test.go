@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,12 +53,13 @@ func (m *Mount) waitHealed(tier string, data []byte, refs []ChunkRef) {
 	deadline := time.Now().Add(10 * time.Second)
 	for _, r := range refs {
 		p := m.ChunkPath(tier, r.ID)
-		for !chunkOK(p, r.ID, data[r.Off:r.Off+r.Size]) {
-			if time.Now().After(deadline) {
-				m.t.Errorf("%s chunk %s was not healed: %s does not hold the right bytes", tier, r.ID, p)
-				break
+		if err := waitFor(max(0, time.Until(deadline)), func() error {
+			if !chunkOK(p, r.ID, data[r.Off:r.Off+r.Size]) {
+				return fmt.Errorf("%s does not hold the right bytes", p)
 			}
-			time.Sleep(pollInterval)
+			return nil
+		}); err != nil {
+			m.t.Errorf("%s chunk %s was not healed: %v", tier, r.ID, err)
 		}
 	}
 }

@@ -52,18 +52,17 @@ func TestKeepCacheRevert(t *testing.T) {
 	// The descriptor open across the failed write: the revert invalidates
 	// the kernel's cache (asynchronously), before any other open would.
 	got := make([]byte, len(old))
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	if err := waitFor(5*time.Second, func() error {
 		n, err := reader.ReadAt(got, 0)
 		if err != nil && err != io.EOF {
 			t.Fatal(err)
 		}
-		if bytes.Equal(got[:n], old) {
-			break
+		if !bytes.Equal(got[:n], old) {
+			return fmt.Errorf("a descriptor open across the failed write still reads %d bytes that are not the committed content (the lost write: %v)", n, bytes.Equal(got[:n], lost))
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("a descriptor open across the failed write still reads %d bytes that are not the committed content (the lost write: %v)", n, bytes.Equal(got[:n], lost))
-			break
-		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 
 	if got := readAll(t, path); !bytes.Equal(got, old) {

@@ -255,7 +255,7 @@ func loadRun(t *testing.T, seed uint64, dur time.Duration, rssLimit int64) {
 			for !stop.Load() {
 				f := set.pick(rng)
 				if f == nil {
-					time.Sleep(10 * time.Millisecond)
+					time.Sleep(10 * time.Millisecond) // nothing written yet: the load's pace, not synchronisation
 					continue
 				}
 				if err := loadRead(f, rng, r%2 == 0, &st); err != nil {
@@ -272,6 +272,7 @@ func loadRun(t *testing.T, seed uint64, dur time.Duration, rssLimit int64) {
 	go func() {
 		defer wg.Done()
 		every := relPick(4*time.Second, 20*time.Second)
+		// The sleep is the schedule's tick, not synchronisation.
 		for next := time.Now().Add(every); !stop.Load(); time.Sleep(50 * time.Millisecond) {
 			if time.Now().Before(next) {
 				continue
@@ -283,26 +284,36 @@ func loadRun(t *testing.T, seed uint64, dur time.Duration, rssLimit int64) {
 				}
 				continue
 			}
-			for {
+			var r Report
+			var rerr error
+			// Generous: a gc under the full load, on a slow machine.
+			if err := waitFor(10*time.Minute, func() error {
 				b, err := os.ReadFile(m.control("compare"))
-				var r Report
+				r = Report{}
 				if err == nil {
 					err = json.Unmarshal(b, &r)
 				}
 				if err != nil {
-					fail("reading the gc's report: %v", err)
-					return
+					rerr = err
+					return nil // reported below
 				}
-				if r.State != "running" {
-					if r.State != "done" || r.Errors != 0 {
-						fail("gc during the load: %+v", r)
-					}
-					gcs.Add(1)
-					gcRemoved.Add(r.Removed)
-					break
+				if r.State == "running" {
+					return fmt.Errorf("gc still running: %+v", r)
 				}
-				time.Sleep(50 * time.Millisecond)
+				return nil
+			}); err != nil {
+				fail("gc during the load: %v", err)
+				return
 			}
+			if rerr != nil {
+				fail("reading the gc's report: %v", rerr)
+				return
+			}
+			if r.State != "done" || r.Errors != 0 {
+				fail("gc during the load: %+v", r)
+			}
+			gcs.Add(1)
+			gcRemoved.Add(r.Removed)
 		}
 	}()
 
@@ -313,7 +324,7 @@ func loadRun(t *testing.T, seed uint64, dur time.Duration, rssLimit int64) {
 	var rssSamples []int64
 	every := max(1, int(dur/time.Second)/30) // log about 30 samples
 	for time.Since(start) < dur && !stop.Load() {
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // the sampling interval: not synchronisation
 		rss, hwm := loadMemory(pid)
 		peakRSS = max(peakRSS, hwm)
 		rssSamples = append(rssSamples, rss)

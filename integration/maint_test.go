@@ -420,10 +420,12 @@ func TestMigrate(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(actionDeadline)
-	for len(m.ChunkFiles(safety)) < 2 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	_ = waitFor(actionDeadline, func() error { // how far it got is checked below
+		if k := len(m.ChunkFiles(safety)); k < 2 {
+			return fmt.Errorf("migrate copied %d chunks", k)
+		}
+		return nil
+	})
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	var ee *exec.ExitError
@@ -476,7 +478,7 @@ func TestScrubThrottleAndStop(t *testing.T) {
 	if err := m.Ctl("compare deep rate=2M concurrency=1"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // the time the throttle is measured over: not synchronisation
 	status := m.CtlStatus()
 	r := m.Report()
 	if r.State != "running" || !strings.Contains(status, "compare deep") || !strings.Contains(status, "MB/s") {
@@ -538,7 +540,7 @@ func TestKillDuringGC(t *testing.T) {
 		before := len(m.ChunkFiles(primary))
 		deadline := time.Now().Add(actionDeadline)
 		for len(m.ChunkFiles(primary)) > before-50*(round+1) && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // a poll closer than waitFor's, to kill near the point chosen
 		}
 		cmd.Process.Kill()
 		werr := cmd.Wait()

@@ -23,6 +23,25 @@ const (
 	pollInterval    = 20 * time.Millisecond
 )
 
+// waitFor polls cond every pollInterval until it returns nil, and returns
+// an error wrapping cond's last one if that did not happen within timeout.
+// It is how a test waits for a state the daemon reaches in the background
+// (a backfill drained, a chunk healed, an action ended) instead of
+// sleeping for a guess; the caller decides whether a timeout is fatal.
+func waitFor(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %s: %w", timeout, err)
+		}
+		time.Sleep(pollInterval) // the poll interval
+	}
+}
+
 // Mount is one running `dualstore mount` daemon of a test, with its data
 // dir. Every mount is unmounted in t.Cleanup, even when the test fails.
 type Mount struct {
@@ -338,17 +357,16 @@ func (m *Mount) Action(cmd string) Report {
 // WaitAction polls `.dualstore/compare` until the action has ended.
 func (m *Mount) WaitAction() Report {
 	m.t.Helper()
-	deadline := time.Now().Add(actionDeadline)
-	for {
-		r := m.Report()
-		if r.State != "running" {
-			return r
+	var r Report
+	if err := waitFor(actionDeadline, func() error {
+		if r = m.Report(); r.State == "running" {
+			return fmt.Errorf("%s still running: %+v", r.Action, r)
 		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("%s still running after %s: %+v", r.Action, actionDeadline, r)
-		}
-		time.Sleep(pollInterval)
+		return nil
+	}); err != nil {
+		m.t.Fatal(err)
 	}
+	return r
 }
 
 // Compare runs a comparison (deep or shallow) to its end.

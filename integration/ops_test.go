@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -218,13 +219,14 @@ func TestFileOperations(t *testing.T) {
 		o.f.Close()
 	}
 	wantFiles, wantSize := countFiles(t, ref)
-	deadline := time.Now().Add(10 * time.Second)
-	for st := m.Stats(); st.Files != wantFiles || st.LogicalBytes != wantSize; st = m.Stats() {
-		if time.Now().After(deadline) { // the kernel releases files in the background
-			t.Errorf("after closing replaced and removed files: stats files %d logical_bytes %d, want %d and %d", st.Files, st.LogicalBytes, wantFiles, wantSize)
-			break
+	// The kernel releases files in the background.
+	if err := waitFor(10*time.Second, func() error {
+		if st := m.Stats(); st.Files != wantFiles || st.LogicalBytes != wantSize {
+			return fmt.Errorf("stats files %d logical_bytes %d, want %d and %d", st.Files, st.LogicalBytes, wantFiles, wantSize)
 		}
-		time.Sleep(pollInterval)
+		return nil
+	}); err != nil {
+		t.Errorf("after closing replaced and removed files: %v", err)
 	}
 	diffTrees(t, ref, m.Dir)
 

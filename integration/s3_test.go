@@ -108,17 +108,16 @@ func s3Tree(t *testing.T, dir string, seed uint64, n int) {
 // waitStats polls stats until ok says yes, failing after within.
 func (m *Mount) waitStats(within time.Duration, what string, ok func(Stats) bool) Stats {
 	m.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		st := m.Stats()
-		if ok(st) {
-			return st
+	var st Stats
+	if err := waitFor(within, func() error {
+		if st = m.Stats(); !ok(st) {
+			return fmt.Errorf("pending_backfill %d, safety writes %+v", st.PendingBackfill, st.Tiers[safety].Writes)
 		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("%s: not within %s (pending_backfill %d, safety writes %+v)", what, within, st.PendingBackfill, st.Tiers[safety].Writes)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	}); err != nil {
+		m.t.Fatalf("%s: %v", what, err)
 	}
+	return st
 }
 
 // TestS3SafetyOutage: a mount with a local primary and an S3 safety tier
@@ -157,7 +156,7 @@ func TestS3SafetyOutage(t *testing.T) {
 	go func() { cpDone <- cp.Wait() }()
 	deadline := time.Now().Add(30 * time.Second)
 	for len(s3Chunks(t, srv)) < before+2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // a poll closer than waitFor's, to stop the server early in the copy; checked below
 	}
 	select {
 	case err := <-cpDone:
@@ -208,7 +207,7 @@ func TestS3SafetyOutage(t *testing.T) {
 			t.Fatalf("pending_backfill %d 30s after the S3 server came back (was %d)", m.Stats().PendingBackfill, pending)
 		}
 		writeFile(t, m.Path("after", fmt.Sprintf("f%d", i)), randBytes(uint64(5000+i), 64<<10))
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // paces the writes that end the backoff, as a mount in use would: not synchronisation
 	}
 	t.Logf("backfill of %d chunks drained %s after the S3 server came back, without a remount", pending, time.Since(restarted).Round(time.Millisecond))
 	r := m.Compare(true)
@@ -299,9 +298,13 @@ func TestS3Reads(t *testing.T) {
 		t.Errorf("primary chunks deleted: fallbacks %d, safety reads %d; want >= %d each", st.Fallbacks, st.Tiers[safety].Reads.OK, n)
 	}
 	// Self-heal put them back into the primary, from S3's verified copies.
-	deadline := time.Now().Add(20 * time.Second)
-	for int64(len(m.ChunkFiles(primary))) < n && time.Now().Before(deadline) {
-		time.Sleep(pollInterval)
+	if err := waitFor(20*time.Second, func() error {
+		if k := int64(len(m.ChunkFiles(primary))); k < n {
+			return fmt.Errorf("%d of %d chunks back in the primary", k, n)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("self-heal from S3: %v", err)
 	}
 	m.checkChunkIDs(primary)
 	if r := m.Compare(true); r.Differences() != 0 || r.Matches != n {

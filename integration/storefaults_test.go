@@ -78,16 +78,13 @@ func sfChunkIDs(t *testing.T, root string) map[string]bool {
 // sfWaitPending polls stats until pending_backfill is 0.
 func (m *Mount) sfWaitPending(within time.Duration) {
 	m.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		st := m.Stats()
-		if st.PendingBackfill == 0 {
-			return
+	if err := waitFor(within, func() error {
+		if st := m.Stats(); st.PendingBackfill != 0 {
+			return fmt.Errorf("pending_backfill still %d", st.PendingBackfill)
 		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("pending_backfill still %d after %s", st.PendingBackfill, within)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	}); err != nil {
+		m.t.Fatal(err)
 	}
 }
 
@@ -96,20 +93,21 @@ func (m *Mount) sfWaitPending(within time.Duration) {
 // reports the ones it never saw.
 func (m *Mount) sfLogHas(want ...string) []string {
 	m.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var missing []string
+	_ = waitFor(5*time.Second, func() error { // the caller reports what is missing
 		logs := m.Logs()
-		var missing []string
+		missing = nil
 		for _, w := range want {
 			if !strings.Contains(logs, w) {
 				missing = append(missing, w)
 			}
 		}
-		if len(missing) == 0 || time.Now().After(deadline) {
-			return missing
+		if len(missing) > 0 {
+			return fmt.Errorf("the log lacks %q", missing)
 		}
-		time.Sleep(pollInterval)
-	}
+		return nil
+	})
+	return missing
 }
 
 // sfCopy copies src into the mount with cp and returns cp's error and

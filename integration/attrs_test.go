@@ -3,7 +3,7 @@ package integration
 import (
 	"bytes"
 	"errors"
-	"io/fs"
+	iofs "io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -82,7 +82,7 @@ func buildMetaTree(t *testing.T, root string) {
 		t.Fatal(err)
 	}
 	var paths []string
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	_ = filepath.WalkDir(root, func(p string, d iofs.DirEntry, err error) error {
 		paths = append(paths, p)
 		return err
 	})
@@ -137,7 +137,7 @@ func compareMeta(t *testing.T, want, got string) {
 	t.Helper()
 	list := func(root string) []string {
 		var rels []string
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		err := filepath.WalkDir(root, func(p string, d iofs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}

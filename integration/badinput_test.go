@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
+	iofs "io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -32,7 +32,7 @@ import (
 func badSnapshot(t *testing.T, dir string, skip func(rel string) bool) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -87,7 +87,7 @@ func badSameFiles(t *testing.T, what string, before, after map[string]string) {
 // badCopyDir copies a directory tree (regular files and dirs only).
 func badCopyDir(t *testing.T, from, to string) {
 	t.Helper()
-	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(from, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

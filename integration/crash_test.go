@@ -44,7 +44,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
+	iofs "io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -167,7 +167,7 @@ func crashCheckLeftovers(t *testing.T, m *Mount) {
 	_ = waitFor(30*time.Second, func() error { // each one left is reported below
 		left = left[:0]
 		for _, tier := range tiers {
-			_ = filepath.WalkDir(filepath.Join(m.Data, tier), func(p string, d fs.DirEntry, err error) error {
+			_ = filepath.WalkDir(filepath.Join(m.Data, tier), func(p string, d iofs.DirEntry, err error) error {
 				if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
 					left = append(left, p)
 				}

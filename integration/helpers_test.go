@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"io/fs"
+	iofs "io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -125,7 +125,7 @@ func (m *Mount) ChunkFiles(tier string) map[string]string {
 	m.t.Helper()
 	root := filepath.Join(m.Data, tier)
 	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

@@ -13,7 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	iofs "io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -127,9 +127,9 @@ func (s *loadSet) pick(rng *rand.Rand) *loadFile {
 
 // loadStats are the run's counters.
 type loadStats struct {
-	written, read, verified     atomic.Int64
-	files, removed, reads, live atomic.Int64
-	inflightReads               atomic.Int64
+	written, verified     atomic.Int64
+	files, removed, reads atomic.Int64
+	inflightReads         atomic.Int64
 }
 
 // TestLoad runs 8 writers and 8 readers against a -race daemon. Writers
@@ -375,7 +375,7 @@ func loadRun(t *testing.T, seed uint64, dur time.Duration, rssLimit int64) {
 	set.mu.Unlock()
 	for _, f := range all {
 		if f.state.Load() == 2 {
-			if _, err := os.Lstat(f.path); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Lstat(f.path); !errors.Is(err, iofs.ErrNotExist) {
 				t.Errorf("%s was removed, but lstat says %v", f.path, err)
 			}
 			continue
@@ -451,7 +451,7 @@ func loadWrite(f *loadFile, size int64, rng *rand.Rand, set *loadSet, st *loadSt
 func loadRead(f *loadFile, rng *rand.Rand, whole bool, st *loadStats) error {
 	in, err := os.Open(f.path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && f.state.Load() == 2 {
+		if errors.Is(err, iofs.ErrNotExist) && f.state.Load() == 2 {
 			return nil
 		}
 		return err

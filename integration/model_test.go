@@ -23,7 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
+	iofs "io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -136,7 +136,7 @@ func (mf *modelFS) same(what string, ea, eb error) bool {
 // root), with the directories apart.
 func (mf *modelFS) entries() (all, dirs, files []string) {
 	dirs = []string{""}
-	_ = filepath.WalkDir(mf.ref, func(p string, d fs.DirEntry, err error) error {
+	_ = filepath.WalkDir(mf.ref, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil || p == mf.ref {
 			return nil
 		}
@@ -660,7 +660,7 @@ func (mf *modelFS) opChmod() {
 	p := mf.entryPath()
 	mode := uint32([]int{0o644, 0o600, 0o755, 0o444, 0o640, 0o711}[mf.rng.IntN(6)])
 	fi, err := os.Lstat(filepath.Join(mf.ref, p))
-	if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+	if err == nil && fi.Mode()&iofs.ModeSymlink != 0 {
 		return // chmod follows symlinks; their targets may lie outside
 	}
 	mf.logf("chmod %s %#o", p, mode)

@@ -85,7 +85,7 @@ func TestRoundTripSizes(t *testing.T) {
 	if err := os.Mkdir(m.Path("sizes"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var logical int64 = int64(len(base))
+	logical := int64(len(base))
 	for _, c := range cases {
 		sp := filepath.Join(src, c.name)
 		writeFile(t, sp, base[:c.size])

@@ -4,7 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -258,7 +258,7 @@ func TestSecurityStoreFilesPrivate(t *testing.T) {
 	if _, err := f.WriteAt([]byte("patched"), 1000); err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir(data, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(data, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

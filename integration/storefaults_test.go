@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	iofs "io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,7 +60,7 @@ func sfTmpfs(t *testing.T, size string) string {
 func sfChunkIDs(t *testing.T, root string) map[string]bool {
 	t.Helper()
 	ids := map[string]bool{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -492,16 +492,25 @@ func (s *slowStore) wait(ctx context.Context) {
 }
 
 type slowNode struct {
-	gofs.LoopbackNode
+	*gofs.LoopbackNode
 	s *slowStore
 }
 
+// WrapChild makes every node below the root a slowNode too.
+func (n *slowNode) WrapChild(ctx context.Context, ops gofs.InodeEmbedder) gofs.InodeEmbedder {
+	if ln, ok := ops.(*gofs.LoopbackNode); ok {
+		return &slowNode{LoopbackNode: ln, s: n.s}
+	}
+	return ops
+}
+
 var (
-	_ gofs.NodeLookuper = (*slowNode)(nil)
-	_ gofs.NodeCreater  = (*slowNode)(nil)
-	_ gofs.NodeOpener   = (*slowNode)(nil)
-	_ gofs.NodeMkdirer  = (*slowNode)(nil)
-	_ gofs.NodeRenamer  = (*slowNode)(nil)
+	_ gofs.NodeWrapChilder = (*slowNode)(nil)
+	_ gofs.NodeLookuper    = (*slowNode)(nil)
+	_ gofs.NodeCreater     = (*slowNode)(nil)
+	_ gofs.NodeOpener      = (*slowNode)(nil)
+	_ gofs.NodeMkdirer     = (*slowNode)(nil)
+	_ gofs.NodeRenamer     = (*slowNode)(nil)
 )
 
 func (n *slowNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -539,16 +548,12 @@ func newSlowStore(t *testing.T) *slowStore {
 			t.Fatal(err)
 		}
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(s.Backing, &st); err != nil {
+	rootOps, err := gofs.NewLoopbackRoot(s.Backing)
+	if err != nil {
 		t.Fatal(err)
 	}
-	root := &gofs.LoopbackRoot{Path: s.Backing, Dev: uint64(st.Dev)}
-	root.NewNode = func(r *gofs.LoopbackRoot, _ *gofs.Inode, _ string, _ *syscall.Stat_t) gofs.InodeEmbedder {
-		return &slowNode{LoopbackNode: gofs.LoopbackNode{RootData: r}, s: s}
-	}
-	root.RootNode = root.NewNode(root, nil, "", &st)
-	srv, err := gofs.Mount(s.Dir, root.RootNode, &gofs.Options{
+	root := &slowNode{LoopbackNode: rootOps.(*gofs.LoopbackNode), s: s}
+	srv, err := gofs.Mount(s.Dir, root, &gofs.Options{
 		MountOptions: fuse.MountOptions{FsName: "slowstore", Name: "slowstore", DirectMount: true},
 	})
 	if err != nil {

@@ -255,7 +255,7 @@ func testConcurrentSameID(t *testing.T, s stores.Store) {
 			for r := range rounds {
 				if (g+r)%2 == 0 {
 					if err := s.Put(t.Context(), id, data); err != nil {
-						errs <- fmt.Errorf("Put: %w", err)
+						errs <- fmt.Errorf("put: %w", err)
 						return
 					}
 					continue
@@ -264,10 +264,10 @@ func testConcurrentSameID(t *testing.T, s stores.Store) {
 				switch {
 				case errors.Is(err, stores.ErrNotFound):
 				case err != nil:
-					errs <- fmt.Errorf("Get: %w", err)
+					errs <- fmt.Errorf("get: %w", err)
 					return
 				case !bytes.Equal(got, data):
-					errs <- fmt.Errorf("Get returned %d bytes, not the %d put: a partial chunk", len(got), len(data))
+					errs <- fmt.Errorf("get returned %d bytes, not the %d put: a partial chunk", len(got), len(data))
 					return
 				}
 			}
@@ -290,12 +290,12 @@ func testConcurrentManyIDs(t *testing.T, s stores.Store) {
 			for i := range perGoroutine {
 				data, id := chunk(uint64(1000+g*perGoroutine+i), 1000+i*100)
 				if err := s.Put(t.Context(), id, data); err != nil {
-					errs <- fmt.Errorf("Put: %w", err)
+					errs <- fmt.Errorf("put: %w", err)
 					return
 				}
 				got, err := s.Get(t.Context(), id)
 				if err != nil {
-					errs <- fmt.Errorf("Get: %w", err)
+					errs <- fmt.Errorf("get: %w", err)
 					return
 				}
 				if !bytes.Equal(got, data) {

@@ -10,6 +10,9 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/dualstore/dualstore/dual/engine"
+	"github.com/dualstore/dualstore/stores/local"
 )
 
 func TestMedian(t *testing.T) {
@@ -209,5 +212,43 @@ func TestMarkdown(t *testing.T) {
 		if strings.HasPrefix(line, "|") && strings.Count(line, "|") != 9 {
 			t.Errorf("row with %d cells: %s", strings.Count(line, "|")-1, line)
 		}
+	}
+}
+
+// TestSyncVariant: (f) runs only the random first copy, its config forces
+// the local stores' sync mode, and its rows give the ratio to (d).
+func TestSyncVariant(t *testing.T) {
+	v := variantByKey("dualstore-fsync")
+	if !slices.Contains(caseNames(), "seq/random/dualstore-fsync") || slices.Contains(caseNames(), "seq/compressible/dualstore-fsync") {
+		t.Errorf("cases of (f): %v", caseNames())
+	}
+	var c engine.Config
+	if err := engine.ParseYAML([]byte(dualstoreConfig(v, t.TempDir(), true)), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Complete(engine.DefaultRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range append(c.Primary, c.Safety...) {
+		if lc, ok := sc.Options.(*local.Config); !ok || lc.Sync != "fsync" || !lc.Compress {
+			t.Errorf("store %s of (f): %#v, want sync: fsync and compress", sc.Name, sc.Options)
+		}
+	}
+
+	var ss []sample
+	for run, k := range []float64{1, 2, 0.5} {
+		ss = append(ss,
+			sample{Case: "write", Data: "random", Variant: "loopback", Run: run, Value: 400 * k, Unit: "MiB/s"},
+			sample{Case: "write", Data: "random", Variant: "dualstore-both", Run: run, Value: 200 * k, Unit: "MiB/s"},
+			sample{Case: "write", Data: "random", Variant: "dualstore-fsync", Run: run, Value: 150 * k, Unit: "MiB/s"})
+	}
+	rows := summarize(ss)
+	r := rows[len(rows)-1]
+	if r.Variant != "dualstore-fsync" || r.BaselineRatio == nil || *r.BaselineRatio != 0.75 || r.Measured != "0.75× (d)" || r.Result != "" {
+		t.Errorf("row of (f): %+v", r)
+	}
+	want := "| seq write + fsync | random | (f) both tiers, sync: fsync | 150 MiB/s | – | 0.38 |  | (0.75× (d)) |"
+	if out := markdown(meta{Runs: 3, Size: 1 << 30}, rows); !strings.Contains(out, want) {
+		t.Errorf("table lacks %q\n%s", want, out)
 	}
 }

@@ -69,7 +69,7 @@ func (m measured) detail(in *instance, count string) map[string]float64 {
 
 // seqOnce measures one run of the sequential cases for one variant and
 // one data set: write (copy of the source file, fsync), second copy,
-// cold read, warm read.
+// cold read, warm read (only the write for a writeOnly variant).
 func (b *bench) seqOnce(ctx context.Context, v variant, ds dataset, src string, run int) (err error) {
 	name := fmt.Sprintf("seq-%s-%s", ds.name, v.key)
 	in, err := b.open(ctx, v, name)
@@ -87,6 +87,18 @@ func (b *bench) seqOnce(ctx context.Context, v variant, ds dataset, src string, 
 		b.add(sample{Case: cs, Data: ds.name, Variant: v.key, Run: run, Value: rate(m.n, m.d), Unit: "MiB/s", Detail: det})
 		line += fmt.Sprintf(" %s %s", cs, fmtNum(rate(m.n, m.d)))
 	}
+	finish := func(files ...string) error {
+		if b.opts.verify && run == 0 {
+			for _, p := range files {
+				if err := sameFiles(ctx, src, p); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+			}
+			line += " (contents verified)"
+		}
+		b.logf("run %d/%d %-34s MiB/s:%s", run+1, b.opts.runs, name, line)
+		return nil
+	}
 
 	// First copy.
 	if err := b.settle(src); err != nil {
@@ -97,6 +109,9 @@ func (b *bench) seqOnce(ctx context.Context, v variant, ds dataset, src string, 
 		return fmt.Errorf("%s: write: %w", name, err)
 	}
 	add("write", m, nil)
+	if v.writeOnly {
+		return finish(a)
+	}
 
 	// Second copy: nothing new to store.
 	if err := b.settle(src); err != nil {
@@ -144,17 +159,7 @@ func (b *bench) seqOnce(ctx context.Context, v variant, ds dataset, src string, 
 		return fmt.Errorf("%s: warm read: %w", name, err)
 	}
 	add("read-warm", m, nil)
-
-	if b.opts.verify && run == 0 {
-		for _, p := range []string{a, c} {
-			if err := sameFiles(ctx, src, p); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		line += " (contents verified)"
-	}
-	b.logf("run %d/%d %-34s MiB/s:%s", run+1, b.opts.runs, name, line)
-	return nil
+	return finish(a, c)
 }
 
 // smallOnce measures one run of the small-file cases for one variant.

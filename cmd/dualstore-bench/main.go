@@ -14,6 +14,9 @@
 //	(c) dualstore-one     `dualstore mount`, write_to_both: false
 //	(d) dualstore-both    both tiers (the default)
 //	(e) dualstore-verify  both tiers and verify_both
+//	(f) dualstore-fsync   both tiers, the local stores forced to sync by
+//	                      fsync of each chunk file (`sync: fsync`); random
+//	                      data, first copy only, compared with (d)
 //
 // Cases: a sequential write of one file copied from a pre-generated source
 // (1 MiB writes, fsync, close), a second copy of it (dedup), cold and warm
@@ -201,7 +204,9 @@ func caseNames() []string {
 	var out []string
 	for _, ds := range []dataset{randomData, compressibleData} {
 		for _, v := range variants {
-			out = append(out, "seq/"+ds.name+"/"+v.key)
+			if v.runsOn(ds.name) {
+				out = append(out, "seq/"+ds.name+"/"+v.key)
+			}
 		}
 	}
 	for _, k := range smallVariants {
@@ -343,7 +348,7 @@ func (b *bench) runAll(ctx context.Context) error {
 	srcs := map[string]string{}
 	for _, ds := range datasets {
 		for _, v := range variants {
-			if b.selected("seq/"+ds.name+"/"+v.key) && srcs[ds.name] == "" {
+			if v.runsOn(ds.name) && b.selected("seq/"+ds.name+"/"+v.key) && srcs[ds.name] == "" {
 				p := filepath.Join(b.work, "source-"+ds.name)
 				b.logf("generating the %s source (%s)", ds.name, fmtBytes(float64(b.opts.size)))
 				if err := generate(ctx, ds, b.opts.size, p); err != nil {
@@ -356,7 +361,7 @@ func (b *bench) runAll(ctx context.Context) error {
 	for r := range b.opts.runs {
 		for _, ds := range datasets {
 			for _, v := range variants {
-				if !b.selected("seq/" + ds.name + "/" + v.key) {
+				if !v.runsOn(ds.name) || !b.selected("seq/"+ds.name+"/"+v.key) {
 					continue
 				}
 				if err := b.seqOnce(ctx, v, ds, srcs[ds.name], r); err != nil {

@@ -73,8 +73,12 @@ type row struct {
 	DaemonCPU *float64 `json:"daemon_cpu,omitempty"`
 	CPUUnit   string   `json:"daemon_cpu_unit,omitempty"`
 	Target    string   `json:"target,omitempty"`
-	// Measured is the figure the target is about, when it is not Ratio.
+	// Measured is the figure the target is about, when it is not Ratio,
+	// or the ratio to the variant's baseline ("0.97× (d)").
 	Measured string `json:"measured,omitempty"`
+	// BaselineRatio is the median over runs of value / the baseline
+	// variant's value in the same run, for a variant that has one.
+	BaselineRatio *float64 `json:"ratio_to_baseline,omitempty"`
 	// Result is "pass", "miss" or "" (no target).
 	Result string `json:"result,omitempty"`
 }
@@ -136,9 +140,30 @@ func summarize(samples []sample) []row {
 			r.DaemonCPU, r.CPUUnit = &m, cpuUnit
 		}
 		judge(&r, groups[key{"write", k.d, k.v}], g)
+		if base := variantByKey(k.v).baseline; base != "" {
+			versus(&r, g, groups[key{k.c, k.d, base}], variantByKey(base))
+		}
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// versus gives the row the median of its per-run ratios to base's
+// samples of the same case and data set.
+func versus(r *row, own, base []sample, bv variant) {
+	var ratios []float64
+	for _, s := range own {
+		if b, ok := find(base, s.Run); ok && b.Value > 0 {
+			ratios = append(ratios, s.Value/b.Value)
+		}
+	}
+	if len(ratios) == 0 {
+		return
+	}
+	m := median(ratios)
+	r.BaselineRatio = &m
+	short, _, _ := strings.Cut(bv.label, " ")
+	r.Measured = fmt.Sprintf("%.2f× %s", m, short)
 }
 
 func find(ss []sample, run int) (sample, bool) {

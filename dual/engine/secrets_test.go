@@ -14,7 +14,7 @@ import (
 var (
 	configPublicKeys = []string{
 		"data_dir", "log_level", "hash", "read_preference", "require",
-		"name", "type", "path", "endpoint", "bucket", "prefix", "region", "path_style",
+		"name", "type", "path", "sync", "endpoint", "bucket", "prefix", "region", "path_style",
 		"profile", "credentials_file", // where credentials are, not what
 	}
 	configSecretKeys = []string{"access_key", "secret_key", "session_token"}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/dualstore/dualstore/stores"
 )
 
@@ -21,6 +23,9 @@ type Config struct {
 	// Fsync syncs every chunk file as it is written. Off by default:
 	// fsync() on a file syncs the stores once for all its chunks.
 	Fsync bool `yaml:"fsync" json:"fsync"`
+	// Sync is how fsync() on a file makes the store's chunks durable:
+	// auto (the default), syncfs or fsync; see Options.SyncMode.
+	Sync string `yaml:"sync" json:"sync"`
 }
 
 var (
@@ -28,7 +33,8 @@ var (
 	_ stores.Overlapper = (*Config)(nil)
 )
 
-// Complete makes the path absolute and checks it is set.
+// Complete makes the path absolute and checks it is set, and fills in
+// and checks the sync mode.
 func (c *Config) Complete(key string) error {
 	if c.Path == "" {
 		return fmt.Errorf("%s.path: required for a local store", key)
@@ -36,14 +42,22 @@ func (c *Config) Complete(key string) error {
 	if abs, err := filepath.Abs(c.Path); err == nil {
 		c.Path = abs
 	}
-	return Options{Root: c.Path}.Validate()
+	switch c.Sync {
+	case "":
+		c.Sync = SyncModeAuto
+	case SyncModeAuto, SyncModeSyncfs, SyncModeFsync:
+	default:
+		return fmt.Errorf("%s.sync %q: want %s, %s or %s", key, c.Sync, SyncModeAuto, SyncModeSyncfs, SyncModeFsync)
+	}
+	return Options{Root: c.Path, SyncMode: c.Sync}.Validate()
 }
 
-// Open opens the store. Its directory is created only for a new
+// Open opens the store, logging through the logger in ctx (zerolog.Ctx),
+// if the caller put one there. Its directory is created only for a new
 // filesystem: for an existing one a missing directory is a typo, an
 // unmounted disk or a moved directory, and the mount would come up with an
 // empty tier.
-func (c *Config) Open(_ context.Context, name string, create bool) (stores.Store, func(), error) {
+func (c *Config) Open(ctx context.Context, name string, create bool) (stores.Store, func(), error) {
 	_, statErr := os.Stat(c.Path)
 	missing := errors.Is(statErr, iofs.ErrNotExist)
 	if missing && !create {
@@ -51,7 +65,8 @@ func (c *Config) Open(_ context.Context, name string, create bool) (stores.Store
 			"that should be there: fix the path (or mount the disk); for a new, empty store create the directory and run `dualstore repair`",
 			c.Path)
 	}
-	s, err := New(Options{Root: c.Path, Name: name, Compress: c.Compress, Fsync: c.Fsync, CreateRoot: create})
+	s, err := New(Options{Root: c.Path, Name: name, Compress: c.Compress, Fsync: c.Fsync, CreateRoot: create,
+		SyncMode: c.Sync, Log: *zerolog.Ctx(ctx)})
 	if err != nil {
 		return nil, nil, err
 	}

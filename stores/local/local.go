@@ -21,6 +21,18 @@
 // locked (flock) while the store is open: only one user at a time, in any
 // process, may open a root.
 //
+// Durability: with Options.Fsync every Put syncs its chunk file and shard
+// before it returns. Without it, Sync makes every chunk put so far durable
+// in one call, how a file's fsync covers all its chunks: one syncfs(2) of
+// the store's filesystem where that reaches the storage, else (FUSE, 9p,
+// CIFS/SMB, which return success from syncfs while the data still sits in
+// a daemon or on a server; see noSyncfs) an fsync of each chunk file and
+// directory written since the last Sync. New picks the mode from the
+// filesystem's type (Options.SyncMode "auto"), and SyncMode reports it. A
+// clean Close syncs what is left, so the next user trusts the chunks it
+// finds; after an unclean one, a Put that finds its chunk in place counts
+// as a write for the next Sync.
+//
 // A call ends when its context does, even if the filesystem hangs (a dead
 // NFS server, a wedged disk, a FUSE mount whose server stalls): system calls
 // cannot be interrupted, so each call's file operations run on their own
@@ -50,6 +62,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/rs/zerolog"
 
 	"github.com/dualstore/dualstore/stores"
 )
@@ -105,6 +118,15 @@ type Options struct {
 	// CreateRoot creates Root (and its parents) when it does not exist,
 	// instead of failing.
 	CreateRoot bool
+	// SyncMode is how Sync makes chunks durable: SyncModeSyncfs (one
+	// syncfs(2) of the store's filesystem), SyncModeFsync (an fsync of
+	// each chunk file and directory written since the last Sync), or
+	// SyncModeAuto, the default (""): syncfs unless the filesystem is one
+	// that does not pass syncfs on (FUSE, 9p, CIFS/SMB; see noSyncfs).
+	SyncMode string
+	// Log receives the store's debug messages (the sync mode it chose,
+	// and why). The zero Logger discards them.
+	Log zerolog.Logger
 }
 
 // Validate reports whether the options can be used, without touching the
@@ -115,6 +137,11 @@ func (o Options) Validate() error {
 	}
 	if strings.ContainsRune(o.Root, 0) {
 		return fmt.Errorf("local store: root %q contains a NUL byte", o.Root)
+	}
+	switch o.SyncMode {
+	case "", SyncModeAuto, SyncModeSyncfs, SyncModeFsync:
+	default:
+		return fmt.Errorf("local store: sync mode %q: want %s, %s or %s", o.SyncMode, SyncModeAuto, SyncModeSyncfs, SyncModeFsync)
 	}
 	return nil
 }
@@ -127,6 +154,18 @@ type Local struct {
 	enc   *zstd.Encoder
 	dec   *zstd.Decoder
 	rootF *os.File // open for Sync's syncfs
+	// syncMode is the mode Sync uses, SyncModeSyncfs or SyncModeFsync:
+	// Options.SyncMode with auto resolved.
+	syncMode string
+	// pending is what Sync must fsync in fsync mode; dirty tells, in
+	// syncfs mode, whether anything was written since the last Sync (so
+	// that Close syncs only when it has to).
+	pending pending
+	dirty   atomic.Bool
+	// unclean is set when the last user did not close the store: the
+	// chunks it left may not be durable, so in fsync mode a Put that
+	// finds its chunk in place tracks it as if it had written it.
+	unclean bool
 	// marker is the open marker, locked (flock) while the store is open.
 	marker *os.File
 
@@ -206,9 +245,15 @@ func New(opts Options) (*Local, error) {
 	if name == "" {
 		name = root
 	}
+	magic, magicErr := fsMagic(rootF)
+	mode, why := resolveSyncMode(opts.SyncMode, magic, magicErr == nil)
+	opts.Log.Debug().Str("component", "local").Str("store", name).Str("root", root).
+		Str("sync_mode", mode).Str("why", why).Str("fs_type", fmt.Sprintf("%#x", magic)).AnErr("statfs", magicErr).
+		Msg("sync mode")
 	var token [8]byte
 	rand.Read(token[:])
 	l := &Local{root: root, name: name, opts: opts, enc: enc, dec: dec, rootF: rootF, marker: marker,
+		syncMode: mode, unclean: unclean, pending: pending{limit: maxPending},
 		tmpPrefix: tmpPrefix + hex.EncodeToString(token[:]) + "-", sweepDone: make(chan struct{})}
 	if !unclean {
 		l.swept.Store(true)
@@ -398,6 +443,11 @@ func (l *Local) Type() string { return "local" }
 
 // Root returns the absolute path of the store's directory.
 func (l *Local) Root() string { return l.root }
+
+// SyncMode returns how Sync makes chunks durable: SyncModeSyncfs or
+// SyncModeFsync (Options.SyncMode, with auto resolved for the store's
+// filesystem). With Options.Fsync set, Sync has nothing to do either way.
+func (l *Local) SyncMode() string { return l.syncMode }
 
 // shardDir returns the directory holding id.
 func (l *Local) shardDir(id stores.ID) string {
@@ -592,7 +642,16 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 	_, err := fsCallFlag(l, ctx, &state, func() (struct{}, error) {
 		if fi, err := os.Lstat(final); err == nil {
 			if intact(fi, len(data), payload) {
-				return struct{}{}, nil // held already
+				if !l.unclean {
+					return struct{}{}, nil // held already
+				}
+				// Held already, but maybe written and not yet synced by
+				// the user that did not close the store.
+				if l.opts.Fsync || l.syncMode == SyncModeFsync && l.pending.full() {
+					return struct{}{}, syncChunk(final, l.shardDir(id), l.root)
+				}
+				l.wrote(final, l.shardDir(id), l.root)
+				return struct{}{}, nil
 			}
 			// A copy of the wrong size, which a power loss leaves behind
 			// (the rename was durable, the bytes were not): replaced,
@@ -622,17 +681,22 @@ func (l *Local) write(id stores.ID, payload []byte, state *atomic.Int32) error {
 	final := l.path(id)
 	dir := l.shardDir(id)
 	pattern := l.tmpPrefix + id.String() + "-*"
+	// A write syncs itself with Fsync set, and in fsync mode once the
+	// set Sync must fsync is full: a store written for long without a
+	// Sync would otherwise grow it without bound.
+	syncNow := l.opts.Fsync || l.syncMode == SyncModeFsync && l.pending.full()
 	// Most shards exist once a store has some thousands of chunks: try the
 	// temp file first and create the shard only when it is missing, rather
 	// than a mkdir(2) (which locks the store's root) for every chunk.
 	tmp, err := os.CreateTemp(dir, pattern)
 	if errors.Is(err, iofs.ErrNotExist) {
 		if err := os.Mkdir(dir, dirPerm); err == nil {
-			// A new shard's entry in the root must be durable too.
-			if l.opts.Fsync {
-				if err := syncDir(l.root); err != nil {
-					return err
-				}
+			// A new shard's entry in the root must be durable too,
+			// whether or not this write gets through.
+			if !syncNow {
+				l.wrote("", l.root)
+			} else if err := syncDir(l.root); err != nil {
+				return err
 			}
 		} else if !errors.Is(err, iofs.ErrExist) {
 			return err
@@ -652,7 +716,7 @@ func (l *Local) write(id stores.ID, payload []byte, state *atomic.Int32) error {
 	if _, err := tmp.Write(payload); err != nil {
 		return err
 	}
-	if l.opts.Fsync {
+	if syncNow {
 		if err := tmp.Sync(); err != nil {
 			return err
 		}
@@ -673,16 +737,49 @@ func (l *Local) write(id stores.ID, payload []byte, state *atomic.Int32) error {
 		return err
 	}
 	done = true
-	if l.opts.Fsync {
+	if syncNow {
 		return syncDir(dir)
 	}
+	l.wrote(final, dir)
 	return nil
+}
+
+// wrote records what a write changed, for the next Sync: file, a chunk
+// file put in place (or ""), and the directories whose entries changed.
+// It runs on fsCall's goroutines (it touches only l.pending and l.dirty).
+func (l *Local) wrote(file string, dirs ...string) {
+	switch {
+	case l.opts.Fsync: // every Put syncs its own
+	case l.syncMode == SyncModeFsync:
+		l.pending.add(file, dirs...)
+	default:
+		l.dirty.Store(true)
+	}
 }
 
 // writebackMin is the smallest chunk file whose writeback starts as soon
 // as it is written (see startWriteback). Smaller ones, a small file's
 // only chunk say, are left to the kernel to batch.
 const writebackMin = 128 << 10
+
+// syncChunk makes a chunk file durable, then the entries of dirs.
+func syncChunk(file string, dirs ...string) error {
+	f, err := openForSync(file, false)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	for _, d := range dirs {
+		if err != nil {
+			break
+		}
+		err = syncDir(d)
+	}
+	return err
+}
 
 // syncDir makes the entries of dir (a new file or directory) durable.
 func syncDir(dir string) error {
@@ -803,23 +900,47 @@ func (l *Local) List(ctx context.Context, fn func(id stores.ID) error) error {
 	return nil
 }
 
-// Sync makes every chunk put so far durable with one syncfs(2) of the
-// store's filesystem: cheaper than an fsync per chunk when a file's fsync
-// covers thousands of chunks. With Fsync set every Put is durable already.
+// Sync makes every chunk put so far durable. In syncfs mode that is one
+// syncfs(2) of the store's filesystem: cheaper than an fsync per chunk
+// when a file's fsync covers thousands of chunks. In fsync mode (a
+// filesystem that ignores syncfs, see SyncMode) it fsyncs the chunk files
+// written since the last Sync, up to syncWorkers at once, then the
+// directories whose entries changed; a chunk deleted meanwhile is skipped,
+// and what fails, or is not reached before ctx ends, is tried again by the
+// next Sync. The error names the file that failed. With Fsync set every
+// Put is durable already.
 func (l *Local) Sync(ctx context.Context) error {
 	if err := l.begin(ctx, "sync", nil); err != nil {
 		return err
 	}
 	defer l.mu.RUnlock()
-	if l.opts.Fsync {
-		return nil
-	}
-	rootF := l.rootF // an abandoned syncfs keeps its reference to the fd past Close
-	if err := fsDo(l, ctx, func() error { return syncFS(rootF) }); err != nil {
+	if err := l.sync(ctx); err != nil {
 		return fmt.Errorf("local %s: sync: %w", l.root, err)
 	}
 	return nil
 }
+
+func (l *Local) sync(ctx context.Context) error {
+	switch {
+	case l.opts.Fsync:
+		return nil
+	case l.syncMode == SyncModeFsync:
+		return l.syncTracked(ctx)
+	}
+	// A write that lands after this is in the next Sync's count; one
+	// before it is in this syncfs.
+	l.dirty.Store(false)
+	rootF := l.rootF // an abandoned syncfs keeps its reference to the fd past Close
+	if err := fsDo(l, ctx, func() error { return syncFS(rootF) }); err != nil {
+		l.dirty.Store(true)
+		return err
+	}
+	return nil
+}
+
+// closeSyncTimeout bounds the sync at Close. A filesystem slower than
+// that leaves the store marked unclean, which the next open handles.
+const closeSyncTimeout = time.Minute
 
 // Close releases the store's resources; later calls fail with ErrClosed.
 // It waits for running calls to finish.
@@ -834,15 +955,37 @@ func (l *Local) Close() error {
 		l.sweepStop()
 	}
 	<-l.sweepDone
+	// A clean close leaves every chunk put durable, so that the next user
+	// may trust the chunks it finds in place. Where calls are still
+	// blocked the filesystem hangs: the marker stays, and the next open
+	// knows.
+	var err error
+	synced := false
+	if l.abandoned.Load() == 0 {
+		nf, nd := l.pending.len()
+		if l.dirty.Load() || nf+nd > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), closeSyncTimeout)
+			err = l.sync(ctx)
+			cancel()
+		}
+		synced = err == nil
+		if err != nil {
+			err = fmt.Errorf("sync: %w", err)
+		}
+	}
 	l.dec.Close()
-	err := l.enc.Close()
+	if cerr := l.enc.Close(); err == nil {
+		err = cerr
+	}
 	if cerr := l.rootF.Close(); err == nil {
 		err = cerr
 	}
-	// A clean close: no temp file is left, unless the sweep did not get
-	// through or a write abandoned in a hung filesystem may yet leave one.
-	// Then the marker stays and the next open sweeps.
-	if l.swept.Load() && l.abandoned.Load() == 0 {
+	// A clean close: no temp file is left and every chunk is durable,
+	// unless the sweep did not get through, a write abandoned in a hung
+	// filesystem may yet leave a temp file, or the last sync failed. Then
+	// the marker stays and the next open sweeps (and distrusts the chunks
+	// it finds).
+	if synced && l.swept.Load() && l.abandoned.Load() == 0 {
 		if rerr := os.Remove(filepath.Join(l.root, openMarker)); rerr != nil && !errors.Is(rerr, iofs.ErrNotExist) && err == nil {
 			err = rerr
 		}

@@ -40,6 +40,9 @@ func TestConformance(t *testing.T) {
 		{"compressed", Options{Compress: true}},
 		{"fsync", Options{Fsync: true}},
 		{"compressed+fsync", Options{Compress: true, Fsync: true}},
+		{"sync=fsync", Options{SyncMode: SyncModeFsync}},
+		{"compressed+sync=fsync", Options{Compress: true, SyncMode: SyncModeFsync}},
+		{"sync=syncfs", Options{SyncMode: SyncModeSyncfs}},
 	} {
 		t.Run(opts.name, func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T) stores.Store { return newLocal(t, opts.opts) })

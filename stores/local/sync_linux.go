@@ -23,6 +23,18 @@ func syncFS(dir *os.File) error {
 	return serr
 }
 
+// fsMagic returns the f_type statfs(2) reports for the filesystem holding
+// dir (see noSyncfs).
+func fsMagic(dir *os.File) (uint32, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(dir.Fd()), &st); err != nil {
+		return 0, err
+	}
+	// f_type is a long: CIFS's 0xFF534D42 is negative where that has 32
+	// bits. The magic numbers are 32-bit.
+	return uint32(st.Type), nil
+}
+
 // startWriteback asks the kernel to start writing f's dirty pages to disk
 // now, without waiting (sync_file_range(SYNC_FILE_RANGE_WRITE)). Chunk
 // files are otherwise written back only at the next Sync, or once the

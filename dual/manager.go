@@ -452,10 +452,45 @@ func (m *Manager) Delete(ctx context.Context, id stores.ID) error {
 	return errors.Join(m.tiers[0].Delete(ctx, id), m.tiers[1].Delete(ctx, id))
 }
 
+// ErrSyncOneSided is wrapped by Sync's error when only a tier that Require
+// does not name failed: the chunks are durable where a write needs them,
+// so fsync may succeed, but not everywhere (the caller keeps what it
+// needs to check them after a power loss).
+var ErrSyncOneSided = errors.New("sync failed on a tier that require does not name")
+
 // Sync makes every chunk written so far durable in both tiers, for stores
-// that batch durability (stores.Syncer).
+// that batch durability (stores.Syncer). The tiers sync in parallel, each
+// bounded by StoreTimeout (a hung store must not hang fsync). Any failure
+// is returned; one of a tier that Require does not name (safety for
+// RequirePrimary, one of two for RequireAny) wraps ErrSyncOneSided, as a
+// one-sided write succeeds.
 func (m *Manager) Sync(ctx context.Context) error {
-	return errors.Join(m.tiers[0].Sync(ctx), m.tiers[1].Sync(ctx))
+	var errs [2]error
+	var wg sync.WaitGroup
+	for t := range m.tiers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := m.callCtx(ctx)
+			defer cancel()
+			errs[t] = m.tiers[t].Sync(cctx)
+		}()
+	}
+	wg.Wait()
+	var fail bool
+	switch m.opts.Require {
+	case RequirePrimary:
+		fail = errs[0] != nil
+	case RequireBoth:
+		fail = errs[0] != nil || errs[1] != nil
+	case RequireAny:
+		fail = errs[0] != nil && errs[1] != nil
+	}
+	err := errors.Join(errs[0], errs[1])
+	if err != nil && !fail {
+		return fmt.Errorf("%w: %w", ErrSyncOneSided, err)
+	}
+	return err
 }
 
 // Close stops the background work and closes both tiers.

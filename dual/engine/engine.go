@@ -183,7 +183,8 @@ func open(ctx context.Context, cfg Config, log zerolog.Logger, m mode) (*Engine,
 		name string
 		cfgs []StoreConfig
 	}{{"primary", cfg.Primary}, {"safety", cfg.Safety}} {
-		tier, undoTier, err := openTier(ctx, t.name, t.cfgs, idHash, isNew)
+		// Backends log through the context's logger (zerolog.Ctx).
+		tier, undoTier, err := openTier(log.WithContext(ctx), t.name, t.cfgs, idHash, isNew)
 		undo = append(undo, undoTier...)
 		if err != nil {
 			closeTiers()

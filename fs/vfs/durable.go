@@ -74,15 +74,26 @@ func (f *FS) pointLocked(ctx context.Context) error {
 	f.dur.dirty.Store(false)
 	e := f.meta.Seal()
 	err := f.dm.Sync(ctx)
+	// A tier that require does not name failed to sync: the chunks are
+	// durable where a write needs them, so the point succeeds for its
+	// callers, but it does not settle: the undo records stay, and recovery
+	// after a power loss checks those files in both tiers.
+	oneSided := errors.Is(err, dual.ErrSyncOneSided)
+	if oneSided {
+		f.log.Warn().Err(err).Msg("a tier failed to sync; the undo records stay until it does")
+		err = nil
+	}
 	if err == nil {
 		err = f.meta.Sync(ctx)
 	}
-	if err == nil {
+	if err == nil && !oneSided {
 		_, err = f.meta.Settle(ctx, e)
 	}
-	if err != nil {
+	if err != nil || oneSided {
 		f.dur.dirty.Store(true) // what was sealed is still to be settled
 		f.dur.syncErrors.Add(1)
+	}
+	if err != nil {
 		return fmt.Errorf("durability point: %w", err)
 	}
 	f.dur.syncs.Add(1)

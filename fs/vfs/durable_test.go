@@ -88,7 +88,7 @@ func TestBackgroundSync(t *testing.T) {
 	m := newTestFS(t, func(o *Options) { o.SyncInterval = 20 * time.Millisecond })
 	m.writeFile(t, "f", []byte("closed, never fsync'd"))
 	deadline := time.Now().Add(10 * time.Second)
-	for len(m.unsettled(t)) > 0 {
+	for len(m.unsettled(t)) > 0 || m.fs.Stats().Syncs == 0 { // settled, and the point counted
 		if time.Now().After(deadline) {
 			t.Fatal("the background durability point never settled a closed file")
 		}
@@ -198,4 +198,33 @@ func TestCleanCloseLeavesNothing(t *testing.T) {
 	if u := m.unsettled(t); len(u) != 0 {
 		t.Fatalf("unsettled after Close: %v", u)
 	}
+}
+
+// TestSyncOneSided: with require: primary, a safety tier that cannot sync
+// does not fail fsync (the chunks are durable where a write needs them),
+// but the undo records stay until it can, so a power loss meanwhile is
+// still checked in both tiers.
+func TestSyncOneSided(t *testing.T) {
+	ctx := context.Background()
+	m := newTestFS(t, noLoop)
+	m.writeFile(t, "f", []byte("one tier cannot sync"))
+	m.sfault.Set(stores.OpSync, stores.Rule{})
+	if err := m.fs.Sync(ctx); err != nil {
+		t.Fatalf("Sync with the safety tier failing to sync: %v, want nil (require: primary)", err)
+	}
+	if len(m.unsettled(t)) != 1 {
+		t.Fatal("a point whose safety sync failed settled the undo records")
+	}
+	m.sfault.Clear()
+	if err := m.fs.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u := m.unsettled(t); len(u) != 0 {
+		t.Fatalf("unsettled after the safety tier synced again: %v", u)
+	}
+	m.pfault.Set(stores.OpSync, stores.Rule{})
+	if err := m.fs.Sync(ctx); err == nil {
+		t.Fatal("Sync with the primary tier failing to sync succeeded")
+	}
+	m.pfault.Clear() // for the last point at cleanup
 }

@@ -8,7 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
+	iofs "io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -397,7 +397,7 @@ func (pm *plModel) check(t *testing.T, what string) string {
 	}
 	for _, dir := range pm.dirs {
 		ents, err := os.ReadDir(filepath.Join(pm.root, dir))
-		if err != nil && !(errors.Is(err, fs.ErrNotExist) && dir != "") {
+		if err != nil && !(errors.Is(err, iofs.ErrNotExist) && dir != "") {
 			t.Errorf("%s: listing %s after the power loss: %v", what, filepath.Join(pm.root, dir), err)
 			continue
 		}
@@ -451,7 +451,7 @@ func (pm *plModel) check(t *testing.T, what string) string {
 // on).
 func plRead(p string) (plFound, error) {
 	fi, err := os.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, iofs.ErrNotExist) {
 		return plFound{}, nil
 	}
 	if err != nil {

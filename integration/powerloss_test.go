@@ -348,8 +348,8 @@ func (w *plWriter) step(root, id string) error {
 // Several cycles of writing and cutting run on one data dir.
 func TestPowerLossBackgroundWriter(t *testing.T) {
 	plRunConfigs(t, func(t *testing.T, cfg plConfig) {
-		relRunSeeds(t, relSeeds(t, relPick(1, 3)), func(t *testing.T, seed uint64) {
-			plBackgroundWriter(t, cfg, seed, relPick(3, 10))
+		relRunSeeds(t, relSeeds(t, relPick(1, 2)), func(t *testing.T, seed uint64) {
+			plBackgroundWriter(t, cfg, seed, relPick(3, 8))
 		})
 	})
 }
@@ -814,7 +814,7 @@ func (d *plDriver) opReplace() error {
 func TestPowerLossModel(t *testing.T) {
 	plRunConfigs(t, func(t *testing.T, cfg plConfig) {
 		relRunSeeds(t, relSeeds(t, relPick(1, 2)), func(t *testing.T, seed uint64) {
-			plModelRun(t, cfg, seed, relPick(30, 120))
+			plModelRun(t, cfg, seed, relPick(30, 80))
 		})
 	})
 }

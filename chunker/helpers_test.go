@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/dualstore/dualstore/stores/storetest"
 )
 
 // testPolynomial is the irreducible degree-53 polynomial restic's own tests
@@ -44,29 +46,11 @@ func blake3Hash(t testing.TB) HashFunc {
 	return h
 }
 
-// waitFor polls cond until it returns nil, and fails t with cond's last
-// error if that takes longer than timeout: how a test waits for something
-// it cannot join (goroutines to exit) instead of sleeping for a guess.
-func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(time.Millisecond) // the poll interval
-	}
-}
-
 // noLeakedGoroutines waits until no more goroutines run than before did;
 // streams is what ran meanwhile, for the failure message.
 func noLeakedGoroutines(t testing.TB, before int, streams string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
+	storetest.WaitFor(t, 10*time.Second, func() error {
 		if n := runtime.NumGoroutine(); n > before {
 			return fmt.Errorf("%d goroutines after %s, %d before", n, streams, before)
 		}

@@ -678,19 +678,9 @@ func (db *DB) Purge(ctx context.Context, ino uint64) error {
 func (db *DB) purgeOrphans(ctx context.Context) (int, error) {
 	var orphans []uint64
 	err := db.read(ctx, func(q *conn) error {
-		rows, err := q.QueryContext(ctx, "SELECT ino FROM inodes WHERE nlink = 0 ORDER BY ino")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var ino int64
-			if err := rows.Scan(&ino); err != nil {
-				return scanErr(err, "inodes")
-			}
-			orphans = append(orphans, uint64(ino))
-		}
-		return rows.Err()
+		var err error
+		orphans, err = queryInos(ctx, q, "inodes", "SELECT ino FROM inodes WHERE nlink = 0 ORDER BY ino")
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -791,4 +781,22 @@ func pathOf(ctx context.Context, q querier, ino uint64) (string, error) {
 		cur = uint64(p)
 	}
 	return "", fmt.Errorf("inode %d: tree deeper than %d or cyclic: %w", ino, maxDepth, ErrCorrupt)
+}
+
+// queryInos runs a query whose rows are one inode number each.
+func queryInos(ctx context.Context, q *conn, table, query string, args ...any) ([]uint64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var ino int64
+		if err := rows.Scan(&ino); err != nil {
+			return nil, scanErr(err, table)
+		}
+		out = append(out, uint64(ino))
+	}
+	return out, rows.Err()
 }

@@ -183,19 +183,9 @@ func (db *DB) checkpoint(ctx context.Context) error {
 func (db *DB) Unsettled(ctx context.Context) ([]uint64, error) {
 	var out []uint64
 	err := db.view(ctx, func(c *conn) error {
-		rows, err := c.QueryContext(ctx, "SELECT DISTINCT ino FROM undo ORDER BY ino")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var ino int64
-			if err := rows.Scan(&ino); err != nil {
-				return scanErr(err, "undo")
-			}
-			out = append(out, uint64(ino))
-		}
-		return rows.Err()
+		var err error
+		out, err = queryInos(ctx, c, "undo", "SELECT DISTINCT ino FROM undo ORDER BY ino")
+		return err
 	})
 	if err != nil {
 		return nil, errf(err, "unsettled files")

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dualstore/dualstore/stores/storetest"
+
 	"github.com/dualstore/dualstore/stores"
 )
 
@@ -33,7 +35,7 @@ func hangingChunk(t *testing.T, l *Local, id stores.ID) (release func()) {
 			// Feed EOF to the readers blocked in open, until none is
 			// left: a non-blocking writer open succeeds while a reader
 			// waits.
-			waitFor(t, 10*time.Second, func() error {
+			storetest.WaitFor(t, 10*time.Second, func() error {
 				if fd, err := syscall.Open(p, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
 					syscall.Close(fd)
 				}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dualstore/dualstore/stores/storetest"
+
 	"github.com/rs/zerolog"
 
 	"github.com/dualstore/dualstore/stores"
@@ -274,7 +276,7 @@ func TestSyncAbandonedKeepsTracked(t *testing.T) {
 	}
 	release := func() {
 		// A reader lets the blocked writer's open through.
-		waitFor(t, 10*time.Second, func() error {
+		storetest.WaitFor(t, 10*time.Second, func() error {
 			if fd, err := syscall.Open(hung, syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
 				syscall.Close(fd)
 			}

@@ -280,7 +280,7 @@ func TestServerDown(t *testing.T) {
 	}
 
 	srv.Start()
-	waitFor(t, 20*time.Second, func() error {
+	storetest.WaitFor(t, 20*time.Second, func() error {
 		got, err := s.Get(t.Context(), id)
 		if err == nil {
 			if !bytes.Equal(got, data) {
@@ -378,7 +378,7 @@ func TestTimeout(t *testing.T) {
 		errc <- err
 	}()
 	// Close once the Get is talking to the server.
-	waitFor(t, 10*time.Second, func() error {
+	storetest.WaitFor(t, 10*time.Second, func() error {
 		if accepted() == conns {
 			return errors.New("the Get has not connected to the server")
 		}

@@ -549,3 +549,23 @@ func testContextEndsDuringPut(t *testing.T, s stores.Store) {
 		}
 	}
 }
+
+// WaitFor polls cond until it returns nil, and fails t with cond's last
+// error if that takes longer than timeout: how a test waits for work it
+// cannot join (a write abandoned at its deadline finishing in the
+// background, goroutines exiting, a server coming back) instead of
+// sleeping for a guess.
+func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", timeout, err)
+		}
+		time.Sleep(2 * time.Millisecond) // the poll interval
+	}
+}

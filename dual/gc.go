@@ -131,6 +131,11 @@ type GCOptions struct {
 	// Forget deletes the index's row of a removed chunk if it is still
 	// unreferenced. Required unless DryRun.
 	Forget func(ctx context.Context, id stores.ID) error
+	// Durable, if set, makes the index's state durable (with the chunks
+	// its commits reference) before a page of unreferenced chunks is
+	// removed: a file unlinked just before gc must not come back after a
+	// power loss with its chunks gone. Not called in a dry run.
+	Durable func(ctx context.Context) error
 	// OnDetail, if set, is called for every chunk removed (or, in a dry
 	// run, that would be).
 	OnDetail func(Detail)
@@ -205,6 +210,13 @@ func (s *Scrub) gcSource(ctx context.Context, emit func(ChunkInfo) bool) error {
 		}
 		if len(page) == 0 {
 			break
+		}
+		// These chunks are unreferenced now; once that is durable, a power
+		// loss cannot bring back a reference to one after it is removed.
+		if g.Durable != nil && !g.DryRun {
+			if err := g.Durable(ctx); err != nil {
+				return fmt.Errorf("make the index durable before removing chunks: %w", err)
+			}
 		}
 		for _, c := range page {
 			s.total.Add(1)

@@ -448,3 +448,46 @@ func TestRepairFailedIsNotUnrecoverable(t *testing.T) {
 		t.Fatalf("repair_failed %d unrecoverable %d repaired %d; want 3, 1, 0", rep.RepairFailed, rep.Unrecoverable, rep.Repaired)
 	}
 }
+
+// TestGCDurableFirst: gc makes the index durable before it removes a page
+// of unreferenced chunks (a file unlinked just before must not come back
+// after a power loss with its chunks gone), not in a dry run, and removes
+// nothing when that fails.
+func TestGCDurableFirst(t *testing.T) {
+	r := newRig(t, rigConfig{local: true})
+	x := newGCIndex()
+	_, unref, _ := gcPopulation(t, r, x)
+	calls := 0
+	durable := func(context.Context) error {
+		calls++
+		for id := range unref { // nothing removed before the first call
+			if calls == 1 && (!has(t, r.p, id) || !x.has(id)) {
+				t.Errorf("chunk %s removed before the index was durable", id)
+			}
+		}
+		return nil
+	}
+	if _, err := r.m.GC(t.Context(), x.options(dual.GCOptions{DryRun: true, Durable: durable})); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 0 {
+		t.Fatalf("a dry run made the index durable %d times", calls)
+	}
+	failing := func(context.Context) error { return errors.New("index sync failed") }
+	rep, err := r.m.GC(t.Context(), x.options(dual.GCOptions{Durable: failing}))
+	if err == nil && rep.State != "failed" {
+		t.Fatalf("gc with a failing sync: %+v, %v; want it failed", rep, err)
+	}
+	for id := range unref {
+		if !has(t, r.p, id) || !x.has(id) {
+			t.Fatalf("gc removed %s though the index could not be made durable", id)
+		}
+	}
+	rep, err = r.m.GC(t.Context(), x.options(dual.GCOptions{BatchSize: 3, Durable: durable}))
+	if err != nil || rep.Removed != int64(len(unref)) {
+		t.Fatalf("gc: removed %d (%v); want %d", rep.Removed, err, len(unref))
+	}
+	if want := (len(unref) + 2) / 3; calls < want {
+		t.Errorf("durable called %d times for %d pages", calls, want)
+	}
+}

@@ -107,6 +107,7 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 			var opts dual.GCOptions
 			if opts, err = t.GC(ov); err == nil {
 				opts.DryRun, opts.Sweep = cmd.DryRun, true
+				opts.Durable = f.vfs.Sync // a durability point, not the index alone
 				s, err = f.dm.StartGC(f.maint.GCOptions(opts))
 			}
 		} else {

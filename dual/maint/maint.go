@@ -3,6 +3,7 @@ package maint
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -33,6 +34,8 @@ type Index interface {
 	// The index's own consistency, for fsck.
 	Check(ctx context.Context, max int) error
 	RepairCounts(ctx context.Context) (int64, error)
+	// Sync, for gc: what it removes must be unreferenced durably.
+	Sync(ctx context.Context) error
 }
 
 var _ Index = (*index.DB)(nil)
@@ -89,6 +92,16 @@ func (x *Maintenance) GCOptions(o dual.GCOptions) dual.GCOptions {
 	o.Forget = func(ctx context.Context, id stores.ID) error {
 		_, err := x.db.DeleteChunks(ctx, []stores.ID{id})
 		return err
+	}
+	if o.Durable == nil {
+		// Offline (nothing commits): the stores, then the index. A mount
+		// passes its durability point instead (vfs.FS.Sync).
+		o.Durable = func(ctx context.Context) error {
+			if err := x.dm.Sync(ctx); err != nil && !errors.Is(err, dual.ErrSyncOneSided) {
+				return err
+			}
+			return x.db.Sync(ctx)
+		}
 	}
 	return o
 }

@@ -119,14 +119,13 @@ func (m *Mount) cmdline() []string {
 	return append(args, m.Dir)
 }
 
-func (m *Mount) start() {
-	t := m.t
+// startDaemon starts a FUSE daemon (dualstore, or the power-loss layer)
+// as a process the suite tracks: its output is kept, the leak check and
+// the watchdog know it, and d.done closes when it exits.
+func startDaemon(t *testing.T, bin string, args ...string) *daemon {
 	t.Helper()
-	if m.proc != nil {
-		t.Fatalf("%s is already mounted", m.Dir)
-	}
 	d := &daemon{stderr: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, m.cmdline()...)
+	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	// If the test binary dies (a -timeout panic), the daemon dies too and
 	// the kernel aborts its FUSE connection instead of leaving a hung
@@ -145,6 +144,16 @@ func (m *Mount) start() {
 		daemons.mu.Unlock()
 		close(d.done)
 	}()
+	return d
+}
+
+func (m *Mount) start() {
+	t := m.t
+	t.Helper()
+	if m.proc != nil {
+		t.Fatalf("%s is already mounted", m.Dir)
+	}
+	d := startDaemon(t, bin, m.cmdline()...)
 	m.proc = d
 	stats := filepath.Join(m.Dir, ".dualstore", "stats")
 	deadline := time.Now().Add(mountDeadline)

@@ -108,25 +108,9 @@ func (l *plLayer) start(bin string) {
 	if l.proc != nil {
 		t.Fatalf("power-loss layer on %s is already running", l.Dir)
 	}
-	d := &daemon{stderr: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "-backing", l.Backing, "-mount", l.Dir)
-	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
-	// If the test binary dies, the layer dies too: its mount then fails
-	// every call instead of hanging, and the watchdog detaches it.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	daemons.mu.Lock()
-	daemons.live[d] = t.Name()
-	daemons.mu.Unlock()
-	go func() {
-		d.err = d.cmd.Wait()
-		daemons.mu.Lock()
-		delete(daemons.live, d)
-		daemons.mu.Unlock()
-		close(d.done)
-	}()
+	// If the test binary dies, the layer dies too (startDaemon): its mount
+	// then fails every call instead of hanging, and the watchdog detaches it.
+	d := startDaemon(t, bin, "-backing", l.Backing, "-mount", l.Dir)
 	l.proc = d
 	deadline := time.Now().Add(mountDeadline)
 	for !plMounted(l.Dir) {

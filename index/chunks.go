@@ -53,7 +53,14 @@ func decodeSize(n int64, table string) (uint32, error) {
 
 // loadChunks reads a file's chunk list, checking that seq runs 0, 1, 2….
 func loadChunks(ctx context.Context, q querier, ino uint64) ([]Chunk, error) {
-	rows, err := q.QueryContext(ctx, "SELECT seq, chunk_id, size FROM file_chunks WHERE ino = ? ORDER BY seq", int64(ino))
+	return scanChunkList(ctx, q, "file_chunks", ino,
+		"SELECT seq, chunk_id, size FROM file_chunks WHERE ino = ? ORDER BY seq", int64(ino))
+}
+
+// scanChunkList reads a chunk list of ino from table (rows of seq,
+// chunk_id, size in seq order), checking that seq runs 0, 1, 2….
+func scanChunkList(ctx context.Context, q querier, table string, ino uint64, query string, args ...any) ([]Chunk, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -63,16 +70,16 @@ func loadChunks(ctx context.Context, q querier, ino uint64) ([]Chunk, error) {
 		var seq, size int64
 		var b []byte
 		if err := rows.Scan(&seq, &b, &size); err != nil {
-			return nil, scanErr(err, "file_chunks")
+			return nil, scanErr(err, table)
 		}
 		if seq != int64(len(out)) {
-			return nil, fmt.Errorf("file_chunks: inode %d: seq %d at position %d: %w", ino, seq, len(out), ErrCorrupt)
+			return nil, fmt.Errorf("%s: inode %d: seq %d at position %d: %w", table, ino, seq, len(out), ErrCorrupt)
 		}
-		id, err := decodeID(b, "file_chunks")
+		id, err := decodeID(b, table)
 		if err != nil {
 			return nil, err
 		}
-		sz, err := decodeSize(size, "file_chunks")
+		sz, err := decodeSize(size, table)
 		if err != nil {
 			return nil, err
 		}

@@ -210,32 +210,8 @@ func (db *DB) Revert(ctx context.Context, ino uint64) (Attr, error) {
 		if err != nil {
 			return scanErr(err, "undo")
 		}
-		var chunks []Chunk
-		rows, err := w.QueryContext(ctx, "SELECT chunk_id, size FROM undo_chunks WHERE ino = ? AND epoch = ? ORDER BY seq",
-			int64(ino), epoch)
-		if err != nil {
-			return err
-		}
-		err = func() error {
-			defer rows.Close()
-			for rows.Next() {
-				var b []byte
-				var n int64
-				if err := rows.Scan(&b, &n); err != nil {
-					return scanErr(err, "undo_chunks")
-				}
-				id, err := decodeID(b, "undo_chunks")
-				if err != nil {
-					return err
-				}
-				s, err := decodeSize(n, "undo_chunks")
-				if err != nil {
-					return err
-				}
-				chunks = append(chunks, Chunk{ID: id, Size: s})
-			}
-			return rows.Err()
-		}()
+		chunks, err := scanChunkList(ctx, w, "undo_chunks", ino,
+			"SELECT seq, chunk_id, size FROM undo_chunks WHERE ino = ? AND epoch = ? ORDER BY seq", int64(ino), epoch)
 		if err != nil {
 			return err
 		}

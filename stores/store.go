@@ -122,3 +122,63 @@ func ImmutableData(ctx context.Context) bool {
 	v, _ := ctx.Value(immutableDataKey{}).(bool)
 	return v
 }
+
+// MetaStore is implemented by stores that keep named objects beside their
+// chunks: the index backup (index/replica) lives there, so that either tier
+// alone can bring a filesystem back. Meta objects are never chunks: a chunk
+// listing (Lister) never reports them, and gc, compare, repair and migrate,
+// which walk chunk ids, never touch them.
+//
+// Contracts every implementation keeps (checked by storetest.Run when the
+// store implements MetaStore):
+//   - name is checked with ValidMetaName; a bad name is refused, never
+//     turned into a path or key.
+//   - PutMeta is atomic and durable when it returns: a later GetMeta sees
+//     all of data or the previous object, never a part, also after a crash.
+//     A PutMeta of an existing name replaces it.
+//   - GetMeta of a missing name wraps ErrNotFound; an object larger than max
+//     bytes is refused (wrapping ErrCorrupt) without reading it whole.
+//   - ListMeta returns every object whose name starts with prefix, sorted
+//     by name, with its size.
+//   - DeleteMeta of a missing name succeeds.
+type MetaStore interface {
+	PutMeta(ctx context.Context, name string, data []byte) error
+	GetMeta(ctx context.Context, name string, max int64) ([]byte, error)
+	ListMeta(ctx context.Context, prefix string) ([]MetaInfo, error)
+	DeleteMeta(ctx context.Context, name string) error
+}
+
+// MetaInfo describes one meta object.
+type MetaInfo struct {
+	Name string
+	Size int64
+}
+
+// MaxMetaName is the longest meta object name ValidMetaName accepts.
+const MaxMetaName = 240
+
+// ValidMetaName checks a meta object name: 1 to MaxMetaName bytes of
+// '/'-separated parts, each of [A-Za-z0-9._-] and none "." or "..", with no
+// leading, trailing or doubled '/'. Such a name is safe as a relative path
+// and as an object key on every backend.
+func ValidMetaName(name string) error {
+	if name == "" || len(name) > MaxMetaName {
+		return fmt.Errorf("stores: meta name %q: want 1 to %d bytes", name, MaxMetaName)
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) && name[i] != '/' {
+			c := name[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+				return fmt.Errorf("stores: meta name %q: character %q not allowed", name, c)
+			}
+			continue
+		}
+		part := name[start:i]
+		if part == "" || part == "." || part == ".." {
+			return fmt.Errorf("stores: meta name %q: empty, \".\" or \"..\" part", name)
+		}
+		start = i + 1
+	}
+	return nil
+}

@@ -80,6 +80,9 @@ type DB struct {
 	nread   int        // reader connections made
 	done    chan struct{}
 
+	capMu sync.Mutex // guards cap; taken after wmu
+	cap   capture    // the backup's log reader (capture.go)
+
 	syncMu     sync.Mutex
 	walDirSync uint64 // inode of the -wal file whose directory entry was synced
 }
@@ -538,6 +541,7 @@ func (db *DB) closeAll() error {
 		errs = append(errs, db.wconn.close())
 	}
 	db.wmu.Unlock()
+	db.StopCapture()
 	// Readers first: the writer's close is then the last one, which
 	// checkpoints and removes the WAL.
 	if db.rd != nil {

@@ -41,6 +41,9 @@ func (db *DB) Seal() uint64 {
 	defer db.wmu.Unlock()
 	e := db.epoch
 	db.epoch++
+	if err := db.cutLocked(e); err != nil {
+		db.log.Error().Err(err).Msg("index backup: reading the log failed; the backup starts again from a snapshot")
+	}
 	return e
 }
 
@@ -157,6 +160,7 @@ func (db *DB) Settle(ctx context.Context, e uint64) (int64, error) {
 	if err := db.checkpoint(ctx); err != nil {
 		return n, err
 	}
+	db.handOver(e)
 	return n, nil
 }
 
@@ -169,6 +173,11 @@ func (db *DB) checkpoint(ctx context.Context) error {
 	defer db.wmu.Unlock()
 	if db.closed.Load() {
 		return fmt.Errorf("index %s: checkpoint: %w", db.path, ErrClosed)
+	}
+	// The backup's log reader must see every frame before a checkpoint
+	// lets the next commit restart the log.
+	if err := db.drainLocked(); err != nil {
+		db.log.Error().Err(err).Msg("index backup: reading the log failed; the backup starts again from a snapshot")
 	}
 	var busy, logFrames, done int64
 	if err := db.wconn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &done); err != nil {

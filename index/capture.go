@@ -382,20 +382,38 @@ func walChecksum(big bool, s [2]uint32, b []byte) [2]uint32 {
 // of the following cuts, so image plus cuts is the database. Writers are
 // held only while the image is fixed, not while it is read. It returns the
 // page size and the database size in pages.
-func (db *DB) Snapshot(ctx context.Context, fn func(pgno uint32, data []byte) error) (pageSize, pages uint32, err error) {
+func (db *DB) Snapshot(ctx context.Context, fn func(pgno uint32, data []byte) error) (SnapshotInfo, error) {
+	var info SnapshotInfo
+	var err error
+	info.PageSize, info.Pages, info.Epoch, err = db.snapshot(ctx, fn)
+	return info, err
+}
+
+// SnapshotInfo describes a Snapshot's image.
+type SnapshotInfo struct {
+	PageSize, Pages uint32
+	// Epoch is the durability epoch open when the image was fixed: the
+	// image holds every commit of the epochs before it and some of this
+	// one, so the cuts of Epoch and later, applied to it, give the
+	// database; earlier cuts are in it already and must not be applied.
+	Epoch uint64
+}
+
+func (db *DB) snapshot(ctx context.Context, fn func(pgno uint32, data []byte) error) (pageSize, pages uint32, epoch uint64, err error) {
 	c, err := db.acquire(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, err)
+		return 0, 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, err)
 	}
 	defer func() { db.readers <- c }()
 	if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
-		return 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
+		return 0, 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
 	}
 	defer func() { _, _ = c.ExecContext(context.Background(), "ROLLBACK") }()
 
 	// Fix the image while no commit runs and the captured pages are
 	// current: reading page 1 starts the read transaction's snapshot.
 	db.wmu.Lock()
+	epoch = db.epoch
 	db.capMu.Lock()
 	if db.cap.on {
 		if err = db.tailLocked(); err != nil {
@@ -413,42 +431,42 @@ func (db *DB) Snapshot(ctx context.Context, fn func(pgno uint32, data []byte) er
 	}
 	db.wmu.Unlock()
 	if err != nil {
-		return 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
+		return 0, 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
 	}
 	if err := c.QueryRowContext(ctx, "PRAGMA page_count").Scan(&n); err != nil {
-		return 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
+		return 0, 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
 	}
 	pageSize = uint32(len(first))
 	rows, err := c.QueryContext(ctx, "SELECT pgno, data FROM sqlite_dbpage WHERE pgno > 1 ORDER BY pgno")
 	if err != nil {
-		return 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
+		return 0, 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
 	}
 	defer rows.Close()
 	if err := fn(1, first); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	want := uint32(2)
 	for rows.Next() {
 		var pg int64
 		var data []byte
 		if err := rows.Scan(&pg, &data); err != nil {
-			return 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
+			return 0, 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
 		}
 		if uint32(pg) != want || uint32(len(data)) != pageSize {
-			return 0, 0, fmt.Errorf("index %s: snapshot: page %d of %d bytes, want page %d", db.path, pg, len(data), want)
+			return 0, 0, 0, fmt.Errorf("index %s: snapshot: page %d of %d bytes, want page %d", db.path, pg, len(data), want)
 		}
 		want++
 		if err := fn(uint32(pg), data); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
+		return 0, 0, 0, fmt.Errorf("index %s: snapshot: %w", db.path, sqlErr(err))
 	}
 	if int64(want-1) != n {
-		return 0, 0, fmt.Errorf("index %s: snapshot: read %d pages, database has %d", db.path, want-1, n)
+		return 0, 0, 0, fmt.Errorf("index %s: snapshot: read %d pages, database has %d", db.path, want-1, n)
 	}
-	return pageSize, uint32(n), nil
+	return pageSize, uint32(n), epoch, nil
 }
 
 // SortedPages returns a cut's page numbers in order.

@@ -21,14 +21,14 @@ type image struct {
 func snapImage(t *testing.T, db *DB) *image {
 	t.Helper()
 	im := &image{pages: map[uint32][]byte{}}
-	ps, n, err := db.Snapshot(context.Background(), func(pgno uint32, data []byte) error {
+	info, err := db.Snapshot(context.Background(), func(pgno uint32, data []byte) error {
 		im.pages[pgno] = bytes.Clone(data)
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}
-	im.psize, im.n = ps, n
+	im.psize, im.n = info.PageSize, info.Pages
 	return im
 }
 

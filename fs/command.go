@@ -22,12 +22,14 @@ var errBadCommand = errors.New("bad control command")
 
 // command is one parsed line written to `.dualstore/ctl`.
 type command struct {
-	Verb      string // compare, repair, migrate, gc, stop, read-preference, reset-stats
-	Deep      bool
-	DryRun    bool   // gc
-	Path      string // compare, repair: limit to this subtree ("/" = all)
-	Direction string // migrate
-	Pref      dual.Preference
+	Verb   string // compare, repair, migrate, gc, stop, read-preference, reset-stats
+	Deep   bool
+	DryRun bool // gc
+	// AfterRestore lets gc sweep after a restore (maint.GCAllowed).
+	AfterRestore bool
+	Path         string // compare, repair: limit to this subtree ("/" = all)
+	Direction    string // migrate
+	Pref         dual.Preference
 	// Tuning are the run's rate=N and concurrency=N; unset keeps the
 	// configured value, and rate=0 asks for no limit.
 	Tuning maint.Overrides
@@ -37,7 +39,7 @@ type command struct {
 const maxCommandLen = 4096
 
 const commandUsage = "compare [deep] [rate=N] [concurrency=N] [PATH], repair [rate=N] [concurrency=N] [PATH], " +
-	"migrate to_safety|to_primary|compare_all [rate=N] [concurrency=N], gc [dry-run], stop, " +
+	"migrate to_safety|to_primary|compare_all [rate=N] [concurrency=N], gc [dry-run] [after-restore], stop, " +
 	"read-preference primary|safety|fastest, reset-stats"
 
 // parseCommand parses one control command. Anything unknown or malformed
@@ -114,11 +116,15 @@ func parseCommand(b []byte) (command, error) {
 		}
 		c.Direction = d
 	case "gc":
-		switch {
-		case len(args) == 1 && args[0] == "dry-run":
-			c.DryRun = true
-		case len(args) != 0:
-			return command{}, fmt.Errorf("%w: usage: gc [dry-run]", errBadCommand)
+		for _, a := range args {
+			switch a {
+			case "dry-run":
+				c.DryRun = true
+			case "after-restore":
+				c.AfterRestore = true
+			default:
+				return command{}, fmt.Errorf("%w: usage: gc [dry-run] [after-restore]", errBadCommand)
+			}
 		}
 	case "stop", "reset-stats":
 		if len(args) != 0 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dualstore/dualstore/dual"
 	"github.com/dualstore/dualstore/dual/maint"
+	"github.com/dualstore/dualstore/index/replica"
 )
 
 // Inode numbers of the virtual control entries: far above any the index
@@ -106,6 +107,9 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 		if cmd.Verb == "gc" {
 			var opts dual.GCOptions
 			if opts, err = t.GC(ov); err == nil {
+				err = f.maint.GCAllowed(context.Background(), cmd.AfterRestore, cmd.DryRun)
+			}
+			if err == nil {
 				opts.DryRun, opts.Sweep = cmd.DryRun, true
 				opts.Durable = f.vfs.Sync // a durability point, not the index alone
 				s, err = f.dm.StartGC(f.maint.GCOptions(opts))
@@ -204,7 +208,11 @@ type Stats struct {
 		RecoveryHealed   int64 `json:"recovery_healed"`
 		RecoveryReverted int64 `json:"recovery_reverted"`
 	} `json:"fs"`
-	Action string `json:"action"`
+	// IndexBackup is where the index's copy in each tier stands: its
+	// generation and seq, the point in time it holds, the lag (the age of
+	// the oldest point a tier lacks) and errors. Absent when it is off.
+	IndexBackup *replica.Stats `json:"index_backup,omitempty"`
+	Action      string         `json:"action"`
 }
 
 // Stats returns a snapshot for `.dualstore/stats` and `dualstore stats`.
@@ -227,6 +235,10 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	s.FS.BytesWritten, s.FS.BytesRead, s.FS.IOErrors = v.BytesWritten, v.BytesRead, f.ioErrors.Load()
 	s.FS.Syncs, s.FS.SyncErrors = v.Syncs, v.SyncErrors
 	s.FS.RecoveryChecked, s.FS.RecoveryHealed, s.FS.RecoveryReverted = v.RecoveryChecked, v.RecoveryHealed, v.RecoveryReverted
+	if f.opts.Backup != nil {
+		b := f.opts.Backup()
+		s.IndexBackup = &b
+	}
 	s.Action = strings.SplitN(f.ctl.status(), "\n", 2)[0]
 	return s, nil
 }

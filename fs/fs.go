@@ -20,6 +20,7 @@ import (
 	"github.com/dualstore/dualstore/dual/maint"
 	"github.com/dualstore/dualstore/fs/vfs"
 	"github.com/dualstore/dualstore/index"
+	"github.com/dualstore/dualstore/index/replica"
 )
 
 // Options configure the FUSE front end.
@@ -38,6 +39,8 @@ type Options struct {
 	// Tuning is how the runs ctl starts (compare, repair, migrate, gc) go
 	// unless the command says otherwise: the config's compare section.
 	Tuning maint.Tuning
+	// Backup reports the index backup's state for the stats (nil: off).
+	Backup func() replica.Stats
 	// Log receives the filesystem's logs.
 	Log zerolog.Logger
 }

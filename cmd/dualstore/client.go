@@ -103,7 +103,22 @@ func printStats(w io.Writer, s dsfs.Stats) {
 		fmt.Fprintf(w, "; after an unclean shutdown: %d files checked, %d chunks healed, %d files reverted",
 			s.FS.RecoveryChecked, s.FS.RecoveryHealed, s.FS.RecoveryReverted)
 	}
-	fmt.Fprint(w, "\n\n")
+	fmt.Fprint(w, "\n")
+	if b := s.IndexBackup; b != nil {
+		fmt.Fprintf(w, "index backup: generation %s, seq %d, newest point %s", b.Generation, b.Seq, b.Point.UTC().Format(time.RFC3339))
+		if b.Pending != "" {
+			fmt.Fprintf(w, ", new generation due (%s)", b.Pending)
+		}
+		fmt.Fprintln(w)
+		for _, t := range b.Tiers {
+			fmt.Fprintf(w, "  %s: seq %d, lag %.1fs, %d behind, %d objects (%s), %d errors", t.Name, t.Seq, t.LagSeconds, t.Behind, t.Objects, human(t.Bytes), t.Errors)
+			if t.LastError != "" {
+				fmt.Fprintf(w, ", last: %s", t.LastError)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "STORE\tTYPE\tWRITES\tW-ERR\tREADS\tR-ERR\tCKSUM\tWRITTEN\tREAD\tW-P99 ms\tR-P99 ms\t")
 	tiers := make([]string, 0, len(s.Tiers))

@@ -407,14 +407,16 @@ func offlineScrub(g *globals, cmd *cobra.Command, t *tuning, set func(*dual.Scru
 }
 
 func gcCmd(g *globals) *cobra.Command {
-	var dryRun, noWait, asJSON bool
+	var dryRun, noWait, asJSON, afterRestore bool
 	c := &cobra.Command{
 		Use:   "gc [--dry-run] MOUNTPOINT | gc [--dry-run] --config FILE|--data-dir DIR",
 		Short: "Remove chunks no file references from both tiers",
 		Long: `gc removes from both tiers every chunk no file references: the index's unreferenced chunks,
 and chunk files in the stores that the index does not know (left by failed writes or crashes).
 A chunk that a write in flight is about to reference is never removed; a crash mid-gc leaves
-nothing a rerun cannot finish. --dry-run lists what would be removed, and how many bytes.`,
+nothing a rerun cannot finish. --dry-run lists what would be removed, and how many bytes.
+After ` + "`dualstore restore`" + ` gc refuses until run with --after-restore: the stores may hold chunks a
+newer copy of the index references.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mnt, _, err := splitArgs(g, cmd, args, 0)
 			if err != nil {
@@ -425,6 +427,9 @@ nothing a rerun cannot finish. --dry-run lists what would be removed, and how ma
 				if dryRun {
 					line += " dry-run"
 				}
+				if afterRestore {
+					line += " after-restore"
+				}
 				return runAction(mnt, line, !noWait, asJSON)
 			}
 			e, x, err := offlineEngine(g, cmd, "gc")
@@ -432,6 +437,9 @@ nothing a rerun cannot finish. --dry-run lists what would be removed, and how ma
 				return err
 			}
 			defer closeEngine(e, e.Log())
+			if err := x.GCAllowed(context.Background(), afterRestore, dryRun); err != nil {
+				return usageErr(err)
+			}
 			o, err := e.Config.Compare.GC(maint.Overrides{})
 			if err != nil {
 				return usageErr(fmt.Errorf("the config's compare settings: %w", err))
@@ -442,6 +450,7 @@ nothing a rerun cannot finish. --dry-run lists what would be removed, and how ma
 		},
 	}
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be removed, remove nothing")
+	c.Flags().BoolVar(&afterRestore, "after-restore", false, "after `dualstore restore`: sweep chunks the restored index does not know (no newer copy of the index exists)")
 	c.Flags().BoolVar(&noWait, "no-wait", false, "online: start gc and return")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the final report as JSON")
 	return c

@@ -230,11 +230,18 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	if err := e.Dual.Start(ctx); err != nil {
 		return err
 	}
+	if err := e.StartBackup(ctx); err != nil {
+		return err
+	}
 	fo := dsfs.DefaultOptions()
 	fo.Files.StagingDir = cfg.StagingDir()
 	fo.Files.CacheBytes = int64(cfg.Mount.CacheMB) << 20
 	fo.Files.Prefetch = cfg.Mount.Prefetch
 	fo.Files.SyncInterval = cfg.Mount.SyncInterval.D()
+	fo.Files = e.FilesOptions(fo.Files)
+	if e.Backup != nil {
+		fo.Backup = e.Backup.Stats
+	}
 	fo.AttrTimeout, fo.EntryTimeout = cfg.Mount.AttrTimeout.D(), cfg.Mount.EntryTimeout.D()
 	fo.Config = cfg.RedactedJSON
 	fo.Tuning = cfg.Compare

@@ -38,6 +38,8 @@ type Config struct {
 	Chunker ChunkerConfig `yaml:"chunker" json:"chunker"`
 	Dual    DualConfig    `yaml:"dual" json:"dual"`
 	Compare maint.Tuning  `yaml:"compare" json:"compare"`
+	// IndexBackup keeps the index in both tiers (index/replica).
+	IndexBackup IndexBackupConfig `yaml:"index_backup" json:"index_backup"`
 
 	// Primary and Safety are the tiers: ordered lists of stores (writes go
 	// to the first that succeeds, reads try each in turn). Empty means a
@@ -62,6 +64,35 @@ type MountConfig struct {
 	// negative: only fsync and unmount do.
 	SyncInterval Duration `yaml:"sync_interval" json:"sync_interval"`
 }
+
+// IndexBackupConfig are the index backup's settings: the index is
+// replicated into every tier, so that losing the data dir loses nothing
+// `dualstore restore` cannot bring back.
+type IndexBackupConfig struct {
+	// Enabled is on by default; off, a lost data dir means a lost
+	// filesystem (its chunks stay, nameless).
+	Enabled *bool `yaml:"enabled" json:"enabled"`
+	// Interval bounds the loss: every committed change is in both tiers
+	// within about this long (the mount runs durability points at least
+	// twice per interval). Default 10s.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// FsyncWait makes fsync(2) return only once the index change that makes
+	// the file durable is in both tiers, so an fsync'd file survives the
+	// loss of the data dir. It adds a store round trip to every fsync.
+	FsyncWait bool `yaml:"fsync_wait" json:"fsync_wait"`
+	// SnapshotInterval starts a new generation (a full snapshot) this long
+	// after the last one, bounding restore time. Default 24h.
+	SnapshotInterval Duration `yaml:"snapshot_interval" json:"snapshot_interval"`
+	// Retention keeps every point in time this far back. Default 168h.
+	Retention Duration `yaml:"retention" json:"retention"`
+	// SpoolMB caps what waits in memory for a lagging tier (MiB); past it
+	// the queue is dropped and a new generation brings the tier back.
+	// Default 256.
+	SpoolMB int `yaml:"spool_mb" json:"spool_mb"`
+}
+
+// On reports whether the index backup runs.
+func (c IndexBackupConfig) On() bool { return c.Enabled == nil || *c.Enabled }
 
 // ChunkerConfig is used only when a filesystem is created; afterwards the
 // values in the index header win, so dedup keeps working.
@@ -162,6 +193,32 @@ func (c *Config) Complete(reg *Registry) error {
 	}
 	if c.Mount.EntryTimeout == 0 {
 		c.Mount.EntryTimeout = Duration(time.Second)
+	}
+	ib := &c.IndexBackup
+	if ib.Enabled == nil {
+		ib.Enabled = boolPtr(true)
+	}
+	if ib.Interval == 0 {
+		ib.Interval = Duration(10 * time.Second)
+	}
+	if ib.SnapshotInterval == 0 {
+		ib.SnapshotInterval = Duration(24 * time.Hour)
+	}
+	if ib.Retention == 0 {
+		ib.Retention = Duration(7 * 24 * time.Hour)
+	}
+	if ib.SpoolMB == 0 {
+		ib.SpoolMB = 256
+	}
+	switch {
+	case ib.Interval.D() < 200*time.Millisecond:
+		errs = append(errs, fmt.Errorf("index_backup.interval %s: want at least 200ms", ib.Interval.D()))
+	case ib.SnapshotInterval.D() < time.Minute:
+		errs = append(errs, fmt.Errorf("index_backup.snapshot_interval %s: want at least 1m", ib.SnapshotInterval.D()))
+	case ib.Retention.D() < 0:
+		errs = append(errs, fmt.Errorf("index_backup.retention %s: want 0 or more", ib.Retention.D()))
+	case ib.SpoolMB < 1 || ib.SpoolMB > 1<<16:
+		errs = append(errs, fmt.Errorf("index_backup.spool_mb %d: want 1..65536", ib.SpoolMB))
 	}
 	dd := dual.DefaultOptions()
 	if c.Dual.WriteToBoth == nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/dualstore/dualstore/chunker"
 	"github.com/dualstore/dualstore/dual"
 	"github.com/dualstore/dualstore/index"
+	"github.com/dualstore/dualstore/index/replica"
 	"github.com/dualstore/dualstore/stores"
 )
 
@@ -40,6 +41,8 @@ type Engine struct {
 	Index *index.DB
 	// Dual writes chunks to both tiers and reads them back.
 	Dual *dual.Manager
+	// Backup replicates the index into both tiers, once StartBackup ran.
+	Backup *replica.Replicator
 
 	log  zerolog.Logger
 	lock *os.File
@@ -283,9 +286,10 @@ func refuseFullStores(ctx context.Context, idxPath string, tiers [2]*stores.Tier
 			err := l.List(ctx, func(id stores.ID) error { first = id; return errFound })
 			if errors.Is(err, errFound) {
 				return fmt.Errorf("index %s is missing, but store %s of the %s tier holds chunks (%s, …): "+
-					"this is an existing filesystem whose index was lost or moved; restore index.db, "+
+					"this is an existing filesystem whose index was lost or moved (%s): "+
+					"bring it back with `dualstore restore --from auto` and the same --config or --data-dir, "+
 					"or point data_dir at the right directory (to start an empty filesystem, use stores that hold no chunks)",
-					idxPath, m.Name(), t.Name(), first)
+					idxPath, m.Name(), t.Name(), first, newestPoints(ctx, tiers))
 			}
 			if err != nil && !errors.Is(err, errors.ErrUnsupported) {
 				return fmt.Errorf("store %s: checking it holds no chunks before creating a filesystem: %w", m.Name(), err)
@@ -308,6 +312,9 @@ func (e *Engine) SetHolder(what string) {
 // the data dir's lock, and returns what failed.
 func (e *Engine) Close() error {
 	var errs []error
+	if err := e.closeBackup(); err != nil {
+		errs = append(errs, err)
+	}
 	if e.Dual != nil {
 		if err := e.Dual.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("closing stores: %w", err))

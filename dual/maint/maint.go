@@ -36,6 +36,9 @@ type Index interface {
 	RepairCounts(ctx context.Context) (int64, error)
 	// Sync, for gc: what it removes must be unreferenced durably.
 	Sync(ctx context.Context) error
+	// The mark a restore leaves, for gc (see GCAllowed).
+	RestoredFrom(ctx context.Context) (string, error)
+	ClearRestored(ctx context.Context) error
 }
 
 var _ Index = (*index.DB)(nil)
@@ -77,6 +80,25 @@ func (x *Maintenance) ScrubOptions(ctx context.Context, o dual.ScrubOptions, p s
 // filesOf names the files of a chunk, for reports.
 func (x *Maintenance) filesOf(ctx context.Context, id stores.ID) ([]string, error) {
 	return x.db.FilesOfChunk(ctx, id, maxFilesPerChunk)
+}
+
+// GCAllowed checks that gc may sweep the stores. After `dualstore restore`
+// the stores may hold chunks written after the restored point by a newer
+// copy of the index that still exists somewhere: gc refuses until the
+// caller says (afterRestore) that no such copy exists, and then clears
+// the mark. A dry run is always allowed and clears nothing.
+func (x *Maintenance) GCAllowed(ctx context.Context, afterRestore, dryRun bool) error {
+	note, err := x.db.RestoredFrom(ctx)
+	if err != nil || note == "" {
+		return err
+	}
+	if dryRun {
+		return nil
+	}
+	if !afterRestore {
+		return fmt.Errorf("gc: this index was %s; the stores may hold chunks written after that point by a newer copy of the index, and gc would delete them: run gc with --after-restore (ctl: gc after-restore) once you are sure no newer copy exists", note)
+	}
+	return x.db.ClearRestored(ctx)
 }
 
 // GCOptions completes o with the index's side of a garbage collection.

@@ -59,6 +59,19 @@ type durable struct {
 // it references, durable: a durability point, or one that began after
 // this call did. Concurrent callers share points.
 func (f *FS) Sync(ctx context.Context) error {
+	if err := f.sync(ctx); err != nil {
+		return err
+	}
+	if f.opts.AfterSync != nil {
+		if err := f.opts.AfterSync(ctx); err != nil {
+			f.dur.syncErrors.Add(1)
+			return fmt.Errorf("durability point: %w", err)
+		}
+	}
+	return nil
+}
+
+func (f *FS) sync(ctx context.Context) error {
 	want := f.dur.begun.Load() + 1
 	f.dur.mu.Lock()
 	defer f.dur.mu.Unlock()
@@ -118,7 +131,7 @@ func (f *FS) syncLoop(interval time.Duration) {
 		if !f.dur.dirty.Load() {
 			continue
 		}
-		if err := f.Sync(context.Background()); err != nil {
+		if err := f.sync(context.Background()); err != nil {
 			f.log.Warn().Err(err).Msg("background durability point failed; retried at the next interval")
 		}
 	}

@@ -58,6 +58,10 @@ type Options struct {
 	// of closed, not fsync'd work. Default 10s; negative: only fsync and
 	// Close make commits durable.
 	SyncInterval time.Duration
+	// AfterSync, when set, runs after every Sync (fsync, a directory's
+	// fsync, gc) that succeeded, and its error is Sync's: the index backup
+	// with fsync_wait waits there until the point is in both tiers.
+	AfterSync func(ctx context.Context) error
 	// Log receives the file layer's logs.
 	Log zerolog.Logger
 }

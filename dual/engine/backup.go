@@ -304,9 +304,13 @@ func restoreInto(ctx context.Context, cfg Config, o RestoreOptions) (*RestoreRes
 	if err := os.Rename(tmp, idx); err != nil {
 		return fail(err)
 	}
-	if d, err := os.Open(cfg.DataDir); err == nil {
-		d.Sync()
+	d, err := os.Open(cfg.DataDir)
+	if err == nil {
+		err = d.Sync()
 		d.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	return &RestoreResult{Restored: *r}, nil
 }

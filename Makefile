@@ -60,6 +60,7 @@ $(VERSITYGW):
 bench: build
 	$(GO) run ./cmd/dualstore-bench -bin $(BIN)/dualstore $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench Maintenance -benchtime 1x ./dual/
+	$(GO) test -run '^$$' -bench Restore -benchtime 1x -timeout 30m ./index/replica/
 
 # The long forms of the reliability tests (crash, model, load, faults).
 stress: build versitygw

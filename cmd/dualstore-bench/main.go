@@ -215,9 +215,9 @@ func caseNames() []string {
 	return append(out, "rss/"+rssVariant)
 }
 
-// The small-file cases run against (a), (b), (c) and (d): (c) shows what
-// the second store costs. The big write runs against (d).
-var smallVariants = []string{"disk", "loopback", "dualstore-one", "dualstore-both"}
+// The small-file cases run against (a), (b), (c), (d) and (g): (c) shows
+// what the second store costs, (g) what the index backup costs. The big write runs against (d).
+var smallVariants = []string{"disk", "loopback", "dualstore-one", "dualstore-both", "dualstore-nobackup"}
 
 const rssVariant = "dualstore-both"
 

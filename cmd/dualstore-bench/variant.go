@@ -28,6 +28,8 @@ type variant struct {
 	writeToBoth, verifyBoth bool
 	// sync is the local stores' sync key ("": the default, auto).
 	sync string
+	// noBackup turns the index backup off (index_backup.enabled: false).
+	noBackup bool
 	// data, if set, is the only data set the variant runs on, and
 	// writeOnly limits it to the first copy: a variant that answers one
 	// question costs a fraction of a full one.
@@ -49,6 +51,10 @@ var variants = []variant{
 	// disk: what the fallback costs where it is not needed.
 	{key: "dualstore-fsync", label: "(f) both tiers, sync: fsync", kind: kindDualstore, writeToBoth: true,
 		sync: "fsync", data: "random", writeOnly: true, baseline: "dualstore-both"},
+	// (d) without the index backup (#14): (d)'s ratio to it is what
+	// replicating the index into both tiers costs.
+	{key: "dualstore-nobackup", label: "(g) both tiers, index backup off", kind: kindDualstore, writeToBoth: true,
+		noBackup: true, data: "random", writeOnly: true, baseline: "dualstore-both"},
 }
 
 // runsOn reports whether v runs on the data set named ds.
@@ -120,6 +126,9 @@ func (b *bench) open(ctx context.Context, v variant, name string) (*instance, er
 func dualstoreConfig(v variant, data string, compress bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir: %s\nlog_level: warn\ndual:\n  write_to_both: %v\n  verify_both: %v\n", quote(data), v.writeToBoth, v.verifyBoth)
+	if v.noBackup {
+		b.WriteString("index_backup:\n  enabled: false\n")
+	}
 	if compress || v.sync != "" {
 		for _, tier := range []string{"primary", "safety"} {
 			fmt.Fprintf(&b, "%s:\n  - name: %s-0\n    type: local\n    path: %s\n", tier, tier, quote(filepath.Join(data, tier)))

@@ -45,8 +45,11 @@ import (
 // size after the last commit. A page past Commit is gone (the database
 // shrank); a page below Commit and absent from Pages is unchanged.
 type Cut struct {
-	Epoch    uint64 // the last epoch the cut covers
-	Time     time.Time
+	Epoch uint64 // the last epoch the cut covers
+	Time  time.Time
+	// Since is when the oldest commit in the cut was made (zero when only
+	// the index's own bookkeeping changed): the backup's lag counts from it.
+	Since    time.Time
 	PageSize uint32
 	Commit   uint32            // database size in pages
 	Pages    map[uint32][]byte // page number → content, PageSize bytes each
@@ -104,6 +107,8 @@ func (db *DB) StartCapture(sink func([]Cut, error)) error {
 		return err
 	}
 	db.cap = capture{on: true, sink: sink, psize: ps, pending: map[uint32][]byte{}}
+	db.capOn.Store(true)
+	db.uncut.Store(0)
 	// Skip what the log holds now: a snapshot covers it.
 	if err := db.tailLocked(); err != nil {
 		db.cap = capture{}
@@ -121,6 +126,7 @@ func (db *DB) StopCapture() {
 		_ = db.cap.f.Close()
 	}
 	db.cap = capture{}
+	db.capOn.Store(false)
 }
 
 // Tail reads the log's newly committed frames, so that Seal has little left
@@ -150,7 +156,11 @@ func (db *DB) cutLocked(e uint64) error {
 		// counter or some page): no cut.
 		return nil
 	}
-	c.cuts = append(c.cuts, Cut{Epoch: e, Time: time.Now(), PageSize: c.psize, Commit: c.commit, Pages: c.pending})
+	var since time.Time
+	if ns := db.uncut.Swap(0); ns != 0 {
+		since = time.Unix(0, ns)
+	}
+	c.cuts = append(c.cuts, Cut{Epoch: e, Time: time.Now(), Since: since, PageSize: c.psize, Commit: c.commit, Pages: c.pending})
 	c.pending = map[uint32][]byte{}
 	return nil
 }
@@ -178,6 +188,7 @@ func (db *DB) breakLocked(err error) error {
 		_ = c.f.Close()
 	}
 	*c = capture{sink: c.sink, broken: err}
+	db.capOn.Store(false)
 	return err
 }
 
@@ -209,6 +220,25 @@ func (db *DB) handOver(e uint64) {
 	if len(cuts) > 0 && sink != nil {
 		sink(cuts, nil)
 	}
+}
+
+// Unhanded returns when the oldest commit not yet handed to the sink was
+// made (zero when every commit was): the start of the backup's lag.
+func (db *DB) Unhanded() time.Time {
+	db.capMu.Lock()
+	defer db.capMu.Unlock()
+	var oldest time.Time
+	for _, c := range db.cap.cuts {
+		if !c.Since.IsZero() && (oldest.IsZero() || c.Since.Before(oldest)) {
+			oldest = c.Since
+		}
+	}
+	if ns := db.uncut.Load(); ns != 0 {
+		if t := time.Unix(0, ns); oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	return oldest
 }
 
 // Recycle returns a cut's page buffers for reuse once the sink is done

@@ -93,6 +93,9 @@ type usageDelta struct {
 type wtx struct {
 	*conn
 	d usageDelta
+	// quiet marks the index's own bookkeeping (Settle dropping undo
+	// records): not a change the backup's lag waits for.
+	quiet bool
 }
 
 // update runs fn in one write transaction (BEGIN IMMEDIATE) on the writer
@@ -131,6 +134,9 @@ func (db *DB) update(ctx context.Context, fn func(w *wtx) error) error {
 	if _, err := c.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err != nil {
 		rollback()
 		return sqlErr(err)
+	}
+	if !w.quiet && db.capOn.Load() {
+		db.uncut.CompareAndSwap(0, time.Now().UnixNano())
 	}
 	return nil
 }

@@ -82,6 +82,8 @@ type DB struct {
 
 	capMu sync.Mutex // guards cap; taken after wmu
 	cap   capture    // the backup's log reader (capture.go)
+	capOn atomic.Bool
+	uncut atomic.Int64 // when the oldest commit no cut holds yet was made (unix ns; 0: none)
 
 	syncMu     sync.Mutex
 	walDirSync uint64 // inode of the -wal file whose directory entry was synced

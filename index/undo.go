@@ -151,6 +151,7 @@ func (db *DB) Settle(ctx context.Context, e uint64) (int64, error) {
 	var n int64
 	err := db.update(ctx, func(w *wtx) error {
 		var err error
+		w.quiet = true
 		n, err = w.dropUndo(ctx, "epoch <= ?", int64(e))
 		return err
 	})

@@ -322,12 +322,16 @@ func loadRun(t *testing.T, seed uint64, dur time.Duration, rssLimit int64) {
 	var peakRSS int64
 	var samples []string
 	var rssSamples []int64
+	var maxLag float64 // the index backup's, over both tiers
 	every := max(1, int(dur/time.Second)/30) // log about 30 samples
 	for time.Since(start) < dur && !stop.Load() {
 		time.Sleep(time.Second) // the sampling interval: not synchronisation
 		rss, hwm := loadMemory(pid)
 		peakRSS = max(peakRSS, hwm)
 		rssSamples = append(rssSamples, rss)
+		for _, tr := range m.backupStats().Tiers {
+			maxLag = max(maxLag, tr.LagSeconds)
+		}
 		if len(rssSamples)%every == 0 {
 			samples = append(samples, fmt.Sprintf("%.0fs %dMiB (%d MiB written)", time.Since(start).Seconds(), rss>>20, st.written.Load()>>20))
 		}
@@ -345,6 +349,14 @@ func loadRun(t *testing.T, seed uint64, dur time.Duration, rssLimit int64) {
 		st.reads.Load(), st.inflightReads.Load(), st.verified.Load()>>20, peakRSS>>20)
 	t.Logf("daemon RSS over time: %s", strings.Join(samples, ", "))
 	t.Logf("%d gc runs during the load removed %d chunks", gcs.Load(), gcRemoved.Load())
+	// The index backup keeps up: every point reaches both tiers well
+	// within index_backup.interval (10 s by default), and at the end both
+	// hold the newest.
+	t.Logf("index backup: largest lag %.2fs", maxLag)
+	if maxLag > 10 {
+		t.Errorf("index backup lagged %.1fs behind under the load, over the 10s bound", maxLag)
+	}
+	m.waitBackup(time.Time{})
 	if peakRSS > rssLimit {
 		t.Errorf("daemon peak RSS (VmHWM) %d MiB, over the bound of %d MiB", peakRSS>>20, rssLimit>>20)
 	}

@@ -66,6 +66,9 @@ type queued struct {
 	o    object
 	data []byte
 	snap bool
+	// since is when the oldest commit the object brings was made (zero:
+	// only the index's own bookkeeping): a tier's lag counts from it.
+	since time.Time
 }
 
 // tier is one target's shipping state.
@@ -298,7 +301,7 @@ func (r *Replicator) newGeneration(snap []byte, s *sums, info index.SnapshotInfo
 	r.from = info.Epoch
 	r.snaps++
 	o := object{FSID: r.opts.FSID, Gen: r.gen, Seq: 1, Time: t, Sum: sum64(snap)}
-	r.enqueue(queued{o: o, data: snap, snap: true})
+	r.enqueue(queued{o: o, data: snap, snap: true, since: t})
 	r.finishSnapshot(nil)
 }
 
@@ -369,6 +372,12 @@ func (r *Replicator) apply(cuts []index.Cut) {
 		}
 	}
 	last := live[len(live)-1]
+	var since time.Time
+	for _, c := range live {
+		if !c.Since.IsZero() && (since.IsZero() || c.Since.Before(since)) {
+			since = c.Since
+		}
+	}
 	m := index.Cut{Pages: pages}
 	order := m.SortedPages()
 	seq := r.seq + 1
@@ -388,7 +397,7 @@ func (r *Replicator) apply(cuts []index.Cut) {
 	r.segBytes += int64(len(b))
 	r.dbBytes = int64(last.Commit) * int64(last.PageSize)
 	o := object{FSID: r.opts.FSID, Gen: r.gen, Seq: seq, Time: last.Time, Sum: sum64(b)}
-	r.enqueue(queued{o: o, data: b})
+	r.enqueue(queued{o: o, data: b, since: since})
 	switch {
 	case time.Since(r.snapTime) >= r.opts.SnapshotInterval:
 		r.wantSnapshot("snapshot interval")
@@ -758,8 +767,9 @@ type TierStats struct {
 	Generation string    `json:"generation"`
 	Seq        uint64    `json:"seq"`
 	Time       time.Time `json:"time"` // the point in time its newest object holds
-	// LagSeconds is the age of the oldest point the tier lacks (0 when
-	// it has every point handed over).
+	// LagSeconds is the age of the oldest commit the tier lacks: not yet
+	// cut by a durability point, or cut and not yet shipped to it (0 when
+	// it holds every commit).
 	LagSeconds float64 `json:"lag_seconds"`
 	Behind     int64   `json:"behind_objects"`
 	Objects    int64   `json:"objects"`
@@ -789,15 +799,33 @@ func (r *Replicator) Stats() Stats {
 		SpoolObjects: len(r.spool), SpoolBytes: r.spoolBytes, Pending: r.want}
 	end := r.base + int64(len(r.spool))
 	now := time.Now()
+	// Commits not yet in any object: in the index's cuts and log, or
+	// held while a snapshot is read.
+	oldest := r.db.Unhanded()
+	for _, c := range r.held {
+		oldest = earliest(oldest, c.Since)
+	}
 	for _, tr := range r.tiers {
 		ts := TierStats{Name: tr.t.Name, Generation: tr.pos.Gen, Seq: tr.pos.Seq, Time: tr.pos.Time,
 			Behind: end - tr.next, Objects: tr.objects, Bytes: tr.bytes, Errors: tr.errs, LastError: tr.lastErr}
-		if tr.next < end {
-			ts.LagSeconds = now.Sub(r.spool[tr.next-r.base].o.Time).Seconds()
+		o := oldest
+		for i := max(tr.next, r.base); i < end; i++ {
+			o = earliest(o, r.spool[i-r.base].since)
+		}
+		if !o.IsZero() {
+			ts.LagSeconds = max(0, now.Sub(o).Seconds())
 		}
 		s.Tiers = append(s.Tiers, ts)
 	}
 	return s
+}
+
+// earliest is the earlier of two times, a zero one not counting.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // writeFileSync writes a file atomically and durably.

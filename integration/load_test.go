@@ -322,7 +322,7 @@ func loadRun(t *testing.T, seed uint64, dur time.Duration, rssLimit int64) {
 	var peakRSS int64
 	var samples []string
 	var rssSamples []int64
-	var maxLag float64 // the index backup's, over both tiers
+	var maxLag float64                       // the index backup's, over both tiers
 	every := max(1, int(dur/time.Second)/30) // log about 30 samples
 	for time.Since(start) < dur && !stop.Load() {
 		time.Sleep(time.Second) // the sampling interval: not synchronisation

@@ -2,7 +2,8 @@
 // implements, its sentinel errors, and the backends themselves (local
 // directory, in-memory, S3), plus wrappers that implement Store too: a
 // fault-injecting store for tests and a Tier (an ordered list of stores
-// with failover).
+// with failover). Besides chunks, every backend keeps named meta objects
+// (MetaStore, the index backup's home), outside its chunk layout.
 //
 // Package stores imports nothing else of dualstore: the chunker, the
 // index, the dual manager and the filesystem all build on it.

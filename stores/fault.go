@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,10 +26,14 @@ const (
 	OpDelete
 	OpList
 	OpSync
+	OpPutMeta
+	OpGetMeta
+	OpListMeta
+	OpDeleteMeta
 	numOps
 )
 
-// String returns the operation's lower-case name ("get").
+// String returns the operation's lower-case name ("get", "put-meta").
 func (op Op) String() string {
 	switch op {
 	case OpGet:
@@ -43,6 +48,14 @@ func (op Op) String() string {
 		return "list"
 	case OpSync:
 		return "sync"
+	case OpPutMeta:
+		return "put-meta"
+	case OpGetMeta:
+		return "get-meta"
+	case OpListMeta:
+		return "list-meta"
+	case OpDeleteMeta:
+		return "delete-meta"
 	}
 	return fmt.Sprintf("op(%d)", int(op))
 }
@@ -58,15 +71,17 @@ type Rule struct {
 	// Delay holds matching calls this long before anything else happens,
 	// or until their context is done (then they return its error).
 	Delay time.Duration
-	// Corrupt flips a byte of what Get returns, or of what Put stores (an
-	// empty chunk gains a byte instead). Other operations ignore it.
+	// Corrupt flips a byte of what Get or GetMeta returns, or of what Put
+	// or PutMeta stores (empty data gains a byte instead). Other operations
+	// ignore it.
 	Corrupt bool
-	// Drop loses the call silently: Put and Delete return nil without
-	// reaching the inner store, Get and Stat report ErrNotFound, List lists
-	// nothing, Sync syncs nothing.
+	// Drop loses the call silently: Put, Delete, PutMeta and DeleteMeta
+	// return nil without reaching the inner store, Get, Stat and GetMeta
+	// report ErrNotFound, List and ListMeta list nothing, Sync syncs
+	// nothing.
 	Drop bool
-	// IDs limits the rule to these chunks; empty means every chunk. List and
-	// Sync have no id and ignore it.
+	// IDs limits the rule to these chunks; empty means every chunk. List,
+	// Sync and the meta operations have no id and ignore it.
 	IDs []ID
 	// Count limits the rule to the next Count matching calls, after which it
 	// is removed; 0 means every call until Clear.
@@ -90,10 +105,11 @@ type activeRule struct {
 // the dual manager and the filesystem through failures, slow stores, silent
 // corruption and lost writes. With no rules it forwards every call
 // unchanged. Rules can be changed at any time, also while calls are in
-// flight; Fault is safe for concurrent use. It always implements Lister and
-// Syncer: List forwards to the inner store or fails with an error wrapping
-// errors.ErrUnsupported, and Sync forwards or succeeds (a store that is not
-// a Syncer has nothing to sync).
+// flight; Fault is safe for concurrent use. It always implements Lister,
+// Syncer and MetaStore: List forwards to the inner store or fails with an
+// error wrapping errors.ErrUnsupported, Sync forwards or succeeds (a store
+// that is not a Syncer has nothing to sync), and the meta calls forward or
+// fail with an error wrapping ErrNoMeta.
 type Fault struct {
 	inner Store
 
@@ -108,9 +124,10 @@ type Fault struct {
 }
 
 var (
-	_ Store  = (*Fault)(nil)
-	_ Lister = (*Fault)(nil)
-	_ Syncer = (*Fault)(nil)
+	_ Store     = (*Fault)(nil)
+	_ Lister    = (*Fault)(nil)
+	_ Syncer    = (*Fault)(nil)
+	_ MetaStore = (*Fault)(nil)
 )
 
 // NewFault wraps inner with no rules set.
@@ -200,10 +217,38 @@ func (f *Fault) take(op Op, id *ID) (Rule, bool) {
 // begin applies the rule for a call (ok reports whether one applies): it
 // waits out the delay and returns the error the call must fail with, if any.
 func (f *Fault) begin(ctx context.Context, op Op, id *ID) (r Rule, ok bool, err error) {
+	return f.beginNamed(ctx, op, id, "")
+}
+
+// beginMeta is begin for a meta call: it names the object in its errors,
+// and checks that the inner store keeps meta objects and that name is
+// valid (so that a dropped call with a bad name still fails).
+func (f *Fault) beginMeta(ctx context.Context, op Op, name string, validate bool) (MetaStore, Rule, bool, error) {
+	r, ok, err := f.beginNamed(ctx, op, nil, name)
+	if err != nil {
+		return nil, r, ok, err
+	}
+	ms, can := f.inner.(MetaStore)
+	if !can {
+		err = ErrNoMeta
+	} else if validate {
+		err = ValidMetaName(name)
+	}
+	if err != nil {
+		return nil, r, ok, fmt.Errorf("fault %s: %s %s: %w", f.inner.Name(), op, strconv.Quote(name), err)
+	}
+	return ms, r, ok, nil
+}
+
+// beginNamed is begin, with the meta object's name (if not "") in errors.
+func (f *Fault) beginNamed(ctx context.Context, op Op, id *ID, name string) (r Rule, ok bool, err error) {
 	wrap := func(err error) error {
 		what := op.String()
 		if id != nil {
 			what += " " + id.String()
+		}
+		if name != "" {
+			what += " " + strconv.Quote(name)
 		}
 		return fmt.Errorf("fault %s: %s: %w", f.inner.Name(), what, err)
 	}
@@ -337,6 +382,61 @@ func (f *Fault) Sync(ctx context.Context) error {
 		return s.Sync(ctx)
 	}
 	return nil
+}
+
+// PutMeta forwards to the inner store under the OpPutMeta rule.
+func (f *Fault) PutMeta(ctx context.Context, name string, data []byte) error {
+	ms, r, ok, err := f.beginMeta(ctx, OpPutMeta, name, true)
+	if err != nil {
+		return err
+	}
+	if ok && r.Drop {
+		return nil
+	}
+	if ok && r.Corrupt {
+		data = corrupt(data)
+	}
+	return ms.PutMeta(ctx, name, data)
+}
+
+// GetMeta forwards to the inner store under the OpGetMeta rule.
+func (f *Fault) GetMeta(ctx context.Context, name string, max int64) ([]byte, error) {
+	ms, r, ok, err := f.beginMeta(ctx, OpGetMeta, name, true)
+	if err != nil {
+		return nil, err
+	}
+	if ok && r.Drop {
+		return nil, fmt.Errorf("fault %s: get-meta %q: dropped: %w", f.inner.Name(), name, ErrNotFound)
+	}
+	data, err := ms.GetMeta(ctx, name, max)
+	if err == nil && ok && r.Corrupt {
+		data = corrupt(data)
+	}
+	return data, err
+}
+
+// ListMeta forwards to the inner store under the OpListMeta rule.
+func (f *Fault) ListMeta(ctx context.Context, prefix string) ([]MetaInfo, error) {
+	ms, r, ok, err := f.beginMeta(ctx, OpListMeta, prefix, false)
+	if err != nil {
+		return nil, err
+	}
+	if ok && r.Drop {
+		return nil, nil
+	}
+	return ms.ListMeta(ctx, prefix)
+}
+
+// DeleteMeta forwards to the inner store under the OpDeleteMeta rule.
+func (f *Fault) DeleteMeta(ctx context.Context, name string) error {
+	ms, r, ok, err := f.beginMeta(ctx, OpDeleteMeta, name, true)
+	if err != nil {
+		return err
+	}
+	if ok && r.Drop {
+		return nil
+	}
+	return ms.DeleteMeta(ctx, name)
 }
 
 // Close closes the inner store; rules do not apply to it.

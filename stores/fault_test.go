@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ func TestFaultConformance(t *testing.T) {
 	})
 }
 
-// notLister hides Mem's List, to check how a Fault over it behaves.
+// notLister hides Mem's List (and its meta calls), to check how a Fault
+// over it behaves.
 type notLister struct{ stores.Store }
 
 func TestFaultConformanceOverNonLister(t *testing.T) {
@@ -220,4 +222,136 @@ func TestFaultConcurrentRules(t *testing.T) {
 		_, _ = f.Get(ctx, a)
 	}
 	<-done
+}
+
+func TestFaultOpNames(t *testing.T) {
+	for op, want := range map[stores.Op]string{
+		stores.OpGet: "get", stores.OpPut: "put", stores.OpStat: "stat", stores.OpDelete: "delete",
+		stores.OpList: "list", stores.OpSync: "sync",
+		stores.OpPutMeta: "put-meta", stores.OpGetMeta: "get-meta", stores.OpListMeta: "list-meta", stores.OpDeleteMeta: "delete-meta",
+	} {
+		if got := op.String(); got != want {
+			t.Errorf("Op(%d).String() = %q, want %q", int(op), got, want)
+		}
+	}
+}
+
+// TestFaultMeta: the meta operations have rules of their own, with the
+// effects the chunk operations have.
+func TestFaultMeta(t *testing.T) {
+	ctx := t.Context()
+	data := []byte("index backup")
+	get := func(ms stores.MetaStore, name string) ([]byte, error) { return ms.GetMeta(ctx, name, 1<<20) }
+
+	t.Run("fail", func(t *testing.T) {
+		f, m := newFault(t)
+		for _, op := range []stores.Op{stores.OpPutMeta, stores.OpGetMeta, stores.OpListMeta, stores.OpDeleteMeta} {
+			f.Set(op, stores.Rule{})
+		}
+		if err := f.PutMeta(ctx, "x", data); !errors.Is(err, stores.ErrInjected) || !strings.Contains(err.Error(), "put-meta") {
+			t.Errorf("PutMeta = %v, want ErrInjected naming put-meta", err)
+		}
+		if l, _ := m.ListMeta(ctx, ""); len(l) != 0 {
+			t.Error("a failed PutMeta reached the inner store")
+		}
+		if err := m.PutMeta(ctx, "x", data); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := get(f, "x"); !errors.Is(err, stores.ErrInjected) {
+			t.Errorf("GetMeta = %v", err)
+		}
+		if _, err := f.ListMeta(ctx, ""); !errors.Is(err, stores.ErrInjected) {
+			t.Errorf("ListMeta = %v", err)
+		}
+		if err := f.DeleteMeta(ctx, "x"); !errors.Is(err, stores.ErrInjected) {
+			t.Errorf("DeleteMeta = %v", err)
+		}
+		if _, err := get(m, "x"); err != nil {
+			t.Errorf("a failed DeleteMeta reached the inner store: %v", err)
+		}
+		// Chunk rules do not touch meta calls, nor meta rules chunk calls.
+		f.Clear()
+		f.Set(stores.OpGet, stores.Rule{})
+		f.Set(stores.OpPutMeta, stores.Rule{})
+		if _, err := get(f, "x"); err != nil {
+			t.Errorf("GetMeta under a Get rule: %v", err)
+		}
+		if err := f.Put(ctx, id("a"), []byte("a")); err != nil {
+			t.Errorf("Put under a PutMeta rule: %v", err)
+		}
+		if c, i := f.Calls(stores.OpPutMeta), f.Injected(stores.OpPutMeta); c != 1 || i != 1 {
+			t.Errorf("Calls, Injected(put-meta) = %d, %d; want the one PutMeta, 1, 1", c, i)
+		}
+	})
+
+	t.Run("drop", func(t *testing.T) {
+		f, m := newFault(t)
+		for _, op := range []stores.Op{stores.OpPutMeta, stores.OpGetMeta, stores.OpListMeta, stores.OpDeleteMeta} {
+			f.Set(op, stores.Rule{Drop: true})
+		}
+		if err := f.PutMeta(ctx, "x", data); err != nil {
+			t.Errorf("dropped PutMeta = %v, want nil", err)
+		}
+		if _, err := get(m, "x"); !errors.Is(err, stores.ErrNotFound) {
+			t.Errorf("a dropped PutMeta stored the object: %v", err)
+		}
+		if err := f.PutMeta(ctx, "../x", data); err == nil {
+			t.Error("dropped PutMeta of a bad name succeeded")
+		}
+		if err := m.PutMeta(ctx, "x", data); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := get(f, "x"); !errors.Is(err, stores.ErrNotFound) {
+			t.Errorf("dropped GetMeta = %v, want ErrNotFound", err)
+		}
+		if l, err := f.ListMeta(ctx, ""); err != nil || len(l) != 0 {
+			t.Errorf("dropped ListMeta = %v, %v; want nothing", l, err)
+		}
+		if err := f.DeleteMeta(ctx, "x"); err != nil {
+			t.Errorf("dropped DeleteMeta = %v", err)
+		}
+		if _, err := get(m, "x"); err != nil {
+			t.Errorf("a dropped DeleteMeta removed the object: %v", err)
+		}
+	})
+
+	t.Run("corrupt", func(t *testing.T) {
+		f, m := newFault(t)
+		if err := f.PutMeta(ctx, "x", data); err != nil {
+			t.Fatal(err)
+		}
+		f.Set(stores.OpGetMeta, stores.Rule{Corrupt: true})
+		got, err := get(f, "x")
+		if err != nil || bytes.Equal(got, data) || len(got) != len(data) {
+			t.Errorf("corrupted GetMeta = %q, %v; want %d other bytes", got, err, len(data))
+		}
+		if got, _ := get(m, "x"); !bytes.Equal(got, data) {
+			t.Error("a corrupting GetMeta changed the stored object")
+		}
+		f.Clear()
+		f.Set(stores.OpPutMeta, stores.Rule{Corrupt: true})
+		if err := f.PutMeta(ctx, "y", data); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := get(m, "y"); bytes.Equal(got, data) {
+			t.Error("a corrupting PutMeta stored the data intact")
+		}
+	})
+
+	t.Run("inner keeps no meta", func(t *testing.T) {
+		f := stores.NewFault(notLister{stores.NewMem("m")})
+		t.Cleanup(func() { f.Close() })
+		if err := f.PutMeta(ctx, "x", data); !errors.Is(err, stores.ErrNoMeta) {
+			t.Errorf("PutMeta = %v, want ErrNoMeta", err)
+		}
+		if _, err := get(f, "x"); !errors.Is(err, stores.ErrNoMeta) {
+			t.Errorf("GetMeta = %v, want ErrNoMeta", err)
+		}
+		if _, err := f.ListMeta(ctx, ""); !errors.Is(err, stores.ErrNoMeta) {
+			t.Errorf("ListMeta = %v, want ErrNoMeta", err)
+		}
+		if err := f.DeleteMeta(ctx, "x"); !errors.Is(err, stores.ErrNoMeta) {
+			t.Errorf("DeleteMeta = %v, want ErrNoMeta", err)
+		}
+	})
 }

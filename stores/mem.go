@@ -3,28 +3,33 @@ package stores
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 )
 
 // Mem is a Store that keeps chunks in memory, for tests and for wiring
 // examples. It copies data on the way in and out, so callers can never alias
-// what it holds, and it implements Lister.
+// what it holds, and it implements Lister and MetaStore (its meta objects
+// are a map of their own, which List never sees).
 type Mem struct {
 	name string
 
 	mu     sync.RWMutex
 	chunks map[ID][]byte
+	meta   map[string][]byte
 	closed bool
 }
 
 var (
-	_ Store  = (*Mem)(nil)
-	_ Lister = (*Mem)(nil)
+	_ Store     = (*Mem)(nil)
+	_ Lister    = (*Mem)(nil)
+	_ MetaStore = (*Mem)(nil)
 )
 
 // NewMem returns an empty in-memory store called name.
 func NewMem(name string) *Mem {
-	return &Mem{name: name, chunks: make(map[ID][]byte)}
+	return &Mem{name: name, chunks: make(map[ID][]byte), meta: make(map[string][]byte)}
 }
 
 // Name returns the name given to NewMem.
@@ -126,7 +131,87 @@ func (m *Mem) List(ctx context.Context, fn func(id ID) error) error {
 	return nil
 }
 
-// Close makes every later call fail with ErrClosed and drops the chunks.
+// checkMeta is check for a meta object: a closed store, a done ctx or a
+// bad name. The caller holds m.mu.
+func (m *Mem) checkMeta(ctx context.Context, op, name string) error {
+	var err error
+	switch {
+	case m.closed:
+		err = ErrClosed
+	case ctx.Err() != nil:
+		err = ctx.Err()
+	default:
+		err = ValidMetaName(name)
+	}
+	if err != nil {
+		return fmt.Errorf("mem %s: %s %q: %w", m.name, op, name, err)
+	}
+	return nil
+}
+
+// PutMeta stores a copy of data under name, replacing what was there.
+func (m *Mem) PutMeta(ctx context.Context, name string, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkMeta(ctx, "put meta", name); err != nil {
+		return err
+	}
+	m.meta[name] = append([]byte{}, data...)
+	return nil
+}
+
+// GetMeta returns a copy of the meta object, refusing one larger than max
+// bytes.
+func (m *Mem) GetMeta(ctx context.Context, name string, max int64) ([]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.checkMeta(ctx, "get meta", name); err != nil {
+		return nil, err
+	}
+	data, ok := m.meta[name]
+	if !ok {
+		return nil, fmt.Errorf("mem %s: get meta %q: %w", m.name, name, ErrNotFound)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("mem %s: get meta %q: %w: %d bytes, more than the %d allowed", m.name, name, ErrCorrupt, len(data), max)
+	}
+	return append([]byte{}, data...), nil
+}
+
+// ListMeta returns the meta objects whose names start with prefix, sorted
+// by name.
+func (m *Mem) ListMeta(ctx context.Context, prefix string) ([]MetaInfo, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, fmt.Errorf("mem %s: list meta: %w", m.name, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("mem %s: list meta: %w", m.name, err)
+	}
+	var out []MetaInfo
+	for name, data := range m.meta {
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, MetaInfo{Name: name, Size: int64(len(data))})
+		}
+	}
+	slices.SortFunc(out, func(a, b MetaInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// DeleteMeta forgets the meta object; a missing one is not an error.
+func (m *Mem) DeleteMeta(ctx context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkMeta(ctx, "delete meta", name); err != nil {
+		return err
+	}
+	delete(m.meta, name)
+	return nil
+}
+
+// Close makes every later call fail with ErrClosed and drops the chunks
+// and meta objects.
 func (m *Mem) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -135,6 +220,7 @@ func (m *Mem) Close() error {
 	}
 	m.closed = true
 	m.chunks = nil
+	m.meta = nil
 	return nil
 }
 

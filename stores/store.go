@@ -46,10 +46,12 @@ func IDFromBytes(b []byte) (ID, error) {
 
 var (
 	// ErrNotFound is wrapped by every error that reports a chunk the store
-	// does not hold.
+	// does not hold, and by GetMeta's for a meta object it does not hold.
 	ErrNotFound = errors.New("chunk not found")
 	// ErrCorrupt is wrapped by every error that reports a chunk whose stored
-	// bytes cannot be decoded or do not hash to its id.
+	// bytes cannot be decoded or do not hash to its id, and by GetMeta's
+	// for a meta object that cannot be what was put (larger than the
+	// caller's bound, or not a plain file).
 	ErrCorrupt = errors.New("chunk corrupt")
 	// ErrClosed is returned by every call on a closed store.
 	ErrClosed = errors.New("store closed")
@@ -57,6 +59,11 @@ var (
 	// (context.WithTimeoutCause): a store that hangs past it is counted as
 	// failing, unlike a caller that merely gave up.
 	ErrTimeout = errors.New("store call timed out")
+	// ErrNoMeta is wrapped by the errors of MetaStore calls on a wrapper
+	// (Tier, Fault) none of whose stores keeps meta objects: the caller
+	// learns that its index backup has nowhere to go, rather than that an
+	// object is missing.
+	ErrNoMeta = errors.New("store keeps no meta objects")
 )
 
 // Store holds chunks by id. Implementations are safe for concurrent use.

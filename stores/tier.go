@@ -94,9 +94,9 @@ func (c *counters) reset() {
 
 // Tier is an ordered list of stores acting as one (the primary or the safety
 // tier): writes go to the first member that takes them, reads try members in
-// order until one returns data that verifies. It implements Store, Lister
-// and Syncer, keeps per-member and per-tier counters, and is safe for
-// concurrent use.
+// order until one returns data that verifies. It implements Store, Lister,
+// Syncer and MetaStore (through the members that keep meta objects), keeps
+// per-member and per-tier counters, and is safe for concurrent use.
 type Tier struct {
 	name    string
 	members []Store
@@ -108,9 +108,10 @@ type Tier struct {
 }
 
 var (
-	_ Store  = (*Tier)(nil)
-	_ Lister = (*Tier)(nil)
-	_ Syncer = (*Tier)(nil)
+	_ Store     = (*Tier)(nil)
+	_ Lister    = (*Tier)(nil)
+	_ Syncer    = (*Tier)(nil)
+	_ MetaStore = (*Tier)(nil)
 )
 
 // NewTier returns a tier of members, tried in the given order. verify checks
@@ -225,9 +226,10 @@ type memberError struct {
 // sees ErrNotFound concludes the chunk is gone, not that a store is down; it
 // wraps ErrCorrupt when any member returned bad data, and the other members'
 // errors otherwise.
-func (t *Tier) readError(op string, id ID, merrs []memberError) error {
+// what names the call and its chunk or object ("get <id>").
+func (t *Tier) readError(what string, merrs []memberError) error {
 	if len(merrs) == 0 {
-		return fmt.Errorf("tier %s: %s %s: tier has no stores: %w", t.name, op, id, ErrNotFound)
+		return fmt.Errorf("tier %s: %s: tier has no stores: %w", t.name, what, ErrNotFound)
 	}
 	allMissing := true
 	for _, me := range merrs {
@@ -244,7 +246,7 @@ func (t *Tier) readError(op string, id ID, merrs []memberError) error {
 		}
 		errs = append(errs, me.err)
 	}
-	return fmt.Errorf("tier %s: %s %s: %w", t.name, op, id, errors.Join(errs...))
+	return fmt.Errorf("tier %s: %s: %w", t.name, what, errors.Join(errs...))
 }
 
 // Get returns the chunk from the first member whose data verifies.
@@ -291,7 +293,7 @@ func (t *Tier) Get(ctx context.Context, id ID) ([]byte, error) {
 		}
 	}
 	t.total.readLatency.Observe(time.Since(start))
-	err := t.readError("get", id, merrs)
+	err := t.readError("get "+id.String(), merrs)
 	if !cancelled(ctx, err) {
 		t.total.readsErr.Add(1)
 		if errors.Is(err, ErrNotFound) {
@@ -326,7 +328,7 @@ func (t *Tier) Stat(ctx context.Context, id ID) (int64, error) {
 			merrs = append(merrs, memberError{failed, fmt.Errorf("%s: %w", m.Name(), err)})
 		}
 	}
-	return 0, t.readError("stat", id, merrs)
+	return 0, t.readError("stat "+id.String(), merrs)
 }
 
 // Delete removes the chunk from every member, since failover may have put it

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -22,14 +23,39 @@ func TestTierConformance(t *testing.T) {
 }
 
 // TestTierConformanceFailover runs the suite with the first member refusing
-// writes, so every chunk lands in the second and every read fails over. (A
-// member failing reads too would rightly turn "not found" into an error: the
-// tier cannot tell that the chunk is missing.)
+// writes, so every chunk and meta object lands in the second and every read
+// fails over. (A member failing reads too would rightly turn "not found"
+// into an error: the tier cannot tell that the chunk is missing.)
 func TestTierConformanceFailover(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) stores.Store {
 		down := stores.NewFault(stores.NewMem("primary-0"))
 		down.Set(stores.OpPut, stores.Rule{})
+		down.Set(stores.OpPutMeta, stores.Rule{})
 		tier := stores.NewTier("primary", []stores.Store{down, stores.NewMem("primary-1")}, storetest.Verify)
+		t.Cleanup(func() { tier.Close() })
+		return tier
+	})
+}
+
+// noMetaStore hides Mem's meta calls but not its List.
+type noMetaStore struct {
+	stores.Store
+	stores.Lister
+}
+
+func newNoMeta(name string) stores.Store {
+	m := stores.NewMem(name)
+	return noMetaStore{m, m}
+}
+
+// TestTierConformancePartlyMeta runs the suite on a tier whose first
+// member keeps no meta objects (a Fault over such a store says so with
+// ErrNoMeta): chunks go to the first member, meta calls to the second.
+func TestTierConformancePartlyMeta(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) stores.Store {
+		tier := stores.NewTier("safety", []stores.Store{
+			stores.NewFault(newNoMeta("safety-0")), stores.NewMem("safety-1"),
+		}, storetest.Verify)
 		t.Cleanup(func() { tier.Close() })
 		return tier
 	})
@@ -285,5 +311,131 @@ func TestTierCancelledNotCounted(t *testing.T) {
 	}
 	if s := tier.Stats(); s.Reads.Errors != 0 || s.Stores[0].Reads.Errors != 0 {
 		t.Errorf("abandoned read counted as an error: %+v", s)
+	}
+}
+
+// TestTierMeta: meta puts go to the first member that takes them and gets
+// fail over, both counted like chunk writes and reads; listings merge;
+// deletes reach every member.
+func TestTierMeta(t *testing.T) {
+	ctx := t.Context()
+	tier, fs, ms := newTier(t)
+	data := []byte("backup")
+
+	fs[0].Set(stores.OpPutMeta, stores.Rule{})
+	if err := tier.PutMeta(ctx, "b/1", data); err != nil {
+		t.Fatalf("PutMeta with the first member down: %v", err)
+	}
+	if _, err := ms[1].GetMeta(ctx, "b/1", 100); err != nil {
+		t.Fatalf("the object is not in the second member: %v", err)
+	}
+	fs[0].Clear()
+	if got, err := tier.GetMeta(ctx, "b/1", 100); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GetMeta after a failover PutMeta = %q, %v", got, err)
+	}
+	s := tier.Stats()
+	if s.Writes != (stores.OpStats{OK: 1, Bytes: 6}) || s.Stores[0].Writes != (stores.OpStats{Errors: 1}) ||
+		s.Stores[1].Writes != (stores.OpStats{OK: 1, Bytes: 6}) {
+		t.Errorf("writes after a failover PutMeta: tier %+v, members %+v, %+v", s.Writes, s.Stores[0].Writes, s.Stores[1].Writes)
+	}
+	if s.Reads != (stores.ReadStats{OK: 1, Bytes: 6}) || s.Stores[0].Reads != (stores.ReadStats{Errors: 1, NotFound: 1}) ||
+		s.Stores[1].Reads != (stores.ReadStats{OK: 1, Bytes: 6}) {
+		t.Errorf("reads after a failover GetMeta: tier %+v, members %+v, %+v", s.Reads, s.Stores[0].Reads, s.Stores[1].Reads)
+	}
+
+	// Missing everywhere is ErrNotFound; missing in one, failing in the
+	// other is not; over max is ErrCorrupt, counted as a checksum error.
+	tier.ResetStats()
+	if _, err := tier.GetMeta(ctx, "nope", 100); !errors.Is(err, stores.ErrNotFound) {
+		t.Errorf("GetMeta of a missing object = %v, want ErrNotFound", err)
+	}
+	fs[1].Set(stores.OpGetMeta, stores.Rule{})
+	if _, err := tier.GetMeta(ctx, "nope", 100); errors.Is(err, stores.ErrNotFound) || !errors.Is(err, stores.ErrInjected) {
+		t.Errorf("GetMeta with a member failing = %v, want its error and not ErrNotFound", err)
+	}
+	fs[1].Clear()
+	if _, err := tier.GetMeta(ctx, "b/1", 5); !errors.Is(err, stores.ErrCorrupt) {
+		t.Errorf("GetMeta over max = %v, want ErrCorrupt", err)
+	}
+	if s := tier.Stats(); s.Reads.ChecksumErrors != 1 || s.Reads.NotFound != 1 || s.Reads.Errors != 3 {
+		t.Errorf("tier reads = %+v, want 1 checksum error and 3 errors, 1 of them not found", s.Reads)
+	}
+
+	// ListMeta merges, each name once, with the first member's size.
+	if err := ms[0].PutMeta(ctx, "b/1", []byte("older")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms[0].PutMeta(ctx, "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []stores.MetaInfo{{Name: "a", Size: 0}, {Name: "b/1", Size: 5}}
+	if got, err := tier.ListMeta(ctx, ""); err != nil || !slices.Equal(got, want) {
+		t.Errorf("ListMeta = %v, %v; want %v", got, err, want)
+	}
+	// The older copy in the first member wins a GetMeta (see PutMeta).
+	if got, _ := tier.GetMeta(ctx, "b/1", 100); string(got) != "older" {
+		t.Errorf("GetMeta = %q, want the first member's copy", got)
+	}
+	fs[1].Set(stores.OpListMeta, stores.Rule{})
+	if _, err := tier.ListMeta(ctx, ""); !errors.Is(err, stores.ErrInjected) {
+		t.Errorf("ListMeta with a member failing = %v, want its error", err)
+	}
+	fs[1].Clear()
+
+	// DeleteMeta reaches every member, also past one that fails.
+	fs[1].Set(stores.OpDeleteMeta, stores.Rule{})
+	if err := tier.DeleteMeta(ctx, "b/1"); !errors.Is(err, stores.ErrInjected) {
+		t.Errorf("DeleteMeta with a member failing = %v", err)
+	}
+	if _, err := ms[0].GetMeta(ctx, "b/1", 100); !errors.Is(err, stores.ErrNotFound) {
+		t.Errorf("a failing member stopped DeleteMeta from reaching the others: %v", err)
+	}
+	fs[1].Clear()
+	if err := tier.DeleteMeta(ctx, "b/1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tier.ListMeta(ctx, ""); err != nil || !slices.Equal(got, want[:1]) {
+		t.Errorf("ListMeta after DeleteMeta = %v, %v", got, err)
+	}
+}
+
+// TestTierNoMeta: a tier none of whose members keeps meta objects says
+// so, and counts nothing against its members.
+func TestTierNoMeta(t *testing.T) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name    string
+		members []stores.Store
+	}{
+		{"no members", nil},
+		{"not MetaStores", []stores.Store{newNoMeta("a"), notLister{stores.NewMem("b")}}},
+		{"Faults over them", []stores.Store{stores.NewFault(newNoMeta("a"))}},
+		{"a tier of them", []stores.Store{stores.NewTier("inner", []stores.Store{newNoMeta("a")}, nil)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tier := stores.NewTier("t", tc.members, nil)
+			t.Cleanup(func() { tier.Close() })
+			if err := tier.PutMeta(ctx, "x", []byte("x")); !errors.Is(err, stores.ErrNoMeta) {
+				t.Errorf("PutMeta = %v, want ErrNoMeta", err)
+			}
+			if _, err := tier.GetMeta(ctx, "x", 10); !errors.Is(err, stores.ErrNoMeta) || errors.Is(err, stores.ErrNotFound) {
+				t.Errorf("GetMeta = %v, want ErrNoMeta and not ErrNotFound", err)
+			}
+			if _, err := tier.ListMeta(ctx, ""); !errors.Is(err, stores.ErrNoMeta) {
+				t.Errorf("ListMeta = %v, want ErrNoMeta", err)
+			}
+			if err := tier.DeleteMeta(ctx, "x"); !errors.Is(err, stores.ErrNoMeta) {
+				t.Errorf("DeleteMeta = %v, want ErrNoMeta", err)
+			}
+			s := tier.Stats()
+			if s.Writes != (stores.OpStats{}) || s.Reads != (stores.ReadStats{}) {
+				t.Errorf("a tier with no meta store counted %+v, %+v", s.Writes, s.Reads)
+			}
+			for _, m := range s.Stores {
+				if m.Writes != (stores.OpStats{}) || m.Reads != (stores.ReadStats{}) {
+					t.Errorf("member %s counted %+v, %+v", m.Name, m.Writes, m.Reads)
+				}
+			}
+		})
 	}
 }

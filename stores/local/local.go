@@ -33,6 +33,17 @@
 // finds; after an unclean one, a Put that finds its chunk in place counts
 // as a write for the next Sync.
 //
+// Meta objects (stores.MetaStore: the index backup) are the files
+// `<root>/_meta/<name>`, each '/' of the name a subdirectory. `_meta` is no
+// shard, so List never reports them and no chunk's path reaches them.
+// PutMeta is durable when it returns whatever Fsync says: a temp file
+// synced, renamed into place, and its directory synced (and the parents of
+// the directories it made). Meta temp files carry "meta~" in their names,
+// which no meta name can hold, so the sweep removes them and never an
+// object. As in any filesystem, one name cannot be both an object and the
+// directory of others ("a" and "a/b"); DeleteMeta removes the directories
+// it empties, so a name that was a directory can become an object.
+//
 // A call ends when its context does, even if the filesystem hangs (a dead
 // NFS server, a wedged disk, a FUSE mount whose server stalls): system calls
 // cannot be interrupted, so each call's file operations run on their own
@@ -392,10 +403,10 @@ func isShard(name string) bool {
 	return true
 }
 
-// sweepTemps removes the temp files in root and its shards whose names do
-// not start with keep: the leftovers of Puts that a crash interrupted. It
-// stops, with ctx's error, when ctx ends. It runs beside the store's own
-// calls, whose temp files start with keep.
+// sweepTemps removes the temp files in root, its shards and the meta tree
+// whose names do not start with keep: the leftovers of Puts and PutMetas
+// that a crash interrupted. It stops, with ctx's error, when ctx ends. It
+// runs beside the store's own calls, whose temp files start with keep.
 func sweepTemps(ctx context.Context, root, keep string) error {
 	sweepDir := func(dir string) error {
 		entries, err := os.ReadDir(dir)
@@ -432,7 +443,29 @@ func sweepTemps(ctx context.Context, root, keep string) error {
 			}
 		}
 	}
-	return nil
+	return sweepMetaTemps(ctx, filepath.Join(root, metaDir), keep)
+}
+
+// sweepMetaTemps is sweepTemps for the meta tree, where a temp file is
+// told from an object by its metaTempMark (an object may be named
+// ".tmp-…").
+func sweepMetaTemps(ctx context.Context, metaRoot, keep string) error {
+	return filepath.WalkDir(metaRoot, func(p string, d iofs.DirEntry, err error) error {
+		switch {
+		case errors.Is(err, iofs.ErrNotExist):
+			return nil // no meta tree, or a directory DeleteMeta removed
+		case err != nil:
+			return err
+		case d.IsDir():
+			return ctx.Err()
+		}
+		if n := d.Name(); isMetaTemp(n) && !strings.HasPrefix(n, keep) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Name returns the configured name, or the root directory.
@@ -462,19 +495,29 @@ func (l *Local) path(id stores.ID) string {
 // begin takes the read lock for an operation and reports whether it may
 // run. When it returns nil the caller must call l.mu.RUnlock.
 func (l *Local) begin(ctx context.Context, op string, id *stores.ID) error {
+	err := l.enter(ctx)
+	if err == nil {
+		return nil
+	}
+	if id == nil {
+		return fmt.Errorf("local %s: %s: %w", l.root, op, err)
+	}
+	return fmt.Errorf("local %s: %s %s: %w", l.root, op, id, err)
+}
+
+// enter takes the read lock for an operation and returns why it may not
+// run (the store is closed, ctx is done), releasing the lock then. When it
+// returns nil the caller must call l.mu.RUnlock.
+func (l *Local) enter(ctx context.Context) error {
 	l.mu.RLock()
 	err := ctx.Err()
 	if l.closed {
 		err = stores.ErrClosed
 	}
-	if err == nil {
-		return nil
+	if err != nil {
+		l.mu.RUnlock()
 	}
-	l.mu.RUnlock()
-	if id == nil {
-		return fmt.Errorf("local %s: %s: %w", l.root, op, err)
-	}
-	return fmt.Errorf("local %s: %s %s: %w", l.root, op, id, err)
+	return err
 }
 
 // errHung is returned, without touching the filesystem, while

@@ -354,7 +354,7 @@ func TestErrorsNameRoot(t *testing.T) {
 }
 
 // TestSweepTemps: the sweep removes other instances' temp files, in the
-// root and in the shards, and spares this instance's, the chunks and
+// root, in the shards and in the meta tree, and spares this instance's, the chunks and
 // anything that is not a shard; it stops when its context ends.
 func TestSweepTemps(t *testing.T) {
 	root := t.TempDir()
@@ -366,6 +366,13 @@ func TestSweepTemps(t *testing.T) {
 		tmpPrefix + "probe-3":                        false,
 		"notashard/" + tmpPrefix + "x-4":             true,
 		"ffff/" + tmpPrefix + "x-5":                  false,
+		// In the meta tree, temp files carry metaTempMark; a meta object
+		// may be named like a chunk temp file.
+		metaDir + "/" + tmpPrefix + "8899aabbccddeeff-" + metaTempMark + "6":     false,
+		metaDir + "/a/b/" + tmpPrefix + "8899aabbccddeeff-" + metaTempMark + "7": false,
+		metaDir + "/a/" + keep + metaTempMark + "8":                              true,
+		metaDir + "/" + tmpPrefix + "object":                                     true,
+		metaDir + "/a/object":                                                    true,
 	}
 	for p := range files {
 		p = filepath.Join(root, p)

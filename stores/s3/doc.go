@@ -24,6 +24,13 @@
 //     code is lost, and servers answer unknown credentials to a HEAD with
 //     400 or 404.
 //   - Get does not verify a chunk against its id; the tier does.
+//   - Meta objects (stores.MetaStore: the index backup) are the objects
+//     `<prefix>/_meta/<name>`. `_meta` is no 4-hex shard, so List never
+//     reports them. PutMeta is one single-part PUT, which replaces; GetMeta
+//     refuses an object whose Content-Length is over its bound without
+//     reading the body, and never reads more than bound+1 bytes. A prefix
+//     with a `_meta` segment is refused: it would lie among the meta
+//     objects of the store one level up.
 //   - Secrets never reach a log or an error: Options.String redacts them,
 //     and errors name the endpoint, bucket, prefix and chunk only.
 //

@@ -264,7 +264,7 @@ func normPrefix(p string) string { return strings.Trim(p, "/") }
 
 // checkPrefix rejects prefixes that servers treat differently (empty or
 // dot segments, control characters), so keys stay exactly what List
-// finds again.
+// finds again, and prefixes inside another prefix's meta objects.
 func checkPrefix(p string) error {
 	p = normPrefix(p)
 	if p == "" {
@@ -276,6 +276,11 @@ func checkPrefix(p string) error {
 	for _, seg := range strings.Split(p, "/") {
 		if seg == "" || seg == "." || seg == ".." {
 			return fmt.Errorf("s3 store: prefix %q: empty, '.' or '..' path segment", p)
+		}
+		if seg == metaDir {
+			// Its chunks would be the meta objects of the store one
+			// level up, and that store's meta objects its chunks.
+			return fmt.Errorf("s3 store: prefix %q: a %q segment is where a store keeps its meta objects", p, metaDir)
 		}
 	}
 	for _, r := range p {

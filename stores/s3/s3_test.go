@@ -512,6 +512,10 @@ func TestParseKey(t *testing.T) {
 		{"p/" + h[:4] + "/" + strings.ToUpper(h) + ".chunk", false},
 		{"p/" + h[:4] + "/x/" + h + ".chunk", false},
 		{"q/" + h[:4] + "/" + h + ".chunk", false},
+		// Meta objects, even one named like a chunk's key.
+		{"p/_meta/" + h[:4] + "/" + h + ".chunk", false},
+		{"p/_meta/index", false},
+		{"p/_meta/" + h + ".chunk", false},
 	} {
 		got, ok := s.parseKey(tc.key)
 		if ok != tc.ok || (ok && got != id) {
@@ -552,6 +556,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"prefix dot dot", with(func(o *Options) { o.Prefix = "a/../b" }), "'..'"},
 		{"prefix double slash", with(func(o *Options) { o.Prefix = "a//b" }), "empty"},
 		{"prefix control", with(func(o *Options) { o.Prefix = "a\nb" }), "control"},
+		{"prefix in meta objects", with(func(o *Options) { o.Prefix = "a/_meta/b" }), "meta objects"},
+		{"prefix meta-like", with(func(o *Options) { o.Prefix = "a/_meta_/_metadata" }), ""},
 		{"key without secret", with(func(o *Options) { o.SecretKey = "" }), "set together"},
 		{"secret without key", with(func(o *Options) { o.AccessKey = "" }), "set together"},
 		{"token without keys", with(func(o *Options) { o.AccessKey, o.SecretKey, o.SessionToken = "", "", "t" }), "session_token"},

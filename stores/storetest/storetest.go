@@ -22,8 +22,8 @@ import (
 )
 
 // Run checks that the stores made by newStore keep the contracts of
-// stores.Store, and of stores.Lister and stores.Syncer when they implement
-// them. Each subtest calls newStore once and expects a fresh, empty store;
+// stores.Store, and of stores.Lister, stores.Syncer and stores.MetaStore
+// when they implement them. Each subtest calls newStore once and expects a fresh, empty store;
 // newStore registers whatever cleanup the store needs with its t, and that
 // cleanup must cope with a store the test already closed.
 func Run(t *testing.T, newStore func(t *testing.T) stores.Store) {
@@ -51,6 +51,17 @@ func Run(t *testing.T, newStore func(t *testing.T) stores.Store) {
 		{"Closed", testClosed},
 		{"CancelledContext", testCancelled},
 		{"ContextEndsDuringPut", testContextEndsDuringPut},
+		{"MetaPutGet", testMetaPutGet},
+		{"MetaReplace", testMetaReplace},
+		{"MetaGetMissing", testMetaGetMissing},
+		{"MetaMax", testMetaMax},
+		{"MetaList", testMetaList},
+		{"MetaDelete", testMetaDelete},
+		{"MetaBadNames", testMetaBadNames},
+		{"MetaCancelled", testMetaCancelled},
+		{"MetaClosed", testMetaClosed},
+		{"MetaApartFromChunks", testMetaApartFromChunks},
+		{"MetaConcurrent", testMetaConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,7 +33,7 @@ func targets(tiers ...*stores.Tier) ([]replica.Target, []error) {
 		}
 		ms, ok := any(t).(stores.MetaStore)
 		if !ok {
-			errs = append(errs, fmt.Errorf("tier %s: %w", t.Name(), errNoMeta))
+			errs = append(errs, fmt.Errorf("tier %s: %w", t.Name(), stores.ErrNoMeta))
 			continue
 		}
 		out = append(out, replica.Target{Name: t.Name(), Store: ms})
@@ -314,5 +314,3 @@ func restoreInto(ctx context.Context, cfg Config, o RestoreOptions) (*RestoreRes
 	}
 	return &RestoreResult{Restored: *r}, nil
 }
-
-var errNoMeta = errors.New("its stores keep no meta objects")

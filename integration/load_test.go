@@ -356,7 +356,7 @@ func loadRun(t *testing.T, seed uint64, dur time.Duration, rssLimit int64) {
 	if maxLag > 10 {
 		t.Errorf("index backup lagged %.1fs behind under the load, over the 10s bound", maxLag)
 	}
-	m.waitBackup(time.Time{})
+	m.waitBackup()
 	if peakRSS > rssLimit {
 		t.Errorf("daemon peak RSS (VmHWM) %d MiB, over the bound of %d MiB", peakRSS>>20, rssLimit>>20)
 	}

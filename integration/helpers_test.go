@@ -120,7 +120,7 @@ var chunkName = regexp.MustCompile(`^[0-9a-f]{64}\.chunk$`)
 
 // ChunkFiles lists a tier's chunk files on disk: id → path. It checks the
 // documented layout <root>/<first 4 hex>/<64 hex id>.chunk (beside temp
-// files and the open marker <root>/.open).
+// files, the open marker <root>/.open and the index backup in <root>/_meta).
 func (m *Mount) ChunkFiles(tier string) map[string]string {
 	m.t.Helper()
 	root := filepath.Join(m.Data, tier)
@@ -128,6 +128,9 @@ func (m *Mount) ChunkFiles(tier string) map[string]string {
 	err := filepath.WalkDir(root, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.IsDir() && p == filepath.Join(root, "_meta") {
+			return iofs.SkipDir // the index backup's objects, never chunks
 		}
 		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
 			return nil

@@ -54,11 +54,14 @@ func startS3(t *testing.T) *s3test.Server {
 
 // s3Chunks lists the chunk objects of the S3 tier from the server's disk:
 // id → path. It fails the test on any object that is not
-// <prefix>/<4 hex>/<64 hex>.chunk.
+// <prefix>/<4 hex>/<64 hex>.chunk (or the index backup's, in <prefix>/_meta/).
 func s3Chunks(t *testing.T, srv *s3test.Server) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, key := range srv.Objects(s3Bucket, s3Prefix) {
+		if strings.HasPrefix(key, s3Prefix+"/_meta/") {
+			continue // the index backup's objects, never chunks
+		}
 		parts := strings.Split(key, "/")
 		if len(parts) != 3 || parts[0] != s3Prefix || !chunkName.MatchString(parts[2]) || !strings.HasPrefix(parts[2], parts[1]) || len(parts[1]) != 4 {
 			t.Errorf("unexpected object in the bucket: %s", key)

@@ -15,10 +15,11 @@ import (
 // tier, and is not counted. A tier with no such member fails every meta
 // call with an error wrapping ErrNoMeta.
 //
-// Meta puts and gets count in the same writes and reads counters as chunk
-// puts and gets (ok, errors, not found, checksum errors, bytes), but not in
-// the latencies: a meta object is synced on every put and may be far
-// larger than a chunk, and the quantiles are how chunk I/O is judged.
+// A meta call that fails counts as a failure of its store, in the same
+// error counters as chunk calls (a store that cannot take the index backup
+// is failing); successes, bytes, a missing object and latencies do not
+// count, so the writes and reads of the stats stay chunk writes and reads
+// (the index backup reports its own objects and bytes per tier).
 
 // checkMeta reports why a meta call may not start: a closed tier, a done
 // ctx, or (when name is checked) a bad name.
@@ -69,10 +70,6 @@ func (t *Tier) PutMeta(ctx context.Context, name string, data []byte) error {
 		}
 		c := &t.stats[i]
 		if err == nil {
-			c.writesOK.Add(1)
-			c.writesBytes.Add(int64(len(data)))
-			t.total.writesOK.Add(1)
-			t.total.writesBytes.Add(int64(len(data)))
 			return nil
 		}
 		if !cancelled(ctx, err) {
@@ -115,18 +112,12 @@ func (t *Tier) GetMeta(ctx context.Context, name string, max int64) ([]byte, err
 		c := &t.stats[i]
 		switch {
 		case err == nil:
-			c.readsOK.Add(1)
-			c.readsBytes.Add(int64(len(data)))
-			t.total.readsOK.Add(1)
-			t.total.readsBytes.Add(int64(len(data)))
 			return data, nil
 		case errors.Is(err, ErrCorrupt):
 			c.readsBad.Add(1)
 			t.total.readsBad.Add(1)
 			merrs = append(merrs, memberError{bad, fmt.Errorf("%s: %w", m.Name(), err)})
 		case errors.Is(err, ErrNotFound):
-			c.readsErr.Add(1)
-			c.readsNotFound.Add(1)
 			merrs = append(merrs, memberError{missing, fmt.Errorf("%s: %w", m.Name(), err)})
 		default:
 			if !cancelled(ctx, err) {
@@ -139,11 +130,8 @@ func (t *Tier) GetMeta(ctx context.Context, name string, max int64) ([]byte, err
 		return nil, fmt.Errorf("tier %s: get meta %q: %w", t.name, name, ErrNoMeta)
 	}
 	err := t.readError("get meta "+strconv.Quote(name), merrs)
-	if !cancelled(ctx, err) {
+	if !cancelled(ctx, err) && !errors.Is(err, ErrNotFound) {
 		t.total.readsErr.Add(1)
-		if errors.Is(err, ErrNotFound) {
-			t.total.readsNotFound.Add(1)
-		}
 	}
 	return nil, err
 }

@@ -25,6 +25,7 @@ type metaMem struct {
 	mu      sync.Mutex
 	objs    map[string][]byte
 	failPut error
+	failGet error
 }
 
 func newMetaMem() *metaMem { return &metaMem{objs: map[string][]byte{}} }
@@ -45,6 +46,9 @@ func (m *metaMem) PutMeta(ctx context.Context, name string, data []byte) error {
 func (m *metaMem) GetMeta(ctx context.Context, name string, max int64) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.failGet != nil {
+		return nil, m.failGet
+	}
 	b, ok := m.objs[name]
 	if !ok {
 		return nil, fmt.Errorf("%s: %w", name, stores.ErrNotFound)

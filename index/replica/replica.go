@@ -118,6 +118,7 @@ type Replicator struct {
 	ctx    context.Context // cancelled by Close: ends calls in flight
 	cancel context.CancelFunc
 	stop   chan struct{}
+	hurry  chan struct{} // closed by Close: retry now, do not back off
 	kick   chan struct{}
 	wg     sync.WaitGroup
 }
@@ -150,7 +151,7 @@ func Start(ctx context.Context, db *index.DB, opts Options) (*Replicator, error)
 	}
 	r := &Replicator{
 		db: db, opts: opts, log: opts.Log.With().Str("component", "index-backup").Logger(),
-		stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		stop: make(chan struct{}), hurry: make(chan struct{}), kick: make(chan struct{}, 1),
 	}
 	r.cond = sync.NewCond(&r.mu)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -551,6 +552,7 @@ func (r *Replicator) ship(tr *tier) {
 			select {
 			case <-r.stop:
 				return
+			case <-r.hurry:
 			case <-time.After(backoff):
 			}
 			continue
@@ -702,6 +704,40 @@ func (r *Replicator) Wait(ctx context.Context) error {
 	}
 }
 
+// drain waits, for Close, until every tier holds everything, or ctx
+// ends, or every tier still behind has failed a call since drain began:
+// a tier that is down is not waited for (the next start begins a new
+// generation instead).
+func (r *Replicator) drain(ctx context.Context) error {
+	start := time.Now()
+	close(r.hurry)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	target := r.base + int64(len(r.spool))
+	stopWake := context.AfterFunc(ctx, func() {
+		r.mu.Lock()
+		r.cond.Broadcast()
+		r.mu.Unlock()
+	})
+	defer stopWake()
+	for {
+		behind := r.behind(target)
+		if len(behind) == 0 {
+			return nil
+		}
+		down := true
+		for _, tr := range r.tiers {
+			if (tr.next < target || tr.gap) && !tr.errAt.After(start) {
+				down = false
+			}
+		}
+		if down || ctx.Err() != nil {
+			return fmt.Errorf("index backup not in every tier: %s", errors.Join(behind...))
+		}
+		r.cond.Wait()
+	}
+}
+
 // behind lists the tiers that lack an object before target. Caller holds mu.
 func (r *Replicator) behind(target int64) []error {
 	var out []error
@@ -731,7 +767,7 @@ func (r *Replicator) Close(ctx context.Context) error {
 			r.log.Warn().Err(err).Msg("index backup: last cut")
 		}
 	}
-	werr := r.Wait(ctx)
+	werr := r.drain(ctx)
 	r.mu.Lock()
 	r.closed = true
 	r.cond.Broadcast()

@@ -92,8 +92,21 @@ func TestRestoreFallsBack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "object 2 is in no tier") && !strings.Contains(err.Error(), "no tier holds a good copy") {
 		t.Fatalf("restore from the damaged tier alone: %v", err)
 	}
+	// A tier that refuses reads: auto takes everything from the other;
+	// alone, the error says why.
+	back, _ := e.safety.GetMeta(context.Background(), names[1], 1<<30)
+	e.primary.PutMeta(context.Background(), names[1], back)
+	e.primary.failGet = errors.New("permission denied")
+	if got, _, err := e.restore(RestoreOptions{Targets: e.targets()}); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("auto restore with primary refusing reads: %v", err)
+	}
+	if _, _, err = e.restore(RestoreOptions{Targets: e.targets()[:1]}); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("restore from a tier refusing reads: %v", err)
+	}
+	e.primary.failGet = nil
 	// Both copies of a middle segment lost: a gap, named.
 	e.safety.DeleteMeta(context.Background(), names[1])
+	e.primary.DeleteMeta(context.Background(), names[1])
 	_, _, err = e.restore(RestoreOptions{Targets: e.targets()})
 	if err == nil || !strings.Contains(err.Error(), "is in no tier, but later ones are") {
 		t.Fatalf("restore over a gap: %v", err)
@@ -160,6 +173,24 @@ func TestTierDownCatchesUp(t *testing.T) {
 	wait(t, r)
 	if st := r.Stats(); st.Tiers[1].Behind != 0 || st.Tiers[1].Seq != st.Seq {
 		t.Fatalf("safety did not catch up: %+v", st.Tiers[1])
+	}
+	// Down again at unmount: Close does not wait out its deadline for a
+	// tier that fails, and the next start begins a new generation.
+	e.safety.setFail(errors.New("gone"))
+	addFiles(t, e.db, index.RootIno, "b", 3)
+	point(t, e.db)
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	err = r.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "new generation") || time.Since(t0) > 10*time.Second {
+		t.Fatalf("Close with a tier down: %v after %s", err, time.Since(t0))
+	}
+	e.safety.setFail(nil)
+	gen := r.Stats().Generation
+	r = e.start(e.opts())
+	if r.Stats().Generation == gen {
+		t.Fatalf("continued generation %s although a tier missed its end", gen)
 	}
 	r.Close(context.Background())
 }

@@ -144,11 +144,8 @@ func (db *DB) Tail() error {
 func (db *DB) cutLocked(e uint64) error {
 	db.capMu.Lock()
 	defer db.capMu.Unlock()
-	if !db.cap.on {
-		return nil
-	}
-	if err := db.tailLocked(); err != nil {
-		return db.breakLocked(err)
+	if err := db.readOrBreak(); err != nil || !db.cap.on {
+		return err
 	}
 	c := &db.cap
 	if len(c.pending) == 0 {
@@ -170,6 +167,12 @@ func (db *DB) cutLocked(e uint64) error {
 func (db *DB) drainLocked() error {
 	db.capMu.Lock()
 	defer db.capMu.Unlock()
+	return db.readOrBreak()
+}
+
+// readOrBreak reads the log's tail when capture is on, and breaks capture
+// when that fails. Caller holds capMu.
+func (db *DB) readOrBreak() error {
 	if !db.cap.on {
 		return nil
 	}
@@ -445,11 +448,7 @@ func (db *DB) snapshot(ctx context.Context, fn func(pgno uint32, data []byte) er
 	db.wmu.Lock()
 	epoch = db.epoch
 	db.capMu.Lock()
-	if db.cap.on {
-		if err = db.tailLocked(); err != nil {
-			err = db.breakLocked(err)
-		}
-	}
+	err = db.readOrBreak()
 	db.capMu.Unlock()
 	var first []byte
 	var n int64

@@ -682,35 +682,19 @@ func groupGens(list []stores.MetaInfo) map[string]*genObjs {
 
 // Wait returns once every point handed over before the call is in every
 // tier, or ctx ends (the error names the tiers behind and why).
-func (r *Replicator) Wait(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	target := r.base + int64(len(r.spool))
-	stopWake := context.AfterFunc(ctx, func() {
-		r.mu.Lock()
-		r.cond.Broadcast()
-		r.mu.Unlock()
-	})
-	defer stopWake()
-	for {
-		behind := r.behind(target)
-		if len(behind) == 0 {
-			return nil
-		}
-		if ctx.Err() != nil || r.closed {
-			return fmt.Errorf("index backup not in every tier: %s", errors.Join(behind...))
-		}
-		r.cond.Wait()
-	}
+func (r *Replicator) Wait(ctx context.Context) error { return r.wait(ctx, false) }
+
+// drain waits, for Close, like Wait, but gives up as soon as every tier
+// still behind has failed a call since drain began (its backoff cut
+// short): a tier that is down is not waited for (the next start begins a
+// new generation instead).
+func (r *Replicator) drain(ctx context.Context) error {
+	close(r.hurry)
+	return r.wait(ctx, true)
 }
 
-// drain waits, for Close, until every tier holds everything, or ctx
-// ends, or every tier still behind has failed a call since drain began:
-// a tier that is down is not waited for (the next start begins a new
-// generation instead).
-func (r *Replicator) drain(ctx context.Context) error {
+func (r *Replicator) wait(ctx context.Context, notDown bool) error {
 	start := time.Now()
-	close(r.hurry)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	target := r.base + int64(len(r.spool))
@@ -725,13 +709,13 @@ func (r *Replicator) drain(ctx context.Context) error {
 		if len(behind) == 0 {
 			return nil
 		}
-		down := true
+		down := notDown
 		for _, tr := range r.tiers {
 			if (tr.next < target || tr.gap) && !tr.errAt.After(start) {
 				down = false
 			}
 		}
-		if down || ctx.Err() != nil {
+		if down || ctx.Err() != nil || r.closed {
 			return fmt.Errorf("index backup not in every tier: %s", errors.Join(behind...))
 		}
 		r.cond.Wait()

@@ -205,8 +205,13 @@ func TestRestoreAfterDataDirLoss(t *testing.T) {
 		if code == 0 || !strings.Contains(errOut, "--after-restore") {
 			t.Errorf("gc after restore: exit %d\n%s", code, errOut)
 		}
+		metaBefore := metaObjects(t, m.Config)
 		if _, errOut, code = CLI(t, "gc", "--after-restore", "--config", m.Config, "--data-dir", m.Data); code != 0 {
 			t.Errorf("gc --after-restore: exit %d\n%s", code, errOut)
+		}
+		// gc sweeps chunks the index does not know, never the backup.
+		if after := metaObjects(t, m.Config); len(after) < len(metaBefore) || len(metaBefore) == 0 {
+			t.Errorf("index backup objects before gc %d, after %d", len(metaBefore), len(after))
 		}
 		if _, errOut, code = CLI(t, "gc", "--config", m.Config, "--data-dir", m.Data); code != 0 {
 			t.Errorf("gc after gc --after-restore: exit %d\n%s", code, errOut)
@@ -417,4 +422,22 @@ func TestPowerLossRestoredIndex(t *testing.T) {
 	}
 	t.Logf("%d files read back from the restored index", files)
 	plCheckStores(t, m, "after the restore", true)
+}
+
+// metaObjects lists the index backup's objects in the local stores a
+// separateStores config names.
+func metaObjects(t *testing.T, cfgPath string) []string {
+	t.Helper()
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "- path: "); ok {
+			m, _ := filepath.Glob(filepath.Join(p, "_meta", "index", "*", "*", "*.ltx"))
+			out = append(out, m...)
+		}
+	}
+	return out
 }

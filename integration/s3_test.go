@@ -196,6 +196,11 @@ func TestS3SafetyOutage(t *testing.T) {
 	}
 	pending := st.PendingBackfill
 	t.Logf("S3 down: %d safety write errors, %d chunks pending", st.Tiers[safety].Writes.Errors, pending)
+	// The index backup shows the outage as lag (a point is shipped only
+	// once both tiers synced its chunks) and catches up after it.
+	if b := m.backupStats(); b.Tiers[1].LagSeconds == 0 {
+		t.Errorf("S3 down: index backup lag 0 on %s after writes, want the commits it lacks", b.Tiers[1].Name)
+	}
 
 	// Back up: the backfill drains in the running daemon and both tiers
 	// agree. During the outage the backfill backed off (up to a minute);
@@ -213,6 +218,8 @@ func TestS3SafetyOutage(t *testing.T) {
 		time.Sleep(200 * time.Millisecond) // paces the writes that end the backoff, as a mount in use would: not synchronisation
 	}
 	t.Logf("backfill of %d chunks drained %s after the S3 server came back, without a remount", pending, time.Since(restarted).Round(time.Millisecond))
+	bs := m.waitBackup()
+	t.Logf("index backup caught up after the outage: generation %s seq %d", bs.Generation, bs.Seq)
 	r := m.Compare(true)
 	if r.Differences() != 0 || r.Matches != r.Total || r.Total == 0 {
 		t.Errorf("deep compare after the backfill: %s", r.counts())

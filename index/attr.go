@@ -27,6 +27,9 @@ type Attr struct {
 	// the target length of a symlink, 0 otherwise.
 	Size                uint64
 	Atime, Mtime, Ctime time.Time // nanosecond precision
+	// Holes is how many of a regular file's Size bytes are holes: read as
+	// zeros, stored nowhere (st_blocks counts Size - Holes).
+	Holes uint64
 }
 
 // IsDir reports whether the inode is a directory.
@@ -57,17 +60,17 @@ func validType(mode uint32) bool {
 }
 
 // inodeCols are the columns scanAttr reads, in order.
-const inodeCols = "ino, mode, nlink, uid, gid, rdev, size, atime_ns, mtime_ns, ctime_ns"
+const inodeCols = "ino, mode, nlink, uid, gid, rdev, size, atime_ns, mtime_ns, ctime_ns, holes"
 
 // inodeColsI is inodeCols qualified with the alias i.
-const inodeColsI = "i.ino, i.mode, i.nlink, i.uid, i.gid, i.rdev, i.size, i.atime_ns, i.mtime_ns, i.ctime_ns"
+const inodeColsI = "i.ino, i.mode, i.nlink, i.uid, i.gid, i.rdev, i.size, i.atime_ns, i.mtime_ns, i.ctime_ns, i.holes"
 
 type scanner interface{ Scan(dest ...any) error }
 
 // scanAttr reads one inodes row. sql.ErrNoRows passes through unwrapped.
 func scanAttr(r scanner, extra ...any) (Attr, error) {
-	var v [10]int64
-	dest := []any{&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]}
+	var v [11]int64
+	dest := []any{&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10]}
 	if err := r.Scan(append(dest, extra...)...); err != nil {
 		return Attr{}, scanErr(err, "inodes")
 	}
@@ -75,16 +78,16 @@ func scanAttr(r scanner, extra ...any) (Attr, error) {
 }
 
 // decodeAttr checks the ranges of a stored inode: the file is not trusted.
-func decodeAttr(v [10]int64) (Attr, error) {
+func decodeAttr(v [11]int64) (Attr, error) {
 	u32 := func(x int64) bool { return x >= 0 && x <= math.MaxUint32 }
 	if v[0] <= 0 || !u32(v[1]) || !validType(uint32(v[1])) || !u32(v[2]) || !u32(v[3]) ||
-		!u32(v[4]) || !u32(v[5]) || v[6] < 0 {
+		!u32(v[4]) || !u32(v[5]) || v[6] < 0 || v[10] < 0 || v[10] > v[6] {
 		return Attr{}, fmt.Errorf("inodes: row %v out of range: %w", v, ErrCorrupt)
 	}
 	return Attr{
 		Ino: uint64(v[0]), Mode: uint32(v[1]), Nlink: uint32(v[2]),
 		Uid: uint32(v[3]), Gid: uint32(v[4]), Rdev: uint32(v[5]), Size: uint64(v[6]),
-		Atime: fromNS(v[7]), Mtime: fromNS(v[8]), Ctime: fromNS(v[9]),
+		Atime: fromNS(v[7]), Mtime: fromNS(v[8]), Ctime: fromNS(v[9]), Holes: uint64(v[10]),
 	}, nil
 }
 

@@ -27,9 +27,18 @@ func (db *DB) Check(ctx context.Context, max int) error {
 				WHERE c.held != (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = c.id)`},
 			{"undo entry size differs from the chunk's", `SELECT u.ino, u.seq FROM undo_chunks u
 				LEFT JOIN chunks c ON c.id = u.chunk_id WHERE c.id IS NULL OR u.size != c.size`},
-			{"file size differs from the sum of its chunks", fmt.Sprintf(`SELECT i.ino, i.size FROM inodes i
-				WHERE (i.mode & %d) = %d AND i.size != (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = i.ino)`,
+			{"file size differs from the sum of its chunks and holes", fmt.Sprintf(`SELECT i.ino, i.size FROM inodes i
+				WHERE (i.mode & %d) = %d AND i.size != (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = i.ino)
+					+ (SELECT coalesce(sum(h.size), 0) FROM file_holes h WHERE h.ino = i.ino)`,
 				modeType, sIFREG)},
+			{"file holes differ from the sum of its holes", `SELECT i.ino, i.holes FROM inodes i
+				WHERE i.holes != (SELECT coalesce(sum(h.size), 0) FROM file_holes h WHERE h.ino = i.ino)`},
+			{"hole and chunk at one place of a list", `SELECT h.ino, h.seq FROM file_holes h
+				JOIN file_chunks f ON f.ino = h.ino AND f.seq = h.seq
+				UNION ALL SELECT h.ino, h.seq FROM undo_holes h
+				JOIN undo_chunks u ON u.ino = h.ino AND u.epoch = h.epoch AND u.seq = h.seq`},
+			{"holes of a non-regular inode", fmt.Sprintf(`SELECT DISTINCT h.ino, i.mode FROM file_holes h
+				LEFT JOIN inodes i ON i.ino = h.ino WHERE i.ino IS NULL OR (i.mode & %d) != %d`, modeType, sIFREG)},
 			{"chunk list of a non-regular inode", fmt.Sprintf(`SELECT DISTINCT f.ino, i.mode FROM file_chunks f
 				JOIN inodes i ON i.ino = f.ino WHERE (i.mode & %d) != %d`, modeType, sIFREG)},
 			{"chunk-list entry size differs from the chunk's", `SELECT f.ino, f.seq FROM file_chunks f
@@ -51,7 +60,9 @@ func (db *DB) Check(ctx context.Context, max int) error {
 			{"chunk size or refs out of range", `SELECT hex(id), size FROM chunks
 				WHERE typeof(size) != 'integer' OR size <= 0 OR size > 4294967295 OR typeof(refs) != 'integer' OR refs < 0
 					OR typeof(held) != 'integer' OR held < 0
-				UNION ALL SELECT ino, seq FROM file_chunks WHERE typeof(size) != 'integer' OR size <= 0 OR size > 4294967295`},
+				UNION ALL SELECT ino, seq FROM file_chunks WHERE typeof(size) != 'integer' OR size <= 0 OR size > 4294967295
+				UNION ALL SELECT ino, seq FROM file_holes WHERE typeof(size) != 'integer' OR size <= 0 OR size > 2147483648
+				UNION ALL SELECT ino, seq FROM undo_holes WHERE typeof(size) != 'integer' OR size <= 0 OR size > 2147483648`},
 			{"chunk id not 32 bytes", `SELECT 'chunks', length(id) FROM chunks WHERE length(id) != 32
 				UNION ALL SELECT 'file_chunks', length(chunk_id) FROM file_chunks WHERE length(chunk_id) != 32
 				UNION ALL SELECT 'pending', length(id) FROM pending WHERE length(id) != 32
@@ -128,8 +139,10 @@ func (db *DB) RepairCounts(ctx context.Context) (int64, error) {
 				WHERE refs != (SELECT count(*) FROM file_chunks f WHERE f.chunk_id = chunks.id)`,
 			`UPDATE chunks SET held = (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = chunks.id)
 				WHERE held != (SELECT count(*) FROM undo_chunks u WHERE u.chunk_id = chunks.id)`,
-			fmt.Sprintf(`UPDATE inodes SET size = (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)
-				WHERE (mode & %d) = %d AND size != (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)`,
+			`UPDATE inodes SET holes = (SELECT coalesce(sum(h.size), 0) FROM file_holes h WHERE h.ino = inodes.ino)
+				WHERE holes != (SELECT coalesce(sum(h.size), 0) FROM file_holes h WHERE h.ino = inodes.ino)`,
+			fmt.Sprintf(`UPDATE inodes SET size = holes + (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)
+				WHERE (mode & %d) = %d AND size != holes + (SELECT coalesce(sum(f.size), 0) FROM file_chunks f WHERE f.ino = inodes.ino)`,
 				modeType, sIFREG),
 			fmt.Sprintf(`UPDATE inodes SET nlink = (SELECT count(*) FROM dentries d WHERE d.ino = inodes.ino)
 				WHERE (mode & %d) != %d AND nlink != (SELECT count(*) FROM dentries d WHERE d.ino = inodes.ino)

@@ -14,9 +14,31 @@ import (
 
 // Chunk is one entry of a file's chunk list. Offsets are the running sum
 // of the sizes.
+//
+// An entry with the zero ID is a hole: Size bytes that read as zeros and
+// are stored nowhere (see Hole).
 type Chunk struct {
 	ID   stores.ID
 	Size uint32
+}
+
+// MaxHole is the largest hole one list entry holds; a longer hole is
+// several entries.
+const MaxHole = 1 << 31
+
+// Hole reports whether c is a hole.
+func (c Chunk) Hole() bool { return c.ID.IsZero() }
+
+// Holes returns the entries of a hole of n bytes (several of at most
+// MaxHole each).
+func Holes(n uint64) []Chunk {
+	var out []Chunk
+	for n > 0 {
+		s := min(n, MaxHole)
+		out = append(out, Chunk{Size: uint32(s)})
+		n -= s
+	}
+	return out
 }
 
 // ChunkRef is a row of the chunk table.
@@ -51,10 +73,12 @@ func decodeSize(n int64, table string) (uint32, error) {
 	return uint32(n), nil
 }
 
-// loadChunks reads a file's chunk list, checking that seq runs 0, 1, 2….
+// loadChunks reads a file's chunk list, holes included, checking that seq
+// runs 0, 1, 2….
 func loadChunks(ctx context.Context, q querier, ino uint64) ([]Chunk, error) {
 	return scanChunkList(ctx, q, "file_chunks", ino,
-		"SELECT seq, chunk_id, size FROM file_chunks WHERE ino = ? ORDER BY seq", int64(ino))
+		`SELECT seq, chunk_id, size FROM file_chunks WHERE ino = ?
+		UNION ALL SELECT seq, NULL, size FROM file_holes WHERE ino = ? ORDER BY seq`, int64(ino), int64(ino))
 }
 
 // scanChunkList reads a chunk list of ino from table (rows of seq,
@@ -75,9 +99,19 @@ func scanChunkList(ctx context.Context, q querier, table string, ino uint64, que
 		if seq != int64(len(out)) {
 			return nil, fmt.Errorf("%s: inode %d: seq %d at position %d: %w", table, ino, seq, len(out), ErrCorrupt)
 		}
+		if b == nil { // a hole
+			if size <= 0 || size > MaxHole {
+				return nil, fmt.Errorf("%s: inode %d: hole of %d bytes: %w", table, ino, size, ErrCorrupt)
+			}
+			out = append(out, Chunk{Size: uint32(size)})
+			continue
+		}
 		id, err := decodeID(b, table)
 		if err != nil {
 			return nil, err
+		}
+		if id.IsZero() {
+			return nil, fmt.Errorf("%s: inode %d: the zero chunk id: %w", table, ino, ErrCorrupt)
 		}
 		sz, err := decodeSize(size, table)
 		if err != nil {
@@ -132,15 +166,18 @@ func (db *DB) CommitChunks(ctx context.Context, ino uint64, chunks []Chunk, mtim
 	sizes := make(map[stores.ID]uint32, len(chunks))
 	var total uint64
 	for i, c := range chunks {
-		if c.ID.IsZero() || c.Size == 0 {
-			return Attr{}, errf(fmt.Errorf("chunk %d: zero id or size: %w", i, ErrInvalid), "commit chunks of %d", ino)
+		if c.Size == 0 || c.Hole() && c.Size > MaxHole {
+			return Attr{}, errf(fmt.Errorf("chunk %d: size %d: %w", i, c.Size, ErrInvalid), "commit chunks of %d", ino)
+		}
+		total += uint64(c.Size)
+		if c.Hole() {
+			continue
 		}
 		if s, ok := sizes[c.ID]; ok && s != c.Size {
 			return Attr{}, errf(fmt.Errorf("chunk %s given with sizes %d and %d: %w", c.ID, s, c.Size, ErrInvalid),
 				"commit chunks of %d", ino)
 		}
 		sizes[c.ID] = c.Size
-		total += uint64(c.Size)
 	}
 	if total > math.MaxInt64 {
 		return Attr{}, errf(fmt.Errorf("size %d: %w", total, ErrInvalid), "commit chunks of %d", ino)
@@ -178,10 +215,18 @@ func (db *DB) CommitChunks(ctx context.Context, ino uint64, chunks []Chunk, mtim
 func (w *wtx) setChunks(ctx context.Context, a Attr, old, chunks []Chunk, total uint64, mtimeNS, ctimeNS int64) (Attr, error) {
 	ino := a.Ino
 	sizes := make(map[stores.ID]uint32, len(chunks))
+	var holes uint64
 	for _, c := range chunks {
+		if c.Hole() {
+			holes += uint64(c.Size)
+			continue
+		}
 		sizes[c.ID] = c.Size
 	}
 	for _, c := range old {
+		if c.Hole() {
+			continue
+		}
 		if s, ok := sizes[c.ID]; ok && s != c.Size {
 			return a, fmt.Errorf("chunk %s: size %d, the index has %d: %w", c.ID, s, c.Size, ErrInvalid)
 		}
@@ -192,14 +237,20 @@ func (w *wtx) setChunks(ctx context.Context, a Attr, old, chunks []Chunk, total 
 	}
 	delta := map[stores.ID]int64{}
 	for _, c := range old[keep:] {
-		delta[c.ID]--
+		if !c.Hole() {
+			delta[c.ID]--
+		}
 	}
 	for _, c := range chunks[keep:] {
-		delta[c.ID]++
+		if !c.Hole() {
+			delta[c.ID]++
+		}
 	}
 	if keep < len(old) {
-		if _, err := w.ExecContext(ctx, "DELETE FROM file_chunks WHERE ino = ? AND seq >= ?", int64(ino), keep); err != nil {
-			return a, err
+		for _, t := range []string{"file_chunks", "file_holes"} {
+			if _, err := w.ExecContext(ctx, "DELETE FROM "+t+" WHERE ino = ? AND seq >= ?", int64(ino), keep); err != nil {
+				return a, err
+			}
 		}
 	}
 	inc := map[stores.ID]int64{}
@@ -221,12 +272,12 @@ func (w *wtx) setChunks(ctx context.Context, a Attr, old, chunks []Chunk, total 
 	if err := w.decRefs(ctx, dec); err != nil {
 		return a, err
 	}
-	if _, err := w.ExecContext(ctx, "UPDATE inodes SET size = ?, mtime_ns = ?, ctime_ns = ? WHERE ino = ?",
-		int64(total), mtimeNS, ctimeNS, int64(ino)); err != nil {
+	if _, err := w.ExecContext(ctx, "UPDATE inodes SET size = ?, holes = ?, mtime_ns = ?, ctime_ns = ? WHERE ino = ?",
+		int64(total), int64(holes), mtimeNS, ctimeNS, int64(ino)); err != nil {
 		return a, err
 	}
 	w.d.logicalBytes += int64(total) - int64(a.Size)
-	a.Size = total
+	a.Size, a.Holes = total, holes
 	a.Mtime, a.Ctime = fromNS(mtimeNS), fromNS(ctimeNS)
 	return a, nil
 }
@@ -319,7 +370,41 @@ func (w *wtx) decRefs(ctx context.Context, dec map[stores.ID]int64) error {
 	return nil
 }
 
-func (w *wtx) insertFileChunks(ctx context.Context, ino uint64, seq int, chunks []Chunk) error {
+func (w *wtx) insertFileChunks(ctx context.Context, ino uint64, seq int, list []Chunk) error {
+	// Chunks and holes go to their tables, each row with its place in
+	// the list.
+	type run struct {
+		seq    int
+		chunks []Chunk
+	}
+	var runs []run
+	for i := 0; i < len(list); {
+		j := i
+		for j < len(list) && !list[j].Hole() {
+			j++
+		}
+		if j > i {
+			runs = append(runs, run{seq + i, list[i:j]})
+		}
+		for ; j < len(list) && list[j].Hole(); j++ {
+			if _, err := w.ExecContext(ctx, "INSERT INTO file_holes (ino, seq, size) VALUES (?, ?, ?)",
+				int64(ino), seq+j, int64(list[j].Size)); err != nil {
+				return err
+			}
+		}
+		i = j
+	}
+	for _, r := range runs {
+		if err := w.insertChunkRows(ctx, ino, r.seq, r.chunks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertChunkRows inserts file_chunks rows for a run of chunks (no holes)
+// from seq on.
+func (w *wtx) insertChunkRows(ctx context.Context, ino uint64, seq int, chunks []Chunk) error {
 	for len(chunks) > 0 {
 		n := batchSize(len(chunks))
 		args := make([]any, 0, 4*n)

@@ -125,7 +125,7 @@ func TestCommitChunksErrors(t *testing.T) {
 		{"dir", d.Ino, chunkList(1), ErrIsDir},
 		{"symlink", l.Ino, chunkList(1), ErrInvalid},
 		{"missing", 999, chunkList(1), ErrNotExist},
-		{"zero id", f.Ino, []Chunk{{Size: 1}}, ErrInvalid},
+		{"hole too large", f.Ino, []Chunk{{Size: MaxHole + 1}}, ErrInvalid},
 		{"zero size", f.Ino, []Chunk{{ID: cid(1)}}, ErrInvalid},
 		{"one id two sizes", f.Ino, []Chunk{{ID: cid(1), Size: 1}, {ID: cid(1), Size: 2}}, ErrInvalid},
 		{"size differs from index", f.Ino, []Chunk{{ID: cid(100), Size: 99}}, ErrInvalid},

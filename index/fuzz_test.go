@@ -122,7 +122,7 @@ func FuzzDecodeRow(f *testing.F) {
 		if _, err := decodeSize(size, "file_chunks"); err != nil && !errors.Is(err, ErrCorrupt) {
 			t.Fatal(err)
 		}
-		a, err := decodeAttr([10]int64{nlink + 2, mode, nlink, uid, uid, uid, size, ns, ns, ns})
+		a, err := decodeAttr([11]int64{nlink + 2, mode, nlink, uid, uid, uid, size, ns, ns, ns, 0})
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 // FormatVersion is the index format this build writes and reads. Format 2
 // added the undo tables of durability epochs (see Seal); an index of
 // format 1 is upgraded when it is opened.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // Hash names accepted in Header.Hash.
 const (

@@ -709,10 +709,14 @@ func (w *wtx) deleteInode(ctx context.Context, a Attr) error {
 		}
 		dec := map[stores.ID]int64{}
 		for _, c := range old {
-			dec[c.ID]++
+			if !c.Hole() {
+				dec[c.ID]++
+			}
 		}
-		if _, err := w.ExecContext(ctx, "DELETE FROM file_chunks WHERE ino = ?", int64(a.Ino)); err != nil {
-			return err
+		for _, t := range []string{"file_chunks", "file_holes"} {
+			if _, err := w.ExecContext(ctx, "DELETE FROM "+t+" WHERE ino = ?", int64(a.Ino)); err != nil {
+				return err
+			}
 		}
 		if err := w.decRefs(ctx, dec); err != nil {
 			return err

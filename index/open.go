@@ -377,7 +377,7 @@ func initDB(ctx context.Context, file string, h Header) (err error) {
 	stmts := append([]string{
 		fmt.Sprintf("PRAGMA application_id = %d", int32(ApplicationID)),
 		fmt.Sprintf("PRAGMA user_version = %d", h.FormatVersion),
-	}, append(schema, schemaUndo...)...)
+	}, append(append(schema, schemaUndo...), schemaHoles...)...)
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -439,7 +439,8 @@ var schema = []string{
 		atime_ns INTEGER NOT NULL,
 		mtime_ns INTEGER NOT NULL,
 		ctime_ns INTEGER NOT NULL,
-		target   BLOB
+		target   BLOB,
+		holes    INTEGER NOT NULL DEFAULT 0
 	)`,
 	`CREATE INDEX inodes_orphans ON inodes (ino) WHERE nlink = 0`,
 	`CREATE TABLE dentries (
@@ -499,6 +500,28 @@ var schemaUndo = []string{
 		PRIMARY KEY (ino, epoch, seq)
 	)`,
 	`CREATE INDEX undo_chunks_chunk ON undo_chunks (chunk_id)`,
+}
+
+// schemaHoles are the tables of format 3: a file's content is chunks and
+// holes (ranges read as zeros, stored nowhere). A hole has the seq of its
+// place in the file's list, beside the chunks of file_chunks, so the list
+// is both tables merged by seq; holes reference no chunk and count in no
+// refs or holds. inodes.holes is the sum of a file's holes (format 3 adds
+// the column to an older inodes table).
+var schemaHoles = []string{
+	`CREATE TABLE file_holes (
+		ino  INTEGER NOT NULL REFERENCES inodes (ino),
+		seq  INTEGER NOT NULL,
+		size INTEGER NOT NULL,
+		PRIMARY KEY (ino, seq)
+	)`,
+	`CREATE TABLE undo_holes (
+		ino   INTEGER NOT NULL,
+		epoch INTEGER NOT NULL,
+		seq   INTEGER NOT NULL,
+		size  INTEGER NOT NULL,
+		PRIMARY KEY (ino, epoch, seq)
+	)`,
 }
 
 func fsyncPath(p string) error {

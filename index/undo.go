@@ -74,9 +74,15 @@ func (w *wtx) saveUndo(ctx context.Context, epoch uint64, a Attr, old []Chunk) e
 		SELECT ino, ?, seq, chunk_id, size FROM file_chunks WHERE ino = ?`, int64(epoch), int64(a.Ino)); err != nil {
 		return err
 	}
+	if _, err := w.ExecContext(ctx, `INSERT INTO undo_holes (ino, epoch, seq, size)
+		SELECT ino, ?, seq, size FROM file_holes WHERE ino = ?`, int64(epoch), int64(a.Ino)); err != nil {
+		return err
+	}
 	n := map[stores.ID]int64{}
 	for _, c := range old {
-		n[c.ID]++
+		if !c.Hole() {
+			n[c.ID]++
+		}
 	}
 	return w.hold(ctx, n, 1)
 }
@@ -129,8 +135,10 @@ func (w *wtx) dropUndo(ctx context.Context, where string, args ...any) (int64, e
 	if err != nil {
 		return 0, err
 	}
-	if _, err := w.ExecContext(ctx, "DELETE FROM undo_chunks WHERE "+where, args...); err != nil {
-		return 0, err
+	for _, t := range []string{"undo_chunks", "undo_holes"} {
+		if _, err := w.ExecContext(ctx, "DELETE FROM "+t+" WHERE "+where, args...); err != nil {
+			return 0, err
+		}
 	}
 	res, err := w.ExecContext(ctx, "DELETE FROM undo WHERE "+where, args...)
 	if err != nil {
@@ -221,7 +229,9 @@ func (db *DB) Revert(ctx context.Context, ino uint64) (Attr, error) {
 			return scanErr(err, "undo")
 		}
 		chunks, err := scanChunkList(ctx, w, "undo_chunks", ino,
-			"SELECT seq, chunk_id, size FROM undo_chunks WHERE ino = ? AND epoch = ? ORDER BY seq", int64(ino), epoch)
+			`SELECT seq, chunk_id, size FROM undo_chunks WHERE ino = ? AND epoch = ?
+			UNION ALL SELECT seq, NULL, size FROM undo_holes WHERE ino = ? AND epoch = ? ORDER BY seq`,
+			int64(ino), epoch, int64(ino), epoch)
 		if err != nil {
 			return err
 		}
@@ -254,10 +264,18 @@ func (db *DB) Revert(ctx context.Context, ino uint64) (Attr, error) {
 }
 
 // upgrade brings an index of an older format to FormatVersion in one
-// transaction: format 2 adds the undo tables.
+// transaction: format 2 adds the undo tables, format 3 the holes.
 func (db *DB) upgrade(ctx context.Context) error {
 	err := db.update(ctx, func(w *wtx) error {
-		for _, s := range schemaUndo {
+		var stmts []string
+		if db.hdr.FormatVersion < 2 {
+			stmts = append(stmts, schemaUndo...)
+		}
+		if db.hdr.FormatVersion < 3 {
+			stmts = append(stmts, schemaHoles...)
+			stmts = append(stmts, "ALTER TABLE inodes ADD COLUMN holes INTEGER NOT NULL DEFAULT 0")
+		}
+		for _, s := range stmts {
 			if _, err := w.ExecContext(ctx, s); err != nil {
 				return fmt.Errorf("%s: %w", s, err)
 			}

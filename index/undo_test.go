@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -196,9 +197,15 @@ func TestUndoSurvivesReopen(t *testing.T) {
 	}
 }
 
-// TestUpgradeFormat1: an index of format 1 (no undo tables) is upgraded on
-// open, and works.
+// TestUpgradeFormat1: an index of format 1 (no undo tables, no holes) or
+// 2 (no holes) is upgraded on open, and works.
 func TestUpgradeFormat1(t *testing.T) {
+	for _, from := range []int{1, 2} {
+		t.Run(fmt.Sprintf("from%d", from), func(t *testing.T) { testUpgrade(t, from) })
+	}
+}
+
+func testUpgrade(t *testing.T, from int) {
 	ctx := context.Background()
 	db, path := newDB(t)
 	f := mkfile(t, db, RootIno, "f")
@@ -212,8 +219,13 @@ func TestUpgradeFormat1(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rawExec(t, path, "DROP TABLE undo_chunks", "DROP TABLE undo", "ALTER TABLE chunks DROP COLUMN held",
-		"UPDATE header SET value = '1' WHERE key = 'format_version'", "PRAGMA user_version = 1")
+	stmts := []string{"DROP TABLE file_holes", "DROP TABLE undo_holes", "ALTER TABLE inodes DROP COLUMN holes"}
+	if from < 2 {
+		stmts = append(stmts, "DROP TABLE undo_chunks", "DROP TABLE undo", "ALTER TABLE chunks DROP COLUMN held")
+	}
+	stmts = append(stmts, fmt.Sprintf("UPDATE header SET value = '%d' WHERE key = 'format_version'", from),
+		fmt.Sprintf("PRAGMA user_version = %d", from))
+	rawExec(t, path, stmts...)
 	db, err := Open(ctx, Options{Path: path, MustExist: true})
 	if err != nil {
 		t.Fatal(err)
@@ -222,11 +234,14 @@ func TestUpgradeFormat1(t *testing.T) {
 	if db.Header().FormatVersion != FormatVersion {
 		t.Errorf("format after open: %d", db.Header().FormatVersion)
 	}
-	if _, err := db.CommitChunks(ctx, f.Ino, chunkList(200), t0); err != nil {
+	if _, err := db.CommitChunks(ctx, f.Ino, append(chunkList(200), Holes(5000)...), t0); err != nil {
 		t.Fatal(err)
 	}
 	check(t, db)
 	if u, _ := db.Unsettled(ctx); len(u) != 1 {
 		t.Errorf("no undo record after the upgrade: %v", u)
+	}
+	if a, _ := db.GetAttr(ctx, f.Ino); a.Size != 5200 || a.Holes != 5000 {
+		t.Errorf("after the upgrade: size %d holes %d, want 5200 and 5000", a.Size, a.Holes)
 	}
 }

@@ -181,6 +181,9 @@ func (f *FS) recover(ctx context.Context) error {
 		f.dur.checked.Add(1)
 		bad := 0
 		for _, c := range chunks {
+			if c.Hole() {
+				continue
+			}
 			isLost, seen := lost[c.ID]
 			if !seen {
 				isLost = f.heal(ctx, ino, c)

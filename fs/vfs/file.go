@@ -58,6 +58,7 @@ type fileState struct {
 
 	stage       *os.File
 	extents     []extent // sorted, disjoint, merged
+	punched     []extent // holes punched over the chunks (holes.go); disjoint from extents
 	rechunkFrom uint64
 
 	// ra is the prefetch state of sequential reads (see prefetchAfter).
@@ -127,7 +128,7 @@ func (st *fileState) dropOverlay() {
 		st.stage.Close()
 		st.stage = nil
 	}
-	st.extents = nil
+	st.extents, st.punched = nil, nil
 	st.rechunkFrom = math.MaxUint64
 }
 
@@ -169,7 +170,8 @@ func (st *fileState) emit(c chunker.Chunk, batch *dual.Batch, out *[]index.Chunk
 func (st *fileState) startStream(ctx context.Context) error {
 	refeed := st.pend
 	st.pend = nil
-	if n := len(st.chunks); n > 0 {
+	// After a hole, chunking starts afresh: no chunk to feed again.
+	if n := len(st.chunks); n > 0 && !st.chunks[n-1].Hole() {
 		last := st.chunks[n-1]
 		data, err := st.fs.chunk(ctx, last)
 		if err != nil {
@@ -244,63 +246,95 @@ func (st *fileState) finishStream() error {
 	return nil
 }
 
-// write applies one write(2).
-func (st *fileState) write(ctx context.Context, data []byte, off uint64) error {
+// write applies one write(2) and returns how many bytes it wrote. A write
+// past the maximum file size changes nothing (ErrFileTooBig). A staging
+// file that takes only part of a write (ENOSPC) gives a short write and
+// its error to this call alone: what it did write is kept, nothing else
+// is dropped. A stream whose chunks cannot be stored fails this and every
+// later write and flush (the bytes are gone; the file reverts).
+func (st *fileState) write(ctx context.Context, data []byte, off uint64) (int, error) {
+	if err := st.checkSize(off + uint64(len(data))); err != nil {
+		return 0, err
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.werr != nil {
-		return st.werr
+		return 0, st.werr
 	}
 	if st.batch != nil {
 		if err := st.batch.Err(); err != nil {
 			st.werr = err
-			return err
+			return 0, err
 		}
 	}
-	err := st.writeLocked(ctx, data, off)
-	if err != nil {
-		st.werr = err
-		return err
+	n, err := st.writeLocked(ctx, data, off)
+	if n > 0 {
+		st.dirty = true
+		st.mtime = time.Now()
 	}
-	st.dirty = true
-	st.mtime = time.Now()
-	return nil
+	if err != nil {
+		var se *stagingError
+		if !errors.As(err, &se) {
+			st.werr = err
+		}
+		return n, err
+	}
+	return n, nil
 }
 
-func (st *fileState) writeLocked(ctx context.Context, data []byte, off uint64) error {
+// stagingError is a failed write to the staging file: it concerns the
+// call that made it, not the file's other data.
+type stagingError struct{ err error }
+
+func (e *stagingError) Error() string { return e.err.Error() }
+func (e *stagingError) Unwrap() error { return e.err }
+
+func (st *fileState) writeLocked(ctx context.Context, data []byte, off uint64) (int, error) {
+	if off > st.size {
+		// The gap is a hole, recorded in constant time.
+		if err := st.growLocked(off); err != nil {
+			return 0, err
+		}
+	}
 	if st.stage == nil && off == st.size {
 		if st.stream == nil && len(st.chunks) == 0 && uint(len(st.pend)+len(data)) < st.fs.params.MinSize {
 			st.pend = append(st.pend, data...)
 			st.size += uint64(len(data))
-			return nil
+			return len(data), nil
 		}
 		if st.stream == nil {
 			st.fs.log.Debug().Uint64("ino", st.ino).Uint64("off", off).Int("chunks", len(st.chunks)).Msg("stream starts")
 			if err := st.startStream(ctx); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		if _, err := st.stream.Write(data); err != nil {
-			return err
+			return 0, err
 		}
 		st.size += uint64(len(data))
-		return nil
+		return len(data), nil
 	}
 	if st.stage == nil {
 		st.fs.log.Debug().Uint64("ino", st.ino).Uint64("off", off).Uint64("size", st.size).Int("len", len(data)).Msg("non-sequential write: staging")
 	}
 	if err := st.toStaging(); err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := st.stage.WriteAt(data, int64(off)); err != nil {
-		return fmt.Errorf("staging file for inode %d: %w", st.ino, err)
+	n, err := st.stage.WriteAt(data, int64(off))
+	if n > 0 {
+		end := off + uint64(n)
+		st.addExtent(off, end)
+		st.punched = cutRange(st.punched, off, end)
+		st.rechunkFrom = min(st.rechunkFrom, off)
+		if end > st.chunkEnd() {
+			st.appendHole(end - st.chunkEnd()) // the list covers the size (the extent overrides)
+		}
+		st.size = max(st.size, end)
 	}
-	end := off + uint64(len(data))
-	start := min(off, st.size) // a write past the end dirties the hole too
-	st.addExtent(start, end)
-	st.rechunkFrom = min(st.rechunkFrom, start)
-	st.size = max(st.size, end)
-	return nil
+	if err != nil {
+		return n, &stagingError{fmt.Errorf("staging file for inode %d: %w", st.ino, err)}
+	}
+	return n, nil
 }
 
 // toStaging switches to the overlay. The staging file is unlinked at once,
@@ -319,13 +353,14 @@ func (st *fileState) toStaging() error {
 		return fmt.Errorf("staging file for inode %d: %w", st.ino, err)
 	}
 	os.Remove(f.Name())
-	if err := f.Truncate(int64(st.size)); err != nil {
-		f.Close()
-		return fmt.Errorf("staging file for inode %d: %w", st.ino, err)
-	}
+	// Dirty bytes sit at their file offsets (sparse); the file's length
+	// does not matter: only the extents are ever read.
 	st.stage = f
-	st.extents = nil
+	st.extents, st.punched = nil, nil
 	st.rechunkFrom = math.MaxUint64
+	if st.chunkEnd() < st.size {
+		st.appendHole(st.size - st.chunkEnd())
+	}
 	return nil
 }
 
@@ -349,19 +384,18 @@ func (st *fileState) addExtent(start, end uint64) {
 }
 
 func (st *fileState) clipExtents(size uint64) {
-	out := st.extents[:0]
-	for _, e := range st.extents {
-		if e.start >= size {
-			break
-		}
-		e.end = min(e.end, size)
-		out = append(out, e)
-	}
-	st.extents = out
+	st.extents = cutRange(st.extents, size, math.MaxUint64)
+	st.punched = cutRange(st.punched, size, math.MaxUint64)
 }
 
-// truncate applies truncate(2)/O_TRUNC.
+// truncate applies truncate(2)/O_TRUNC. Growing records a hole (constant
+// time whatever the length); shrinking into a hole or onto a chunk
+// boundary cuts the list, elsewhere it re-chunks the last chunk at the
+// next commit. Past the maximum file size it changes nothing.
 func (st *fileState) truncate(ctx context.Context, size uint64) error {
+	if err := st.checkSize(size); err != nil {
+		return err
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.dirty = true
@@ -388,22 +422,22 @@ func (st *fileState) truncate(ctx context.Context, size uint64) error {
 	if st.werr != nil {
 		return st.werr
 	}
+	if size > st.size {
+		if err := st.growLocked(size); err != nil {
+			st.werr = err
+			return err
+		}
+		return nil
+	}
+	if st.stage == nil && !st.streaming() && st.shrinkList(size) {
+		return nil
+	}
 	if err := st.toStaging(); err != nil {
 		st.werr = err
 		return err
 	}
-	if err := st.stage.Truncate(int64(size)); err != nil {
-		err = fmt.Errorf("staging file for inode %d: %w", st.ino, err)
-		st.werr = err
-		return err
-	}
-	if size < st.size {
-		st.clipExtents(size)
-		st.rechunkFrom = min(st.rechunkFrom, size)
-	} else {
-		st.addExtent(st.size, size)
-		st.rechunkFrom = min(st.rechunkFrom, st.size)
-	}
+	st.clipExtents(size)
+	st.rechunkFrom = min(st.rechunkFrom, size)
 	st.size = size
 	return nil
 }
@@ -473,6 +507,9 @@ func (st *fileState) chunkAt(ctx context.Context, p, limit uint64) ([]byte, erro
 	if i >= len(st.chunks) {
 		return nil, fmt.Errorf("inode %d: offset %d beyond its chunks (%d bytes): %w", st.ino, p, st.chunkEnd(), index.ErrCorrupt)
 	}
+	if st.chunks[i].Hole() {
+		return zeros[:min(st.offs[i+1]-p, limit-p, uint64(len(zeros)))], nil
+	}
 	data, err := st.fs.chunk(ctx, st.chunks[i])
 	if err != nil {
 		return nil, err
@@ -503,6 +540,14 @@ func (st *fileState) readLocked(ctx context.Context, dest []byte, off uint64) (i
 			}
 			if i < len(st.extents) {
 				limit = min(limit, st.extents[i].start)
+			}
+			if j, next := find(st.punched, p, limit); j >= 0 {
+				n := min(st.punched[j].end, limit) - p
+				clear(dest[p-off : p-off+n])
+				p += n
+				continue
+			} else {
+				limit = next
 			}
 		}
 		b, err := st.chunkAt(ctx, p, limit)
@@ -553,27 +598,32 @@ func (r *readahead) next(i, max int) int {
 // errResync stops a re-chunking stream once its cuts meet the old ones.
 var errResync = errors.New("resynchronised with the old chunk boundaries")
 
-// rechunk turns the overlay into chunks: it keeps the chunks before the
-// first dirty one, streams the merged view from there through the
-// chunker, and as soon as a new cut lands on an old boundary past the last
-// dirty byte it reuses the old chunks from there on.
+// rechunk turns the overlay into chunks and holes: it keeps the list
+// before the first dirty entry, then walks the merged view from there:
+// data runs stream through the chunker, hole runs (punched, or holes of
+// the list no write covers) become hole entries without a byte read. As
+// soon as a new cut (or a hole) lands on an old boundary past the last
+// dirty byte, the old list is reused from there on.
 func (st *fileState) rechunk(ctx context.Context) error {
 	old, oldOffs := st.chunks, st.offs
 	oldEnd := st.chunkEnd()
 	from := min(st.rechunkFrom, st.size)
 	i := sort.Search(len(old), func(j int) bool { return oldOffs[j+1] > from })
-	if i == len(old) && i > 0 {
+	if i == len(old) && i > 0 && !old[i-1].Hole() {
 		// Appending or extending past the old end: feed the last chunk
 		// again so the cuts match a chunking of the whole file.
 		i--
 	}
-	start := oldOffs[i]
+	start := oldOffs[min(i, len(old))]
 	lastDirty := from
 	if n := len(st.extents); n > 0 {
 		lastDirty = max(lastDirty, st.extents[n-1].end)
 	}
-	// Old boundaries we may resynchronise on: only if the old chunks after
-	// them are still the file's content up to its end.
+	if n := len(st.punched); n > 0 {
+		lastDirty = max(lastDirty, st.punched[n-1].end)
+	}
+	// Old boundaries we may resynchronise on: only if the old entries
+	// after them are still the file's content up to its end.
 	bounds := map[uint64]int{}
 	if oldEnd == st.size {
 		for j := i + 1; j < len(old); j++ {
@@ -583,46 +633,102 @@ func (st *fileState) rechunk(ctx context.Context) error {
 		}
 	}
 
-	batch := st.fs.dm.NewBatch(context.WithoutCancel(ctx), nil)
-	var cut []index.Chunk
+	var out []index.Chunk // the new entries from start
 	resyncAt := -1
-	s, err := chunker.NewStreamWith(st.fs.params, st.fs.hash, func(c chunker.Chunk) error {
-		endOff := start + c.Offset + uint64(len(c.Data))
-		if err := st.emit(c, batch, &cut); err != nil {
-			return err
+	var s *chunker.Stream
+	var batch *dual.Batch
+	var cut []index.Chunk
+	var streamAt uint64 // where the current stream started
+	endStream := func() error {
+		if s == nil {
+			return nil
 		}
-		if j, ok := bounds[endOff]; ok {
-			resyncAt = j
-			return errResync
+		cerr := s.Close()
+		st.fs.ctr.chunksPredicted.Add(s.Predicted())
+		if resyncAt >= 0 {
+			cerr = nil
+		}
+		werr := batch.Wait()
+		s, batch = nil, nil
+		st.streamMu.Lock()
+		out = append(out, cut...)
+		cut = nil
+		st.streamMu.Unlock()
+		if err := errors.Join(cerr, werr); err != nil && !errors.Is(err, errResync) {
+			return err
 		}
 		return nil
-	}, st.fs.streamOpts)
-	if err != nil {
-		return err
 	}
-	buf := make([]byte, 1<<20)
-	for p := start; p < st.size; {
-		n := min(uint64(len(buf)), st.size-p)
-		if _, err := st.readLocked(ctx, buf[:n], p); err != nil {
+	abort := func() {
+		if s != nil {
 			s.Abort()
 			_ = batch.Wait()
-			return err
+			s, batch = nil, nil
 		}
-		if _, err := s.Write(buf[:n]); err != nil {
-			break
+	}
+	buf := make([]byte, 1<<20)
+	for p := start; p < st.size && resyncAt < 0; {
+		end, hole := st.segment(p)
+		if hole {
+			if err := endStream(); err != nil {
+				return err
+			}
+			if resyncAt >= 0 {
+				break
+			}
+			if j, ok := bounds[p]; ok && old[j].Hole() {
+				resyncAt = j
+				break
+			}
+			if n := len(out); n > 0 && out[n-1].Hole() {
+				h := uint64(out[n-1].Size) + end - p
+				out = append(out[:n-1], index.Holes(h)...)
+			} else {
+				out = append(out, index.Holes(end-p)...)
+			}
+			p = end
+			continue
 		}
-		p += n
+		if s == nil {
+			streamAt = p
+			batch = st.fs.dm.NewBatch(context.WithoutCancel(ctx), nil)
+			at := streamAt
+			b := batch
+			var err error
+			s, err = chunker.NewStreamWith(st.fs.params, st.fs.hash, func(c chunker.Chunk) error {
+				endOff := at + c.Offset + uint64(len(c.Data))
+				if err := st.emit(c, b, &cut); err != nil {
+					return err
+				}
+				if j, ok := bounds[endOff]; ok {
+					resyncAt = j
+					return errResync
+				}
+				return nil
+			}, st.fs.streamOpts)
+			if err != nil {
+				_ = batch.Wait()
+				return err
+			}
+		}
+		for q := p; q < end; {
+			n := min(uint64(len(buf)), end-q)
+			if _, err := st.readLocked(ctx, buf[:n], q); err != nil {
+				abort()
+				return err
+			}
+			if _, err := s.Write(buf[:n]); err != nil {
+				q = end // resynchronised (or failed: endStream says which)
+				break
+			}
+			q += n
+		}
+		p = end
 	}
-	cerr := s.Close()
-	st.fs.ctr.chunksPredicted.Add(s.Predicted())
-	if resyncAt >= 0 {
-		cerr = nil
-	}
-	werr := batch.Wait()
-	if err := errors.Join(cerr, werr); err != nil && !errors.Is(err, errResync) {
+	if err := endStream(); err != nil {
 		return err
 	}
-	chunks := append(append([]index.Chunk{}, old[:i]...), cut...)
+	chunks := append(append([]index.Chunk{}, old[:i]...), out...)
 	if resyncAt >= 0 {
 		chunks = append(chunks, old[resyncAt:]...)
 	}
@@ -662,7 +768,10 @@ func (st *fileState) commitLocked(ctx context.Context) error {
 	}
 	if st.stage != nil {
 		if err := st.rechunk(ctx); err != nil {
-			return fail(err)
+			// The dirty bytes are still in the staging file: nothing is
+			// dropped, and the next flush tries again.
+			st.fs.log.Error().Uint64("ino", st.ino).Err(err).Msg("re-chunking for a commit failed; the changes stay staged for the next flush")
+			return err
 		}
 	}
 	if !st.dirty {

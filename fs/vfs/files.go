@@ -143,6 +143,7 @@ func (f *FS) overlayAttr(a *index.Attr) {
 	st.mu.RLock()
 	if st.dirty {
 		a.Size = st.size
+		a.Holes = st.holesLocked()
 		a.Mtime = st.mtime
 		if st.mtime.After(a.Ctime) {
 			a.Ctime = st.mtime

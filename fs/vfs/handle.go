@@ -55,11 +55,21 @@ func (h *Handle) Read(ctx context.Context, dest []byte, off int64) (slices [][]b
 // failed write is reported again by every later Write and Flush until the
 // file reverts (see Flush).
 func (h *Handle) Write(ctx context.Context, data []byte, off int64) (int, error) {
-	if err := h.st.write(ctx, data, uint64(off)); err != nil {
-		return 0, err
-	}
-	h.st.fs.ctr.bytesWritten.Add(int64(len(data)))
-	return len(data), nil
+	n, err := h.st.write(ctx, data, uint64(off))
+	h.st.fs.ctr.bytesWritten.Add(int64(n))
+	return n, err
+}
+
+// Allocate applies fallocate(2) (see fileState.allocate): holes, no space
+// reserved in the stores. Committed by the next Flush, like a write.
+func (h *Handle) Allocate(ctx context.Context, off, length uint64, mode uint32) error {
+	return h.st.allocate(off, length, mode)
+}
+
+// Seek answers lseek(2)'s SeekData and SeekHole on the file's current
+// content (unflushed writes and holes included).
+func (h *Handle) Seek(off uint64, whence int) (uint64, error) {
+	return h.st.seek(off, whence)
 }
 
 // Truncate changes the file's size (truncate(2), O_TRUNC). Like a write,

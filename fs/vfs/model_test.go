@@ -3,6 +3,7 @@ package vfs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -19,6 +20,11 @@ import (
 // resynchronises with old chunk boundaries. Truncates come both through
 // the writing handle and on their own (as setattr does, committed at
 // once); reads come through the writing handle and a second one.
+// Holes too (#15): truncates and writes past the end, fallocate (grow,
+// keep size, punch hole, zero range) and SEEK_DATA/SEEK_HOLE, checked
+// against a second model of which bytes must be holes (grown or punched
+// and not written since): SEEK_HOLE must report those, and nothing SEEK
+// reports as a hole may hold a non-zero byte.
 // DUALSTORE_MODEL_SEEDS sets the number of seeds (default 4).
 func TestModelRandomOps(t *testing.T) {
 	seeds := uint64(4)
@@ -34,6 +40,22 @@ func TestModelRandomOps(t *testing.T) {
 			ino := h.Ino()
 			r := m.open(t, ino) // a reader sharing the state
 			var model []byte
+			var holes []bool // bytes that must read as holes
+			setHoles := func(a, b int64, v bool) {
+				for i := a; i < b && i < int64(len(holes)); i++ {
+					holes[i] = v
+				}
+			}
+			resize := func(n int64) {
+				if n < int64(len(model)) {
+					model, holes = model[:n], holes[:n]
+					return
+				}
+				old := int64(len(model))
+				model = append(model, make([]byte, n-old)...)
+				holes = append(holes, make([]bool, n-old)...)
+				setHoles(old, n, true)
+			}
 			var log []string
 			fail := func(step int, format string, args ...any) {
 				t.Helper()
@@ -45,9 +67,9 @@ func TestModelRandomOps(t *testing.T) {
 					fail(step, "%s", d)
 				}
 			}
-			for step := range 120 {
+			for step := range 160 {
 				size := int64(len(model))
-				switch op := rng.IntN(10); {
+				switch op := rng.IntN(14); {
 				case op < 4: // write somewhere (maybe past the end)
 					off := rng.Int64N(size + 200<<10 + 1)
 					buf := randBytes(rng, 1+rng.IntN(100<<10))
@@ -59,9 +81,10 @@ func TestModelRandomOps(t *testing.T) {
 						fail(step, "write: %v", err)
 					}
 					if end := off + int64(len(buf)); end > size {
-						model = append(model, make([]byte, end-size)...)
+						resize(end)
 					}
 					copy(model[off:], buf)
+					setHoles(off, off+int64(len(buf)), false)
 				case op < 6: // truncate
 					n := rng.Int64N(size + 100<<10 + 1)
 					if rng.IntN(4) == 0 {
@@ -78,11 +101,7 @@ func TestModelRandomOps(t *testing.T) {
 					if err != nil {
 						fail(step, "truncate: %v", err)
 					}
-					if n < size {
-						model = model[:n]
-					} else {
-						model = append(model, make([]byte, n-size)...)
-					}
+					resize(n)
 				case op < 8: // read a range through one of the handles
 					off := rng.Int64N(size + 1)
 					n := rng.IntN(200 << 10)
@@ -94,6 +113,75 @@ func TestModelRandomOps(t *testing.T) {
 					want := model[off:min(int(off)+n, len(model))]
 					if got := readAt(t, via, off, n); !bytes.Equal(got, want) {
 						fail(step, "read(%d,%d) got %d bytes, want %d (or content differs)", off, n, len(got), len(want))
+					}
+				case op < 9: // fallocate: grow (maybe far), or keep size
+					off := rng.Int64N(size + 1)
+					n := 1 + rng.Int64N(600<<10)
+					mode := uint32(0)
+					if rng.IntN(3) == 0 {
+						mode = FallocKeepSize
+					}
+					log = append(log, fmt.Sprintf("fallocate(%d,%d,%#x)", off, n, mode))
+					if err := h.Allocate(ctx, uint64(off), uint64(n), mode); err != nil {
+						fail(step, "fallocate: %v", err)
+					}
+					if mode == 0 && off+n > size {
+						resize(off + n)
+					}
+				case op < 11: // punch a hole or zero a range
+					if size == 0 {
+						continue
+					}
+					off := rng.Int64N(size)
+					n := 1 + rng.Int64N(300<<10)
+					mode := uint32(FallocPunchHole | FallocKeepSize)
+					if op == 10 {
+						mode = FallocZeroRange
+						if rng.IntN(2) == 0 {
+							mode |= FallocKeepSize
+						}
+					}
+					log = append(log, fmt.Sprintf("fallocate(%d,%d,%#x)", off, n, mode))
+					if err := h.Allocate(ctx, uint64(off), uint64(n), mode); err != nil {
+						fail(step, "fallocate: %v", err)
+					}
+					end := min(off+n, size)
+					clear(model[off:end])
+					setHoles(off, end, true)
+					if mode&FallocKeepSize == 0 && off+n > size {
+						resize(off + n)
+					}
+				case op < 12: // SEEK_DATA / SEEK_HOLE
+					if size == 0 {
+						if _, err := h.Seek(0, SeekHole); !errors.Is(err, ErrNoData) {
+							fail(step, "seek in an empty file: %v", err)
+						}
+						continue
+					}
+					off := rng.Int64N(size)
+					log = append(log, fmt.Sprintf("seek(%d)", off))
+					hole, err := h.Seek(uint64(off), SeekHole)
+					if err != nil || hole < uint64(off) || hole > uint64(size) {
+						fail(step, "SEEK_HOLE(%d) = %d, %v", off, hole, err)
+					}
+					if holes[off] && hole != uint64(off) {
+						fail(step, "SEEK_HOLE(%d) = %d, but %d is a hole", off, hole, off)
+					}
+					for i := int64(off); i < int64(hole); i++ {
+						if holes[i] {
+							fail(step, "SEEK_HOLE(%d) = %d skips the hole at %d", off, hole, i)
+						}
+					}
+					data, err := h.Seek(hole, SeekData)
+					if errors.Is(err, ErrNoData) || hole == uint64(size) {
+						data = uint64(size)
+					} else if err != nil || data < hole {
+						fail(step, "SEEK_DATA(%d) = %d, %v", hole, data, err)
+					}
+					for i := hole; i < data; i++ {
+						if model[i] != 0 {
+							fail(step, "byte %d is %#x, but SEEK reports [%d,%d) as a hole", i, model[i], hole, data)
+						}
 					}
 				default: // close and reopen: commits
 					log = append(log, "reopen")

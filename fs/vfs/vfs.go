@@ -58,6 +58,9 @@ type Options struct {
 	// of closed, not fsync'd work. Default 10s; negative: only fsync and
 	// Close make commits durable.
 	SyncInterval time.Duration
+	// MaxFileSize is the largest file size a write, truncate or fallocate
+	// may make (ErrFileTooBig past it). Default DefaultMaxFileSize.
+	MaxFileSize uint64
 	// AfterSync, when set, runs after every Sync (fsync, a directory's
 	// fsync, gc) that succeeded, and its error is Sync's: the index backup
 	// with fsync_wait waits there until the point is in both tiers.
@@ -72,7 +75,7 @@ const MaxPrefetch = 64
 // DefaultOptions returns the defaults (StagingDir must still be set). New
 // also takes a zero CacheBytes or Prefetch to mean the default.
 func DefaultOptions() Options {
-	return Options{CacheBytes: 64 << 20, Prefetch: 16, SyncInterval: 10 * time.Second, Log: zerolog.Nop()}
+	return Options{CacheBytes: 64 << 20, Prefetch: 16, SyncInterval: 10 * time.Second, MaxFileSize: DefaultMaxFileSize, Log: zerolog.Nop()}
 }
 
 // Validate reports options that are out of range.
@@ -143,6 +146,9 @@ func New(meta Meta, dm *dual.Manager, opts Options) (*FS, error) {
 	}
 	if opts.SyncInterval == 0 {
 		opts.SyncInterval = def.SyncInterval
+	}
+	if opts.MaxFileSize == 0 {
+		opts.MaxFileSize = def.MaxFileSize
 	}
 	h := meta.Header()
 	params := chunker.Params{Polynomial: h.Polynomial, MinSize: uint(h.MinSize), AvgSize: uint(h.AvgSize), MaxSize: uint(h.MaxSize)}

@@ -309,34 +309,42 @@ func TestReadYourWritesWhileStreaming(t *testing.T) {
 
 // TestCommitFailureReverts makes the primary tier refuse writes (the
 // default policy requires it) while a file is being changed: the commit
-// reports the error, the file goes back to its last committed content,
-// nothing in the index points at a chunk that is not stored, and once the
-// tier is back the file can be written again.
+// reports the error and nothing in the index points at a chunk that is
+// not stored. Streamed bytes are gone (they were in the chunker), so the
+// file goes back to its last committed content; staged bytes are still in
+// the staging file, so they stay and the next flush commits them (#15: a
+// failure drops nothing it did not have to). Once the tier is back the
+// file can be written again.
 func TestCommitFailureReverts(t *testing.T) {
 	cases := []struct {
 		name   string
-		change func(t *testing.T, h *Handle, base []byte, rng *rand.Rand)
+		change func(t *testing.T, h *Handle, base []byte, rng *rand.Rand) []byte
 		sync   bool // commit with Fsync instead of Flush
+		keeps  bool // the failed commit keeps the change (staged)
 	}{
-		{"streamed append", func(t *testing.T, h *Handle, base []byte, rng *rand.Rand) {
+		{"streamed append", func(t *testing.T, h *Handle, base []byte, rng *rand.Rand) []byte {
 			// Writes fail asynchronously: a later Write may report it
 			// already.
 			data := randBytes(rng, 384<<10)
 			for off := 0; off < len(data); off += 32 << 10 {
 				if _, err := h.Write(context.Background(), data[off:off+32<<10], int64(len(base)+off)); err != nil {
-					return
+					return nil
 				}
 			}
-		}, false},
-		{"staged overwrite", func(t *testing.T, h *Handle, base []byte, rng *rand.Rand) {
-			write(t, h, randBytes(rng, 40<<10), 100<<10)
-		}, false},
-		{"truncate and rewrite", func(t *testing.T, h *Handle, base []byte, rng *rand.Rand) {
+			return nil
+		}, false, false},
+		{"staged overwrite", func(t *testing.T, h *Handle, base []byte, rng *rand.Rand) []byte {
+			over := randBytes(rng, 40<<10)
+			write(t, h, over, 100<<10)
+			return append(append(append([]byte{}, base[:100<<10]...), over...), base[140<<10:]...)
+		}, false, true},
+		{"truncate and rewrite", func(t *testing.T, h *Handle, base []byte, rng *rand.Rand) []byte {
 			if err := h.Truncate(context.Background(), 0); err != nil {
 				t.Fatal(err)
 			}
 			write(t, h, randBytes(rng, 1000), 0) // the pend path
-		}, true},
+			return nil
+		}, true, false},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -351,7 +359,7 @@ func TestCommitFailureReverts(t *testing.T) {
 			committed, _ := m.db.GetAttr(ctx, ino)
 
 			m.pfault.Set(stores.OpPut, stores.Rule{Fail: errTest})
-			c.change(t, h, base, rng)
+			changed := c.change(t, h, base, rng)
 			var err error
 			if c.sync {
 				err = h.Fsync(ctx)
@@ -360,6 +368,24 @@ func TestCommitFailureReverts(t *testing.T) {
 			}
 			if !errors.Is(err, dual.ErrWrite) || !errors.Is(err, errTest) {
 				t.Fatalf("commit with the primary down: %v; want ErrWrite wrapping the tier's error", err)
+			}
+			if c.keeps {
+				if d := diff(changed, readAll(t, h)); d != "" {
+					t.Fatal("content after the failed commit of a staged change: " + d)
+				}
+				if d := diff(base, m.committed(t, ino)); d != "" {
+					t.Fatal("index after the failed commit: " + d)
+				}
+				m.pfault.Clear(stores.OpPut)
+				flush(t, h)
+				if d := diff(changed, m.committed(t, ino)); d != "" {
+					t.Fatal("after the tier came back, the staged change: " + d)
+				}
+				release(t, h)
+				if m.dm.Held() != 0 {
+					t.Fatalf("%d chunk ids still held after the commit", m.dm.Held())
+				}
+				return
 			}
 			if m.dm.Held() != 0 {
 				t.Fatalf("%d chunk ids still held after the revert", m.dm.Held())

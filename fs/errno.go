@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/fs/vfs"
 	"github.com/dualstore/dualstore/index"
 	"github.com/dualstore/dualstore/stores"
 )
@@ -49,6 +50,12 @@ func toErrno(err error) syscall.Errno {
 		return syscall.EINTR
 	case errors.Is(err, syscall.ENOSPC):
 		return syscall.ENOSPC
+	case errors.Is(err, vfs.ErrFileTooBig), errors.Is(err, syscall.EFBIG):
+		return syscall.EFBIG
+	case errors.Is(err, vfs.ErrNoData):
+		return syscall.ENXIO
+	case errors.Is(err, errors.ErrUnsupported):
+		return syscall.EOPNOTSUPP
 	case errors.As(err, &e) && e == syscall.EIO:
 		return e
 	}

@@ -373,11 +373,13 @@ func (h *handle) reverted() {
 }
 
 var (
-	_ gofs.FileReader   = (*handle)(nil)
-	_ gofs.FileWriter   = (*handle)(nil)
-	_ gofs.FileFlusher  = (*handle)(nil)
-	_ gofs.FileFsyncer  = (*handle)(nil)
-	_ gofs.FileReleaser = (*handle)(nil)
+	_ gofs.FileReader    = (*handle)(nil)
+	_ gofs.FileWriter    = (*handle)(nil)
+	_ gofs.FileFlusher   = (*handle)(nil)
+	_ gofs.FileFsyncer   = (*handle)(nil)
+	_ gofs.FileReleaser  = (*handle)(nil)
+	_ gofs.FileAllocater = (*handle)(nil)
+	_ gofs.FileLseeker   = (*handle)(nil)
 )
 
 // File I/O is not cancelled by the kernel's FUSE_INTERRUPT: the kernel
@@ -424,10 +426,40 @@ func (r vecResult) Bytes(buf []byte) ([]byte, fuse.Status) {
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	n, err := h.vh.Write(context.WithoutCancel(ctx), data, off)
-	if err != nil {
+	if err != nil && n == 0 {
 		return 0, h.fs.fail("write", h.vh.Ino(), err)
 	}
+	if err != nil {
+		// A short write: the kernel returns n, and the caller's retry of
+		// the rest gets the error.
+		h.fs.log.Warn().Uint64("ino", h.vh.Ino()).Int("written", n).Int("asked", len(data)).Err(err).Msg("short write")
+	}
 	return uint32(n), 0
+}
+
+// Allocate is fallocate(2): holes, nothing reserved in the stores (see
+// vfs.Handle.Allocate); unsupported modes get EOPNOTSUPP.
+func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
+	h.fs.kcache.change(h.vh.Ino())
+	if err := h.vh.Allocate(context.WithoutCancel(ctx), off, size, mode); err != nil {
+		return h.fs.fail("fallocate", h.vh.Ino(), err)
+	}
+	return 0
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE, so cp --sparse, tar -S and rsync
+// --sparse keep holes; the kernel handles the other whences itself.
+func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	switch whence {
+	case vfs.SeekData, vfs.SeekHole:
+	default:
+		return 0, syscall.EINVAL
+	}
+	p, err := h.vh.Seek(off, int(whence))
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	return p, 0
 }
 
 // Flush runs at every close(2) of a descriptor (more than once per handle

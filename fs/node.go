@@ -79,7 +79,7 @@ func caller(ctx context.Context) (uid, gid uint32) {
 func fillAttr(out *fuse.Attr, a index.Attr) {
 	out.Ino = a.Ino
 	out.Size = a.Size
-	out.Blocks = (a.Size + 511) / 512
+	out.Blocks = (a.Size - min(a.Holes, a.Size) + 511) / 512 // holes take no space
 	out.Blksize = 4096
 	out.Mode = a.Mode
 	out.Nlink = a.Nlink

@@ -238,6 +238,7 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	fo.Files.CacheBytes = int64(cfg.Mount.CacheMB) << 20
 	fo.Files.Prefetch = cfg.Mount.Prefetch
 	fo.Files.SyncInterval = cfg.Mount.SyncInterval.D()
+	fo.Files.MaxFileSize = cfg.Mount.MaxFileBytes()
 	fo.Files = e.FilesOptions(fo.Files)
 	if e.Backup != nil {
 		fo.Backup = e.Backup.Stats

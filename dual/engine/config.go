@@ -63,7 +63,17 @@ type MountConfig struct {
 	// back at most about this much closed, not fsync'd work. Default 10s;
 	// negative: only fsync and unmount do.
 	SyncInterval Duration `yaml:"sync_interval" json:"sync_interval"`
+	// MaxFileSize is the largest file a write, truncate or fallocate may
+	// make (EFBIG past it, like ext4): "8TiB" by default, below ext4's
+	// 16 TiB, so the staging file (sparse, on local disk) is never the
+	// limit. Binary units (KiB … TiB) or bytes.
+	MaxFileSize string `yaml:"max_file_size" json:"max_file_size"`
+	// maxFileSize is MaxFileSize parsed by Complete.
+	maxFileSize uint64
 }
+
+// MaxFileBytes is mount.max_file_size in bytes (after Complete).
+func (m MountConfig) MaxFileBytes() uint64 { return m.maxFileSize }
 
 // IndexBackupConfig are the index backup's settings: the index is
 // replicated into every tier, so that losing the data dir loses nothing
@@ -153,6 +163,14 @@ func (c *Config) Complete(reg *Registry) error {
 	}
 	if c.Mount.SyncInterval == 0 {
 		c.Mount.SyncInterval = Duration(files.SyncInterval)
+	}
+	if c.Mount.MaxFileSize == "" {
+		c.Mount.MaxFileSize = "8TiB"
+	}
+	if n, err := ParseBytes(c.Mount.MaxFileSize); err != nil || n < 1<<20 || n > 1<<60 {
+		errs = append(errs, fmt.Errorf("mount.max_file_size %q: want a size from 1MiB to 1EiB (%v)", c.Mount.MaxFileSize, err))
+	} else {
+		c.Mount.maxFileSize = uint64(n)
 	}
 	if c.Mount.Prefetch < 0 || c.Mount.Prefetch > vfs.MaxPrefetch {
 		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..%d", c.Mount.Prefetch, vfs.MaxPrefetch))

@@ -201,7 +201,9 @@ func (x *Maintenance) subtreeChunks(ctx context.Context, p string) ([]dual.Chunk
 				return err
 			}
 			for _, c := range chunks {
-				seen[c.ID] = int64(c.Size)
+				if !c.Hole() { // a hole is no chunk
+					seen[c.ID] = int64(c.Size)
+				}
 			}
 		case syscall.S_IFDIR:
 			after := ""

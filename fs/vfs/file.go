@@ -718,8 +718,7 @@ func (st *fileState) rechunk(ctx context.Context) error {
 				return err
 			}
 			if _, err := s.Write(buf[:n]); err != nil {
-				q = end // resynchronised (or failed: endStream says which)
-				break
+				break // resynchronised (or failed: endStream says which)
 			}
 			q += n
 		}

@@ -73,7 +73,9 @@ func (st *fileState) growLocked(size uint64) error {
 	}
 	if st.stage != nil && st.chunkEnd() > st.size {
 		// The list still holds what a shrink cut off: zeros now.
-		st.punchLocked(st.size, min(st.chunkEnd(), size))
+		if err := st.punchLocked(st.size, min(st.chunkEnd(), size)); err != nil {
+			return err
+		}
 	}
 	if end := st.chunkEnd(); size > end {
 		st.appendHole(size - end)

@@ -186,6 +186,13 @@ func TestSparseFiles(t *testing.T) {
 		m.Remount()
 		cmpFiles(t, out, m.Path("layout"))
 	})
+	// Reading holes asked no store for anything (a hole is no chunk).
+	st := m.Stats()
+	for _, tier := range []string{primary, safety} {
+		if r := st.Tiers[tier].Reads; r.Errors != 0 {
+			t.Errorf("tier %s read errors after reading holes: %+v", tier, r)
+		}
+	}
 }
 
 // TestFileTooBig: sizes past the maximum get EFBIG and change nothing;

@@ -245,8 +245,8 @@ func (f *FS) chunk(ctx context.Context, c index.Chunk) ([]byte, error) {
 func (f *FS) prefetch(chunks []index.Chunk, from, n int) {
 	for i := from; i < len(chunks) && i < from+n; i++ {
 		id := chunks[i].ID
-		if f.cache.contains(id) {
-			continue
+		if chunks[i].Hole() || f.cache.contains(id) {
+			continue // a hole is read from no store
 		}
 		select {
 		case f.prefetchSem <- struct{}{}:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dualstore/dualstore/chunker"
@@ -634,7 +635,10 @@ func (st *fileState) rechunk(ctx context.Context) error {
 	}
 
 	var out []index.Chunk // the new entries from start
-	resyncAt := -1
+	// resync is the old entry to resume from, set by the chunker's
+	// goroutine (a cut on an old boundary) or by this one (a hole there).
+	var resync atomic.Int64
+	resync.Store(-1)
 	var s *chunker.Stream
 	var batch *dual.Batch
 	var cut []index.Chunk
@@ -645,7 +649,7 @@ func (st *fileState) rechunk(ctx context.Context) error {
 		}
 		cerr := s.Close()
 		st.fs.ctr.chunksPredicted.Add(s.Predicted())
-		if resyncAt >= 0 {
+		if resync.Load() >= 0 {
 			cerr = nil
 		}
 		werr := batch.Wait()
@@ -667,17 +671,17 @@ func (st *fileState) rechunk(ctx context.Context) error {
 		}
 	}
 	buf := make([]byte, 1<<20)
-	for p := start; p < st.size && resyncAt < 0; {
+	for p := start; p < st.size && resync.Load() < 0; {
 		end, hole := st.segment(p)
 		if hole {
 			if err := endStream(); err != nil {
 				return err
 			}
-			if resyncAt >= 0 {
+			if resync.Load() >= 0 {
 				break
 			}
 			if j, ok := bounds[p]; ok && old[j].Hole() {
-				resyncAt = j
+				resync.Store(int64(j))
 				break
 			}
 			if n := len(out); n > 0 && out[n-1].Hole() {
@@ -701,7 +705,7 @@ func (st *fileState) rechunk(ctx context.Context) error {
 					return err
 				}
 				if j, ok := bounds[endOff]; ok {
-					resyncAt = j
+					resync.Store(int64(j))
 					return errResync
 				}
 				return nil
@@ -728,8 +732,8 @@ func (st *fileState) rechunk(ctx context.Context) error {
 		return err
 	}
 	chunks := append(append([]index.Chunk{}, old[:i]...), out...)
-	if resyncAt >= 0 {
-		chunks = append(chunks, old[resyncAt:]...)
+	if j := resync.Load(); j >= 0 {
+		chunks = append(chunks, old[j:]...)
 	}
 	st.setChunks(chunks)
 	if st.chunkEnd() != st.size {

@@ -32,16 +32,6 @@ var posixSkip = map[string]struct {
 	why   string
 	check func(t *testing.T, dir string)
 }{
-	"Fallocate": {
-		why: "fallocate(2) promises that later writes to the range cannot fail with ENOSPC; " +
-			"dualstore cannot reserve room in its chunk stores, so it answers EOPNOTSUPP " +
-			"(posix_fallocate(3) then falls back to writing zeros, which works)",
-		check: posixFallocateUnsupported,
-	},
-	"FallocateKeepSize": {
-		why:   "as Fallocate: no preallocation, EOPNOTSUPP for every mode",
-		check: posixFallocateUnsupported,
-	},
 	"FcntlFlockLocksFile": {
 		why: "it expects a second fcntl lock taken by the same process to conflict, but POSIX record " +
 			"locks belong to the process, so it fails on every local filesystem (go-fuse's own TestAll " +
@@ -49,35 +39,6 @@ var posixSkip = map[string]struct {
 			"answer, and TestPosixPractical/locks checks locks between processes",
 		check: posixSameProcessLocks,
 	},
-}
-
-// posixFallocateUnsupported checks that fallocate fails cleanly with
-// EOPNOTSUPP and changes nothing, and that writing zeros (what
-// posix_fallocate falls back to) works.
-func posixFallocateUnsupported(t *testing.T, dir string) {
-	p := filepath.Join(dir, "file")
-	if err := os.WriteFile(p, []byte("0123456789"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, mode := range []uint32{0, unix.FALLOC_FL_KEEP_SIZE} {
-		if err := unix.Fallocate(int(f.Fd()), mode, 4, 8192); !errors.Is(err, unix.EOPNOTSUPP) {
-			t.Errorf("fallocate mode %#x: %v, want EOPNOTSUPP", mode, err)
-		}
-	}
-	if _, err := f.WriteAt(make([]byte, 8192), 10); err != nil {
-		t.Fatalf("writing zeros instead: %v", err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := os.ReadFile(p); err != nil || len(b) != 8202 || string(b[:10]) != "0123456789" {
-		t.Errorf("after the failed fallocate and the zeros: %d bytes, %v", len(b), err)
-	}
 }
 
 // posixSameProcessLocks takes a write lock on one descriptor and asks for

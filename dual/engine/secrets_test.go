@@ -16,6 +16,7 @@ var (
 		"data_dir", "log_level", "hash", "read_preference", "require",
 		"name", "type", "path", "sync", "endpoint", "bucket", "prefix", "region", "path_style",
 		"profile", "credentials_file", // where credentials are, not what
+		"max_unused", "min_unused", "rate", // gc: a percentage, sizes
 	}
 	configSecretKeys = []string{"access_key", "secret_key", "session_token"}
 )

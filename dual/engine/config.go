@@ -114,8 +114,8 @@ type GCConfig struct {
 	// Interval is the least time between the starts of two automatic
 	// runs. Default 10m.
 	Interval Duration `yaml:"interval" json:"interval"`
-	// CheckInterval is how often the unreferenced bytes are measured (two
-	// cheap index reads). Default 1m, or Interval if that is shorter.
+	// CheckInterval is how often the unreferenced bytes are measured (a
+	// cheap index query). Default 1m, or Interval if that is shorter.
 	CheckInterval Duration `yaml:"check_interval" json:"check_interval"`
 	// Rate bounds the bytes of unreferenced chunks an automatic run
 	// removes per second. Unset or 0: compare.rate (0 there is unlimited).

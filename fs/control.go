@@ -48,7 +48,10 @@ type control struct {
 
 	mu    sync.Mutex
 	scrub *dual.Scrub // running or last compare/repair/migrate/gc
-	last  string      // "compare: started", "error: …"
+	// auto is set when the background gc started scrub: why it did
+	// ("unused 7.2% of live data").
+	auto string
+	last string // "compare: started", "error: …"
 }
 
 func (c *control) init(f *FS) { c.fs = f }
@@ -71,6 +74,10 @@ func (c *control) status() string {
 	cur := "idle"
 	if c.scrub != nil && c.scrub.Running() {
 		cur = c.scrub.Report().Progress()
+		if c.auto != "" {
+			// "gc 41% (…)" → "gc (automatic, unused 7.2% of live data) 41% (…)"
+			cur = "gc (automatic, " + c.auto + ")" + strings.TrimPrefix(cur, "gc")
+		}
 	}
 	last := c.last
 	if last == "" {
@@ -81,6 +88,55 @@ func (c *control) status() string {
 
 func (c *control) busy() bool {
 	return c.scrub != nil && c.scrub.Running()
+}
+
+// running reports whether an action runs (busy, taking the lock).
+func (c *control) running() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.busy()
+}
+
+// gcOptions are the options of a gc started on the mount, by the ctl
+// command or the background gc alike: the configured tuning with ov,
+// refused after a restore unless afterRestore (maint.GCAllowed), sweeping
+// the stores, with the mount's durability point before each removal.
+func (f *FS) gcOptions(ctx context.Context, ov maint.Overrides, afterRestore, dryRun bool) (dual.GCOptions, error) {
+	opts, err := f.opts.Tuning.GC(ov)
+	if err != nil {
+		return opts, err
+	}
+	if err := f.maint.GCAllowed(ctx, afterRestore, dryRun); err != nil {
+		return opts, err
+	}
+	opts.DryRun, opts.Sweep = dryRun, true
+	opts.Durable = f.vfs.Sync // a durability point, not the index alone
+	return f.maint.GCOptions(opts), nil
+}
+
+// startAutoRun starts the background gc's run as the action, like a `gc`
+// command, throttled to rate; why marks it in the status. Like a second
+// command it fails with dual.ErrBusy while an action runs, and like one
+// it makes a command sent during the run fail with EBUSY.
+func (c *control) startAutoRun(ctx context.Context, why string, rate int64) (*dual.Scrub, error) {
+	f := c.fs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.busy() {
+		return nil, dual.ErrBusy
+	}
+	opts, err := f.gcOptions(ctx, maint.Overrides{}, false, false)
+	if err != nil {
+		return nil, err
+	}
+	opts.Unreferenced = throttle(opts.Unreferenced, rate)
+	s, err := f.dm.StartGC(opts)
+	if err != nil {
+		return nil, err
+	}
+	c.scrub, c.auto = s, why
+	c.last = fmt.Sprintf("gc (automatic, %s): started at %s", why, time.Now().UTC().Format(time.RFC3339))
+	return s, nil
 }
 
 // exec runs one parsed command.
@@ -106,13 +162,8 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 		var err error
 		if cmd.Verb == "gc" {
 			var opts dual.GCOptions
-			if opts, err = t.GC(ov); err == nil {
-				err = f.maint.GCAllowed(context.Background(), cmd.AfterRestore, cmd.DryRun)
-			}
-			if err == nil {
-				opts.DryRun, opts.Sweep = cmd.DryRun, true
-				opts.Durable = f.vfs.Sync // a durability point, not the index alone
-				s, err = f.dm.StartGC(f.maint.GCOptions(opts))
+			if opts, err = f.gcOptions(context.Background(), ov, cmd.AfterRestore, cmd.DryRun); err == nil {
+				s, err = f.dm.StartGC(opts)
 			}
 		} else {
 			var opts dual.ScrubOptions
@@ -132,7 +183,7 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 		if err != nil {
 			return fail(err)
 		}
-		c.scrub = s
+		c.scrub, c.auto = s, ""
 		what := cmd.Verb
 		switch {
 		case cmd.Deep:
@@ -212,7 +263,10 @@ type Stats struct {
 	// generation and seq, the point in time it holds, the lag (the age of
 	// the oldest point a tier lacks) and errors. Absent when it is off.
 	IndexBackup *replica.Stats `json:"index_backup,omitempty"`
-	Action      string         `json:"action"`
+	// AutoGC is the background gc: its runs, the last one's result, and
+	// the unreferenced bytes against its threshold at the last check.
+	AutoGC AutoGCStats `json:"auto_gc"`
+	Action string      `json:"action"`
 }
 
 // Stats returns a snapshot for `.dualstore/stats` and `dualstore stats`.
@@ -239,19 +293,34 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 		b := f.opts.Backup()
 		s.IndexBackup = &b
 	}
+	s.AutoGC = f.agc.snapshot()
 	s.Action = strings.SplitN(f.ctl.status(), "\n", 2)[0]
 	return s, nil
 }
 
 // CompareReport returns the running or last comparison/repair.
 func (f *FS) CompareReport() dual.Report {
+	r, _ := f.compareReport()
+	return r
+}
+
+// compareReport is CompareReport, and whether the background gc started
+// the action.
+func (f *FS) compareReport() (r dual.Report, auto bool) {
 	f.ctl.mu.Lock()
-	s := f.ctl.scrub
+	s, auto := f.ctl.scrub, f.ctl.auto != ""
 	f.ctl.mu.Unlock()
 	if s == nil {
-		return dual.Report{State: "idle", Action: "compare", Details: []dual.Detail{}}
+		return dual.Report{State: "idle", Action: "compare", Details: []dual.Detail{}}, false
 	}
-	return s.Report()
+	return s.Report(), auto
+}
+
+// compareDoc is the `.dualstore/compare` document: the report, marked
+// when the background gc started the action.
+type compareDoc struct {
+	dual.Report
+	Automatic bool `json:"automatic,omitempty"`
 }
 
 // render produces the snapshot a control file shows at open.
@@ -264,7 +333,8 @@ func (f *FS) render(ctx context.Context, ino uint64) ([]byte, error) {
 		}
 		return jsonLine(s)
 	case ctlCompareIno:
-		return jsonLine(f.CompareReport())
+		r, auto := f.compareReport()
+		return jsonLine(compareDoc{Report: r, Automatic: auto})
 	case ctlConfigIno:
 		if f.opts.Config != nil {
 			return f.opts.Config(), nil

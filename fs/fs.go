@@ -39,6 +39,9 @@ type Options struct {
 	// Tuning is how the runs ctl starts (compare, repair, migrate, gc) go
 	// unless the command says otherwise: the config's compare section.
 	Tuning maint.Tuning
+	// AutoGC is the background gc (the config's gc section). The zero
+	// value is off; DefaultOptions turns it on.
+	AutoGC AutoGCOptions
 	// Backup reports the index backup's state for the stats (nil: off).
 	Backup func() replica.Stats
 	// Log receives the filesystem's logs.
@@ -49,7 +52,7 @@ type Options struct {
 // layer (Files.StagingDir must still be set).
 func DefaultOptions() Options {
 	return Options{Files: vfs.DefaultOptions(), EntryTimeout: time.Second, AttrTimeout: time.Second,
-		Tuning: maint.DefaultTuning(), Log: zerolog.Nop()}
+		Tuning: maint.DefaultTuning(), AutoGC: DefaultAutoGC(), Log: zerolog.Nop()}
 }
 
 // Validate reports options that are out of range.
@@ -63,6 +66,9 @@ func (o Options) Validate() error {
 	}
 	if err := o.Tuning.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("fs: compare tuning: %w", err))
+	}
+	if err := o.AutoGC.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("fs: automatic gc: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -83,6 +89,7 @@ type FS struct {
 	kcache keepCache
 
 	ctl      control
+	agc      autoGC
 	ioErrors atomic.Int64
 	maint    *maint.Maintenance
 }
@@ -101,6 +108,7 @@ func New(db Meta, dm *dual.Manager, opts Options) (*FS, error) {
 		opts.AttrTimeout = time.Second
 	}
 	opts.Tuning = opts.Tuning.WithDefaults()
+	opts.AutoGC = opts.AutoGC.withDefaults()
 	opts.Files.Log = opts.Log // one logger for the mount; vfs tags its own lines
 	// vfs takes a zero CacheBytes or Prefetch to mean its default.
 	v, err := vfs.New(db, dm, opts.Files)
@@ -114,6 +122,8 @@ func New(db Meta, dm *dual.Manager, opts Options) (*FS, error) {
 	}
 	f.maint = maint.New(db, dm)
 	f.ctl.init(f)
+	f.agc.opts = opts.AutoGC
+	f.startAutoGC()
 	return f, nil
 }
 
@@ -229,10 +239,12 @@ func unescapeMountinfo(s string) string {
 	return out.String()
 }
 
-// Close stops background actions. The caller closes the dual manager and
-// the index after the server has exited.
+// Close stops the background gc and any running action. The caller
+// closes the dual manager and the index after the server has exited.
 func (f *FS) Close() error {
+	f.stopAutoGC() // first: no run starts after stopAction
 	f.ctl.stopAction()
+	f.agc.watchers.Wait()
 	// A last durability point: a clean shutdown leaves every commit
 	// durable.
 	return f.vfs.Close(context.Background())

@@ -246,6 +246,12 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	fo.AttrTimeout, fo.EntryTimeout = cfg.Mount.AttrTimeout.D(), cfg.Mount.EntryTimeout.D()
 	fo.Config = cfg.RedactedJSON
 	fo.Tuning = cfg.Compare
+	pct, minUnused, rate, err := cfg.GC.Limits()
+	if err != nil {
+		return usageErr(err) // Complete checked them: not reached
+	}
+	fo.AutoGC = dsfs.AutoGCOptions{Enabled: cfg.GC.On(), MaxUnusedPercent: pct, MinUnused: minUnused,
+		Interval: cfg.GC.Interval.D(), CheckInterval: cfg.GC.CheckInterval.D(), Rate: rate}
 	fo.Log = log
 	fsys, err := dsfs.New(e.Index, e.Dual, fo)
 	if err != nil {

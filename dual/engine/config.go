@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +42,8 @@ type Config struct {
 	Compare maint.Tuning  `yaml:"compare" json:"compare"`
 	// IndexBackup keeps the index in both tiers (index/replica).
 	IndexBackup IndexBackupConfig `yaml:"index_backup" json:"index_backup"`
+	// GC is the mount's background gc.
+	GC GCConfig `yaml:"gc" json:"gc"`
 
 	// Primary and Safety are the tiers: ordered lists of stores (writes go
 	// to the first that succeeds, reads try each in turn). Empty means a
@@ -103,6 +107,66 @@ type IndexBackupConfig struct {
 
 // On reports whether the index backup runs.
 func (c IndexBackupConfig) On() bool { return c.Enabled == nil || *c.Enabled }
+
+// GCConfig are the settings of the mount's background gc: when the chunks
+// no file references anymore pass a share of the live data, gc runs by
+// itself (like restic prune's max-unused), at most once per interval.
+// Sizes and rates take ParseBytes' forms ("64MiB", "50M", 1048576).
+type GCConfig struct {
+	// Auto is on by default; off, only `gc` (ctl or offline) collects.
+	Auto *bool `yaml:"auto" json:"auto"`
+	// MaxUnused is how much unreferenced data may pile up, as a percentage
+	// of the live unique bytes: "5%" or 5. Default 5%.
+	MaxUnused string `yaml:"max_unused" json:"max_unused"`
+	// MinUnused is a floor in bytes under which gc never starts by itself,
+	// so a small filesystem does not collect a few KiB. Default 64MiB.
+	MinUnused string `yaml:"min_unused" json:"min_unused"`
+	// Interval is the least time between the starts of two automatic
+	// runs. Default 10m.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// CheckInterval is how often the unreferenced bytes are measured (a
+	// cheap index query). Default 1m, or Interval if that is shorter.
+	CheckInterval Duration `yaml:"check_interval" json:"check_interval"`
+	// Rate bounds the bytes of unreferenced chunks an automatic run
+	// removes per second. Unset or 0: compare.rate (0 there is unlimited).
+	Rate string `yaml:"rate" json:"rate"`
+}
+
+// On reports whether gc runs by itself.
+func (g GCConfig) On() bool { return g.Auto == nil || *g.Auto }
+
+// Limits returns max_unused as a percentage, and min_unused and rate in
+// bytes (Complete has filled and checked them; the error names the key).
+func (g GCConfig) Limits() (maxUnusedPct float64, minUnused, rate int64, err error) {
+	maxUnusedPct, minUnused, rate, errs := g.limits()
+	return maxUnusedPct, minUnused, rate, joinOneLine(errs)
+}
+
+func (g GCConfig) limits() (maxUnusedPct float64, minUnused, rate int64, errs []error) {
+	var err error
+	if maxUnusedPct, err = parsePercent(g.MaxUnused); err != nil {
+		errs = append(errs, fmt.Errorf("gc.max_unused %w", err))
+	}
+	if minUnused, err = ParseBytes(g.MinUnused); err != nil {
+		errs = append(errs, fmt.Errorf("gc.min_unused %w", err))
+	}
+	if g.Rate != "" {
+		if rate, err = ParseBytes(g.Rate); err != nil {
+			errs = append(errs, fmt.Errorf("gc.rate %w", err))
+		}
+	}
+	return maxUnusedPct, minUnused, rate, errs
+}
+
+// parsePercent reads "5%", "2.5%" or a plain 5 (meaning percent).
+func parsePercent(s string) (float64, error) {
+	t := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "%"))
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("%q: want a percentage like 5%% or 2.5", s)
+	}
+	return v, nil
+}
 
 // ChunkerConfig is used only when a filesystem is created; afterwards the
 // values in the index header win, so dedup keeps working.
@@ -263,6 +327,7 @@ func (c *Config) Complete(reg *Registry) error {
 	if err := c.Compare.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("compare: %w", err))
 	}
+	errs = append(errs, c.GC.complete(c.Compare.Rate)...)
 	if c.Dual.ReadPreference == "" {
 		c.Dual.ReadPreference = "primary"
 	}
@@ -297,6 +362,37 @@ func (c *Config) Complete(reg *Registry) error {
 		errs = append(errs, err)
 	}
 	return joinOneLine(errs)
+}
+
+// complete fills the gc section's defaults (rate: the compare rate's) and
+// checks it, naming the key.
+func (g *GCConfig) complete(compareRate int64) []error {
+	if g.Auto == nil {
+		g.Auto = boolPtr(true)
+	}
+	if strings.TrimSpace(g.MaxUnused) == "" {
+		g.MaxUnused = "5%"
+	}
+	if strings.TrimSpace(g.MinUnused) == "" {
+		g.MinUnused = "64MiB"
+	}
+	if g.Interval == 0 {
+		g.Interval = Duration(10 * time.Minute)
+	}
+	if g.CheckInterval == 0 {
+		g.CheckInterval = Duration(min(time.Minute, g.Interval.D()))
+	}
+	if r, err := ParseBytes(g.Rate); strings.TrimSpace(g.Rate) == "" || (err == nil && r == 0) {
+		g.Rate = strconv.FormatInt(compareRate, 10)
+	}
+	_, _, _, errs := g.limits()
+	if g.Interval.D() < time.Second {
+		errs = append(errs, fmt.Errorf("gc.interval %s: want at least 1s", g.Interval.D()))
+	}
+	if g.CheckInterval.D() < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("gc.check_interval %s: want at least 100ms", g.CheckInterval.D()))
+	}
+	return errs
 }
 
 // ParseYAML reads a config file's bytes into c strictly: an unknown key is

@@ -28,6 +28,14 @@ func TestConfigParse(t *testing.T) {
 		{name: "backup snapshot interval too short", yaml: "data_dir: /tmp/d\nindex_backup:\n  snapshot_interval: 5s\n", wantErr: "index_backup.snapshot_interval 5s"},
 		{name: "backup spool", yaml: "data_dir: /tmp/d\nindex_backup:\n  spool_mb: -3\n", wantErr: "index_backup.spool_mb -3"},
 		{name: "backup unknown key", yaml: "data_dir: /tmp/d\nindex_backup:\n  fsync_wiat: true\n", wantErr: "fsync_wiat"},
+		{name: "gc max_unused not a percentage", yaml: "data_dir: /tmp/d\ngc:\n  max_unused: lots\n", wantErr: `gc.max_unused "lots": want a percentage`},
+		{name: "gc max_unused negative", yaml: "data_dir: /tmp/d\ngc:\n  max_unused: -1%\n", wantErr: `gc.max_unused "-1%"`},
+		{name: "gc min_unused", yaml: "data_dir: /tmp/d\ngc:\n  min_unused: 3 apples\n", wantErr: `gc.min_unused "3 apples": want a byte count`},
+		{name: "gc rate", yaml: "data_dir: /tmp/d\ngc:\n  rate: fast\n", wantErr: `gc.rate "fast"`},
+		{name: "gc interval too short", yaml: "data_dir: /tmp/d\ngc:\n  interval: 10ms\n", wantErr: "gc.interval 10ms: want at least 1s"},
+		{name: "gc check interval too short", yaml: "data_dir: /tmp/d\ngc:\n  check_interval: 1ms\n", wantErr: "gc.check_interval 1ms: want at least 100ms"},
+		{name: "gc unknown key", yaml: "data_dir: /tmp/d\ngc:\n  max_unsued: 5%\n", wantErr: "max_unsued"},
+		{name: "gc off", yaml: "data_dir: /tmp/d\ngc:\n  auto: false\n"},
 		{name: "same dir twice", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/same\nsafety:\n  - path: /tmp/same\n", wantErr: "must be independent"},
 		{name: "same dir in one tier", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/a\n  - path: /tmp/a/\n", wantErr: "primary[0].path and primary[1].path are the same directory /tmp/a"},
 		{name: "same dir, second members", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/p\n  - path: /tmp/x\nsafety:\n  - path: /tmp/s\n  - path: /tmp/y/../x\n", wantErr: "primary[1].path and safety[1].path are the same directory /tmp/x"},
@@ -58,6 +66,59 @@ func TestConfigParse(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error %v, want it to mention %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestConfigGC checks the gc section's defaults and the forms its values
+// take.
+func TestConfigGC(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml   string
+		on           bool
+		pct          float64
+		minUnused    int64
+		rate         int64
+		interval     time.Duration
+		check        time.Duration
+		maxUnusedOut string // what .dualstore/config shows
+	}{
+		{name: "defaults", yaml: "", on: true, pct: 5, minUnused: 64 << 20, interval: 10 * time.Minute, check: time.Minute, maxUnusedOut: "5%"},
+		{name: "percent sign", yaml: "gc:\n  max_unused: 2.5%\n  min_unused: 1MiB\n", on: true, pct: 2.5, minUnused: 1 << 20,
+			interval: 10 * time.Minute, check: time.Minute, maxUnusedOut: "2.5%"},
+		{name: "plain number is percent", yaml: "gc:\n  max_unused: 10\n  min_unused: 4096\n", on: true, pct: 10, minUnused: 4096,
+			interval: 10 * time.Minute, check: time.Minute, maxUnusedOut: "10"},
+		{name: "short interval shortens the check", yaml: "gc:\n  interval: 2s\n", on: true, pct: 5, minUnused: 64 << 20,
+			interval: 2 * time.Second, check: 2 * time.Second, maxUnusedOut: "5%"},
+		{name: "own check interval", yaml: "gc:\n  interval: 2s\n  check_interval: 100ms\n", on: true, pct: 5, minUnused: 64 << 20,
+			interval: 2 * time.Second, check: 100 * time.Millisecond, maxUnusedOut: "5%"},
+		{name: "rate from compare", yaml: "compare:\n  rate: 1048576\n", on: true, pct: 5, minUnused: 64 << 20, rate: 1 << 20,
+			interval: 10 * time.Minute, check: time.Minute, maxUnusedOut: "5%"},
+		{name: "own rate", yaml: "compare:\n  rate: 1048576\ngc:\n  rate: 50M\n", on: true, pct: 5, minUnused: 64 << 20, rate: 50 << 20,
+			interval: 10 * time.Minute, check: time.Minute, maxUnusedOut: "5%"},
+		{name: "off", yaml: "gc:\n  auto: false\n", on: false, pct: 5, minUnused: 64 << 20, interval: 10 * time.Minute, check: time.Minute, maxUnusedOut: "5%"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			if err := ParseYAML([]byte("data_dir: /tmp/d\n"+tc.yaml), &c); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Complete(DefaultRegistry()); err != nil {
+				t.Fatal(err)
+			}
+			pct, minUnused, rate, err := c.GC.Limits()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.GC.On() != tc.on || pct != tc.pct || minUnused != tc.minUnused || rate != tc.rate ||
+				c.GC.Interval.D() != tc.interval || c.GC.CheckInterval.D() != tc.check {
+				t.Errorf("gc = on %v, %v%%, min %d, rate %d, interval %s, check %s; want on %v, %v%%, min %d, rate %d, interval %s, check %s",
+					c.GC.On(), pct, minUnused, rate, c.GC.Interval.D(), c.GC.CheckInterval.D(),
+					tc.on, tc.pct, tc.minUnused, tc.rate, tc.interval, tc.check)
+			}
+			if s := string(c.RedactedJSON()); !strings.Contains(s, fmt.Sprintf(`"max_unused": %q`, tc.maxUnusedOut)) {
+				t.Errorf("rendered config lacks max_unused %q:\n%s", tc.maxUnusedOut, s)
 			}
 		})
 	}

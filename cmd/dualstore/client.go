@@ -104,6 +104,16 @@ func printStats(w io.Writer, s dsfs.Stats) {
 			s.FS.RecoveryChecked, s.FS.RecoveryHealed, s.FS.RecoveryReverted)
 	}
 	fmt.Fprint(w, "\n")
+	if g := s.AutoGC; g.Enabled {
+		fmt.Fprintf(w, "background gc: %d runs, unused %s of a %s threshold", g.Runs, human(g.UnusedBytes), human(g.ThresholdBytes))
+		if g.LastState != "" {
+			fmt.Fprintf(w, ", last %s (%s, %s removed)", g.LastStart, g.LastState, human(g.LastRemovedBytes))
+		}
+		if g.Blocked != "" {
+			fmt.Fprintf(w, "; blocked: %s", g.Blocked)
+		}
+		fmt.Fprintln(w)
+	}
 	if b := s.IndexBackup; b != nil {
 		fmt.Fprintf(w, "index backup: generation %s, seq %d, newest point %s", b.Generation, b.Seq, b.Point.UTC().Format(time.RFC3339))
 		if b.Pending != "" {

@@ -69,7 +69,7 @@ func main() {
 	root.PersistentFlags().StringVarP(&g.cfgFile, "config", "c", "", "YAML config file")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (index, staging, default local stores)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErr(err) })
-	root.AddCommand(mountCmd(&g), statsCmd(), compareCmd(&g), repairCmd(&g), migrateCmd(&g), gcCmd(&g), fsckCmd(&g), restoreCmd(&g), exportCmd(&g),
+	root.AddCommand(mountCmd(&g), statsCmd(), compareCmd(&g), repairCmd(&g), migrateCmd(&g), gcCmd(&g), fsckCmd(&g), restoreCmd(&g), exportCmd(&g), importCmd(),
 		unmountCmd(), ctlCmd())
 
 	os.Exit(run(root))

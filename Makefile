@@ -5,12 +5,20 @@ MNT     ?= $(CURDIR)/mnt
 DATA    ?= $(CURDIR)/.dualstore-data
 PKGS    := ./chunker/... ./stores/... ./index/... ./dual/... ./fs/... ./cmd/...
 
-.PHONY: all build test unit integration vet lint fmt mount bench stress versitygw clean
+.PHONY: all build test unit integration vet lint fmt mount bench stress versitygw desync clean
 
 # The S3-compatible server the S3 tests run against (its posix backend on a
 # temp dir). Installed into the repo's own bin dir, pinned.
 VERSITYGW_VERSION := v1.8.0
 VERSITYGW := $(BIN)/versitygw
+
+# desync, the casync-compatible peer the casync-layout tests run against,
+# pinned in its own tools module (integration/tools/desync: its go.mod and
+# go.sum pin v0.9.6 and every dependency) and built into the repo's bin dir.
+# Built the way that works here: `go install …@version` fails on the version
+# list; GONOSUMDB=github.com/folbricht keeps the checksum database out of it
+# (the committed go.sum holds the sums).
+DESYNC := $(BIN)/desync
 
 # The linters STYLE.md is enforced with (.golangci.yml), pinned, installed
 # into the repo's own bin dir like versitygw.
@@ -41,8 +49,8 @@ $(GOLANGCI_LINT):
 unit: versitygw
 	DUALSTORE_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-integration: build versitygw
-	DUALSTORE_BIN=$(BIN)/dualstore DUALSTORE_VERSITYGW=$(VERSITYGW) $(GO) test -count=1 -timeout 20m ./integration/...
+integration: build versitygw desync
+	DUALSTORE_BIN=$(BIN)/dualstore DUALSTORE_VERSITYGW=$(VERSITYGW) DUALSTORE_DESYNC=$(DESYNC) $(GO) test -count=1 -timeout 20m ./integration/...
 
 # Foreground mount of ./mnt with the embedded defaults (data in ./.dualstore-data).
 # Ctrl-C unmounts.
@@ -55,6 +63,12 @@ versitygw: $(VERSITYGW)
 $(VERSITYGW):
 	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
+desync: $(DESYNC)
+
+$(DESYNC): integration/tools/desync/go.mod integration/tools/desync/go.sum
+	cd integration/tools/desync && GONOSUMDB=github.com/folbricht GOFLAGS=-mod=mod \
+	  $(GO) build -o $(DESYNC) github.com/folbricht/desync/cmd/desync
+
 # Performance: every baseline and every dualstore variant in the same run,
 # as ratios (see README, Performance). Needs root and /dev/fuse.
 bench: build
@@ -63,10 +77,10 @@ bench: build
 	$(GO) test -run '^$$' -bench Restore -benchtime 1x -timeout 30m ./index/replica/
 
 # The long forms of the reliability tests (crash, model, load, faults).
-stress: build versitygw
+stress: build versitygw desync
 	DUALSTORE_STRESS=1 DUALSTORE_BIN=$(BIN)/dualstore DUALSTORE_VERSITYGW=$(VERSITYGW) \
 	  $(GO) test -race -count=1 -timeout 120m ./fs/... ./dual/...
-	DUALSTORE_STRESS=1 DUALSTORE_BIN=$(BIN)/dualstore DUALSTORE_VERSITYGW=$(VERSITYGW) \
+	DUALSTORE_STRESS=1 DUALSTORE_BIN=$(BIN)/dualstore DUALSTORE_VERSITYGW=$(VERSITYGW) DUALSTORE_DESYNC=$(DESYNC) \
 	  $(GO) test -count=1 -timeout 180m ./integration/...
 
 fmt:

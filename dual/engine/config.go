@@ -240,6 +240,7 @@ func (c *Config) Complete(reg *Registry) error {
 		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..%d", c.Mount.Prefetch, vfs.MaxPrefetch))
 	}
 	def := chunker.DefaultParams()
+	hashSet := c.Chunker.Hash != ""
 	if c.Chunker.Hash == "" {
 		c.Chunker.Hash = chunker.HashBLAKE3
 	}
@@ -361,7 +362,58 @@ func (c *Config) Complete(reg *Registry) error {
 	if err := checkIndependent(c.Primary, c.Safety); err != nil {
 		errs = append(errs, err)
 	}
+	if !hashSet {
+		// A casync store picks the hash a new filesystem is created with;
+		// an existing one keeps its own, which open checks.
+		if h := c.requiredHash(); h != "" {
+			c.Chunker.Hash = h
+		}
+	}
+	errs = append(errs, c.storeHashErrors(c.Chunker.Hash, "chunker.hash is")...)
 	return joinOneLine(errs)
+}
+
+// hashRequirer is a store config whose layout fixes the chunk hash: a
+// local store with `layout: casync` needs sha512-256, the hash desync
+// names its chunk files by.
+type hashRequirer interface {
+	// RequiredHash returns the hash the filesystem must use, or "".
+	RequiredHash() string
+}
+
+// requiredHash returns the hash the first store that needs one needs, or
+// "".
+func (c *Config) requiredHash() string {
+	for _, list := range [][]StoreConfig{c.Primary, c.Safety} {
+		for _, s := range list {
+			if r, ok := s.Options.(hashRequirer); ok && r.RequiredHash() != "" {
+				return r.RequiredHash()
+			}
+		}
+	}
+	return ""
+}
+
+// storeHashErrors names every store whose layout needs another chunk hash
+// than hash; what says where hash comes from ("chunker.hash is", "the
+// filesystem's index says").
+func (c *Config) storeHashErrors(hash, what string) []error {
+	var errs []error
+	for _, t := range []struct {
+		tier string
+		list []StoreConfig
+	}{{"primary", c.Primary}, {"safety", c.Safety}} {
+		for i, s := range t.list {
+			r, ok := s.Options.(hashRequirer)
+			if !ok || r.RequiredHash() == "" || r.RequiredHash() == hash {
+				continue
+			}
+			errs = append(errs, fmt.Errorf("%s[%d] (store %q): its layout needs chunker.hash: %s (the hash its chunk files are named by), but %s %s: "+
+				"use chunker.hash: %s for a new filesystem, or another layout for this store",
+				t.tier, i, s.Name, r.RequiredHash(), what, hash, r.RequiredHash()))
+		}
+	}
+	return errs
 }
 
 // complete fills the gc section's defaults (rate: the compare rate's) and

@@ -324,3 +324,94 @@ func s3cfg(t *testing.T, s StoreConfig) *s3.Config {
 	}
 	return c
 }
+
+// TestConfigCasyncHash: a store in the casync layout needs chunker.hash
+// sha512-256; unset, the hash follows the store; set to another, the
+// config is refused naming the store and the key. The tiers may differ in
+// layout.
+func TestConfigCasyncHash(t *testing.T) {
+	casyncPrimary := "data_dir: /tmp/d\nprimary:\n  - name: desync-store\n    path: /tmp/p\n    layout: casync\nsafety:\n  - path: /tmp/s\n"
+	for _, tc := range []struct {
+		name, yaml, wantHash, wantErr string
+	}{
+		{name: "hash follows the store", yaml: casyncPrimary, wantHash: "sha512-256"},
+		{name: "sha512-256 set", yaml: "chunker:\n  hash: sha512-256\n" + casyncPrimary, wantHash: "sha512-256"},
+		{name: "blake3 refused", yaml: "chunker:\n  hash: blake3\n" + casyncPrimary,
+			wantErr: `primary[0] (store "desync-store"): its layout needs chunker.hash: sha512-256 (the hash its chunk files are named by), but chunker.hash is blake3`},
+		{name: "casync safety, blake3 refused", yaml: "data_dir: /tmp/d\nchunker:\n  hash: blake3\nsafety:\n  - path: /tmp/s\n    layout: casync\n",
+			wantErr: `safety[0] (store "safety-0"): its layout needs chunker.hash: sha512-256`},
+		{name: "dualstore layout, blake3", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/p\n    layout: dualstore\n", wantHash: "blake3"},
+		{name: "bad layout", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/p\n    layout: tar\n", wantErr: `primary[0].layout "tar": want dualstore or casync`},
+		{name: "layout on s3", yaml: "data_dir: /tmp/d\nsafety:\n  - type: s3\n    bucket: b\n    layout: casync\n", wantErr: "safety[0].layout: only for local stores"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			err := ParseYAML([]byte(tc.yaml), &c)
+			if err == nil {
+				err = c.Complete(DefaultRegistry())
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want it to mention %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Chunker.Hash != tc.wantHash {
+				t.Errorf("chunker.hash %q, want %q", c.Chunker.Hash, tc.wantHash)
+			}
+		})
+	}
+}
+
+// TestOpenCasyncOverBlake3: a filesystem created with blake3 cannot be
+// opened with a casync store in its config (its header's hash wins over
+// the config's): a ConfigError naming the store, and nothing opened.
+func TestOpenCasyncOverBlake3(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "data")
+	e, err := Create(ctx, config(t, dir), testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{DataDir: dir, Primary: []StoreConfig{{Name: "desync-store",
+		Options: &local.Config{Path: filepath.Join(dir, "primary"), Layout: local.LayoutCasync}}}}
+	if err := cfg.Complete(DefaultRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(ctx, cfg, testLog(t))
+	if !isConfigError(err) || !strings.Contains(err.Error(), `primary[0] (store "desync-store")`) ||
+		!strings.Contains(err.Error(), "this filesystem was created with chunker.hash blake3") {
+		t.Fatalf("Open of a blake3 filesystem with a casync store: %v, want a ConfigError naming the store and the hash", err)
+	}
+	// The refusal released the data dir.
+	e, err = Open(ctx, config(t, dir), testLog(t))
+	if err != nil {
+		t.Fatalf("Open after the refusal: %v", err)
+	}
+	e.Close()
+
+	// A sha512-256 filesystem opens with a casync primary.
+	dir2 := filepath.Join(t.TempDir(), "data2")
+	cfg2 := Config{DataDir: dir2, Primary: []StoreConfig{{Options: &local.Config{Path: filepath.Join(dir2, "casync"), Layout: local.LayoutCasync}}}}
+	if err := cfg2.Complete(DefaultRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	e, err = Create(ctx, cfg2, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Index.Header().Hash != "sha512-256" {
+		t.Errorf("new filesystem's hash %q, want sha512-256", e.Index.Header().Hash)
+	}
+	e.Close()
+	if e, err = Open(ctx, cfg2, testLog(t)); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+}

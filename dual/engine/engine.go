@@ -169,6 +169,13 @@ func open(ctx context.Context, cfg Config, log zerolog.Logger, m mode) (*Engine,
 	if err != nil {
 		return nil, fmt.Errorf("index header: %w", err)
 	}
+	if e.Index != nil {
+		// The filesystem's hash was fixed at its creation: a store whose
+		// layout needs another (casync) cannot hold its chunks.
+		if errs := cfg.storeHashErrors(hashName, "this filesystem was created with chunker.hash"); len(errs) > 0 {
+			return nil, configErr(joinOneLine(errs))
+		}
+	}
 	opts, err := cfg.DualOptions(hash)
 	if err != nil {
 		return nil, configErr(err)

@@ -26,6 +26,11 @@ type Config struct {
 	// Sync is how fsync() on a file makes the store's chunks durable:
 	// auto (the default), syncfs or fsync; see Options.SyncMode.
 	Sync string `yaml:"sync" json:"sync"`
+	// Layout is how the chunk files are named and encoded: dualstore
+	// (the default) or casync, the layout desync and casync use (see
+	// Options.Layout). A casync store needs the filesystem's hash to be
+	// sha512-256 (RequiredHash).
+	Layout string `yaml:"layout" json:"layout"`
 }
 
 var (
@@ -49,7 +54,24 @@ func (c *Config) Complete(key string) error {
 	default:
 		return fmt.Errorf("%s.sync %q: want %s, %s or %s", key, c.Sync, SyncModeAuto, SyncModeSyncfs, SyncModeFsync)
 	}
-	return Options{Root: c.Path, SyncMode: c.Sync}.Validate()
+	switch c.Layout {
+	case "":
+		c.Layout = LayoutDualstore
+	case LayoutDualstore, LayoutCasync:
+	default:
+		return fmt.Errorf("%s.layout %q: want %s or %s", key, c.Layout, LayoutDualstore, LayoutCasync)
+	}
+	return Options{Root: c.Path, SyncMode: c.Sync, Layout: c.Layout}.Validate()
+}
+
+// RequiredHash returns the chunk hash a filesystem with this store must
+// use ("sha512-256" for the casync layout, whose files desync names by
+// it), or "" if any will do.
+func (c *Config) RequiredHash() string {
+	if c.Layout == LayoutCasync {
+		return casyncHash
+	}
+	return ""
 }
 
 // Open opens the store, logging through the logger in ctx (zerolog.Ctx),
@@ -66,7 +88,7 @@ func (c *Config) Open(ctx context.Context, name string, create bool) (stores.Sto
 			c.Path)
 	}
 	s, err := New(Options{Root: c.Path, Name: name, Compress: c.Compress, Fsync: c.Fsync, CreateRoot: create,
-		SyncMode: c.Sync, Log: *zerolog.Ctx(ctx)})
+		SyncMode: c.Sync, Layout: c.Layout, Log: *zerolog.Ctx(ctx)})
 	if err != nil {
 		return nil, nil, err
 	}

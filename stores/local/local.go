@@ -33,6 +33,17 @@
 // finds; after an unclean one, a Put that finds its chunk in place counts
 // as a write for the next Sync.
 //
+// The casync layout (Options.Layout) is what desync v0.9.6 reads and
+// writes for a local store: `<root>/<4 hex>/<64 hex id>.cacnk`, every file
+// a zstd frame (even where that is no smaller), so that desync verify,
+// extract, chunk-server and prune work on the store as it is. desync
+// ignores what else the store keeps (it walks the whole root but takes
+// only files named `<64 hex>.cacnk` for chunks, and deletes only its own
+// `.tmp-cacnk*` temp files), so the marker, the temp files and _meta stay
+// where they are in the dualstore layout; a meta object may not be named
+// like a chunk or a desync temp file there, and the sweep never removes a
+// desync temp file.
+//
 // Meta objects (stores.MetaStore: the index backup) are the files
 // `<root>/_meta/<name>`, each '/' of the name a subdirectory. `_meta` is no
 // shard, so List never reports them and no chunk's path reaches them.
@@ -138,6 +149,12 @@ type Options struct {
 	// Log receives the store's debug messages (the sync mode it chose,
 	// and why). The zero Logger discards them.
 	Log zerolog.Logger
+	// Layout is how chunk files are named and encoded: LayoutDualstore
+	// (the default, "") or LayoutCasync, what desync and casync read and
+	// write (every chunk a zstd frame in `<id>.cacnk`, whatever Compress
+	// says). A store keeps one layout: the other's chunk files are not
+	// its chunks.
+	Layout string
 }
 
 // Validate reports whether the options can be used, without touching the
@@ -154,7 +171,7 @@ func (o Options) Validate() error {
 	default:
 		return fmt.Errorf("local store: sync mode %q: want %s, %s or %s", o.SyncMode, SyncModeAuto, SyncModeSyncfs, SyncModeFsync)
 	}
-	return nil
+	return validLayout(o.Layout)
 }
 
 // Local is a chunk store in a local directory. Safe for concurrent use.
@@ -179,6 +196,9 @@ type Local struct {
 	unclean bool
 	// marker is the open marker, locked (flock) while the store is open.
 	marker *os.File
+	// casync is set for LayoutCasync; ext ends the chunk files' names.
+	casync bool
+	ext    string
 
 	// mu is held for reading by every operation and for writing by Close,
 	// so Close never frees the encoder or decoder under a running call.
@@ -233,10 +253,14 @@ func New(opts Options) (*Local, error) {
 	// Single-segment frames always record their content size (the encoder
 	// leaves it out of small multi-segment ones), so Stat can read it from
 	// the header; DecodeAll allocates the whole chunk anyway.
+	// In the casync layout an empty chunk is a frame too (desync reads
+	// nothing else), which EncodeAll writes only with zero frames on.
+	casync := opts.Layout == LayoutCasync
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithEncoderCRC(true),
-		zstd.WithSingleSegment(true))
+		zstd.WithSingleSegment(true),
+		zstd.WithZeroFrames(casync))
 	if err != nil {
 		rootF.Close()
 		marker.Close()
@@ -263,8 +287,12 @@ func New(opts Options) (*Local, error) {
 		Msg("sync mode")
 	var token [8]byte
 	rand.Read(token[:])
+	ext := chunkExt
+	if casync {
+		ext = casyncExt
+	}
 	l := &Local{root: root, name: name, opts: opts, enc: enc, dec: dec, rootF: rootF, marker: marker,
-		syncMode: mode, unclean: unclean, pending: pending{limit: maxPending},
+		casync: casync, ext: ext, syncMode: mode, unclean: unclean, pending: pending{limit: maxPending},
 		tmpPrefix: tmpPrefix + hex.EncodeToString(token[:]) + "-", sweepDone: make(chan struct{})}
 	if !unclean {
 		l.swept.Store(true)
@@ -418,7 +446,7 @@ func sweepTemps(ctx context.Context, root, keep string) error {
 		}
 		for _, e := range entries {
 			n := e.Name()
-			if strings.HasPrefix(n, tmpPrefix) && !strings.HasPrefix(n, keep) {
+			if strings.HasPrefix(n, tmpPrefix) && !strings.HasPrefix(n, keep) && !strings.HasPrefix(n, desyncTmpPrefix) {
 				if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 					return err
 				}
@@ -489,7 +517,7 @@ func (l *Local) shardDir(id stores.ID) string {
 
 // path returns the file holding id.
 func (l *Local) path(id stores.ID) string {
-	return filepath.Join(l.shardDir(id), id.String()+chunkExt)
+	return filepath.Join(l.shardDir(id), id.String()+l.ext)
 }
 
 // begin takes the read lock for an operation and reports whether it may
@@ -608,8 +636,11 @@ func fsDo(l *Local, ctx context.Context, fn func() error) error {
 }
 
 // Get reads the chunk, decompressing it if it is stored compressed. Data
-// that does not decode is reported as ErrCorrupt; a raw file is returned as
-// it is (checking it against its id is the caller's job).
+// that does not decode is reported as ErrCorrupt, and so is, in the casync
+// layout, a file that is no zstd frame (desync would refuse it, so the
+// tier's fallback and heal must replace it); a raw file of the dualstore
+// layout is returned as it is. Checking the bytes against the id is the
+// caller's job.
 func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	if err := l.begin(ctx, "get", &id); err != nil {
 		return nil, err
@@ -624,6 +655,9 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, err)
 	}
 	if !isZstd(data) {
+		if l.casync {
+			return nil, fmt.Errorf("local %s: get %s: %s: %w: not a zstd frame", l.root, id, p, stores.ErrCorrupt)
+		}
 		return data, nil
 	}
 	out, err := l.dec.DecodeAll(data, nil)
@@ -636,11 +670,15 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	return out, nil
 }
 
-// encode returns what to write for data. Data that starts like a zstd frame
-// is always compressed, even with Compress off, so that a file starting with
-// the magic number is always a frame; otherwise data is compressed only
-// when asked and only if that makes it smaller.
+// encode returns what to write for data. In the casync layout that is
+// always a zstd frame. Otherwise data that starts like a zstd frame is
+// always compressed, even with Compress off, so that a file starting with
+// the magic number is always a frame; other data is compressed only when
+// asked and only if that makes it smaller.
 func (l *Local) encode(data []byte) []byte {
+	if l.casync {
+		return l.enc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
+	}
 	magic := isZstd(data)
 	if !magic && (!l.opts.Compress || len(data) == 0) {
 		return data
@@ -684,7 +722,7 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 	var state atomic.Int32 // writeRunning
 	_, err := fsCallFlag(l, ctx, &state, func() (struct{}, error) {
 		if fi, err := os.Lstat(final); err == nil {
-			if intact(fi, len(data), payload) {
+			if intact(fi, len(data), payload, l.casync) {
 				if !l.unclean {
 					return struct{}{}, nil // held already
 				}
@@ -708,12 +746,13 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 }
 
 // intact reports whether a chunk file of fi's size can be a whole copy of
-// a chunk of n bytes whose stored form is payload: raw (n bytes) or as
-// this store compresses it now (the encoder is deterministic). Anything
-// else is rewritten: a copy a power loss left short, or one compressed by
-// other settings (a harmless extra write).
-func intact(fi iofs.FileInfo, n int, payload []byte) bool {
-	return fi.Size() == int64(n) || fi.Size() == int64(len(payload))
+// a chunk of n bytes whose stored form is payload: raw (n bytes, not in
+// the casync layout, where every chunk is a frame) or as this store
+// compresses it now (the encoder is deterministic). Anything else is
+// rewritten: a copy a power loss left short, or one compressed by other
+// settings or by desync (a harmless extra write).
+func intact(fi iofs.FileInfo, n int, payload []byte, casync bool) bool {
+	return !casync && fi.Size() == int64(n) || fi.Size() == int64(len(payload))
 }
 
 // write puts payload in place through a temp file. It runs on fsCall's
@@ -869,6 +908,9 @@ func (l *Local) stat(id stores.ID) (int64, error) {
 	}
 	head = head[:n]
 	if !isZstd(head) {
+		if l.casync {
+			return 0, fmt.Errorf("%s: %w: not a zstd frame", p, stores.ErrCorrupt)
+		}
 		fi, err := f.Stat()
 		if err != nil {
 			return 0, err
@@ -899,7 +941,8 @@ func (l *Local) Delete(ctx context.Context, id stores.ID) error {
 }
 
 // List calls fn for every chunk file, shard by shard. Temp files and
-// anything else that is not `<shard>/<id>.chunk` are skipped. Chunks put or
+// anything else that is not `<shard>/<id>.chunk` (`<shard>/<id>.cacnk` in
+// the casync layout) are skipped. Chunks put or
 // deleted while List runs may or may not be reported.
 func (l *Local) List(ctx context.Context, fn func(id stores.ID) error) error {
 	if err := l.begin(ctx, "list", nil); err != nil {
@@ -927,7 +970,7 @@ func (l *Local) List(ctx context.Context, fn func(id stores.ID) error) error {
 			return fmt.Errorf("local %s: list: %w", l.root, err)
 		}
 		for _, e := range entries {
-			hex, ok := strings.CutSuffix(e.Name(), chunkExt)
+			hex, ok := strings.CutSuffix(e.Name(), l.ext)
 			if !ok || !e.Type().IsRegular() {
 				continue
 			}

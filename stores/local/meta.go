@@ -71,6 +71,11 @@ func (l *Local) PutMeta(ctx context.Context, name string, data []byte) error {
 		return err
 	}
 	defer l.mu.RUnlock()
+	if l.casync {
+		if err := casyncMetaName(name); err != nil {
+			return fmt.Errorf("local %s: put meta: %w", l.root, err)
+		}
+	}
 	if ctx.Done() != nil && !stores.ImmutableData(ctx) {
 		data = bytes.Clone(data) // the write may outlive the call (see put)
 	}

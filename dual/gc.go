@@ -231,7 +231,16 @@ func (s *Scrub) gcSource(ctx context.Context, emit func(ChunkInfo) bool) error {
 	}
 	seen := map[stores.ID]bool{}
 	for _, t := range s.m.tiers {
-		err := t.List(ctx, func(id stores.ID) error {
+		// Shared stores (a casync store desync uses too) are never swept:
+		// a chunk this index does not know may be another tool's.
+		owned := stores.NewTier(t.Name(), t.Owned(), nil)
+		if len(t.Owned()) < len(t.Members()) {
+			s.m.log.Info().Str("tier", t.Name()).Msg("gc: the tier's shared stores (casync layout) are not swept")
+		}
+		if len(t.Owned()) == 0 {
+			continue
+		}
+		err := owned.List(ctx, func(id stores.ID) error {
 			if seen[id] {
 				return nil
 			}
@@ -303,7 +312,7 @@ func (s *Scrub) collect(ctx context.Context, c ChunkInfo) {
 		}
 	}
 	if !g.DryRun {
-		if err := m.Delete(ctx, c.ID); err != nil {
+		if err := m.deleteOwned(ctx, c.ID); err != nil {
 			s.gcError(c, err)
 			return
 		}

@@ -452,6 +452,14 @@ func (m *Manager) Delete(ctx context.Context, id stores.ID) error {
 	return errors.Join(m.tiers[0].Delete(ctx, id), m.tiers[1].Delete(ctx, id))
 }
 
+// deleteOwned is Delete from the stores that are not shared with other
+// tools (stores.Sharer): gc's removal.
+func (m *Manager) deleteOwned(ctx context.Context, id stores.ID) error {
+	ctx, cancel := m.callCtx(ctx)
+	defer cancel()
+	return errors.Join(m.tiers[0].DeleteOwned(ctx, id), m.tiers[1].DeleteOwned(ctx, id))
+}
+
 // ErrSyncOneSided is wrapped by Sync's error when only a tier that Require
 // does not name failed: the chunks are durable where a write needs them,
 // so fsync may succeed, but not everywhere (the caller keeps what it

@@ -189,3 +189,19 @@ func ValidMetaName(name string) error {
 	}
 	return nil
 }
+
+// Sharer is implemented by stores whose chunks other tools write and read
+// too (a casync-layout local store, shared with desync and casync): an
+// index of another tool may reference any chunk there, so gc never removes
+// one from such a store, neither an unreferenced chunk of this filesystem
+// nor one it does not know (desync prune, with every index, is the tool
+// for that), and a new filesystem may start over one that holds chunks.
+type Sharer interface {
+	Shared() bool
+}
+
+// IsShared reports whether s is a Sharer that says it is shared.
+func IsShared(s Store) bool {
+	sh, ok := s.(Sharer)
+	return ok && sh.Shared()
+}

@@ -483,3 +483,35 @@ func (t *Tier) ResetStats() {
 		t.stats[i].reset()
 	}
 }
+
+// DeleteOwned is Delete on the members that are not shared (stores.Sharer):
+// what gc removes, it removes only where no other tool may need it.
+func (t *Tier) DeleteOwned(ctx context.Context, id ID) error {
+	if err := t.check(ctx, "delete", &id); err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range t.members {
+		if IsShared(m) {
+			continue
+		}
+		if err := m.Delete(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.Name(), err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tier %s: delete %s: %w", t.name, id, err)
+	}
+	return nil
+}
+
+// Owned returns the tier's members that are not shared.
+func (t *Tier) Owned() []Store {
+	var out []Store
+	for _, m := range t.members {
+		if !IsShared(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}

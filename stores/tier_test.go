@@ -440,3 +440,33 @@ func TestTierNoMeta(t *testing.T) {
 		})
 	}
 }
+
+// sharedMem is a Mem that says other tools share it.
+type sharedMem struct{ *stores.Mem }
+
+func (sharedMem) Shared() bool { return true }
+
+// TestTierDeleteOwned: gc's delete leaves shared members alone.
+func TestTierDeleteOwned(t *testing.T) {
+	ctx := t.Context()
+	own, sh := stores.NewMem("own"), sharedMem{stores.NewMem("shared")}
+	tier := stores.NewTier("t", []stores.Store{sh, own}, nil)
+	a := id("a")
+	for _, s := range []stores.Store{own, sh} {
+		if err := s.Put(ctx, a, []byte("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tier.Owned(); len(got) != 1 || got[0].Name() != "own" {
+		t.Fatalf("Owned = %v", got)
+	}
+	if err := tier.DeleteOwned(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.Get(ctx, a); !errors.Is(err, stores.ErrNotFound) {
+		t.Errorf("owned member still holds the chunk: %v", err)
+	}
+	if _, err := sh.Get(ctx, a); err != nil {
+		t.Errorf("shared member lost the chunk: %v", err)
+	}
+}

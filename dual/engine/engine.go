@@ -285,6 +285,9 @@ func refuseFullStores(ctx context.Context, idxPath string, tiers [2]*stores.Tier
 	errFound := errors.New("found")
 	for _, t := range tiers {
 		for _, m := range t.Members() {
+			if stores.IsShared(m) {
+				continue // a desync store holds chunks of other tools by design
+			}
 			l, isLister := m.(stores.Lister)
 			if !isLister {
 				continue

@@ -56,3 +56,7 @@ func casyncMetaName(name string) error {
 	}
 	return nil
 }
+
+// Shared reports whether other tools (desync, casync) use the store too:
+// in the casync layout they do (see stores.Sharer).
+func (l *Local) Shared() bool { return l.casync }

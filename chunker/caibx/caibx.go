@@ -71,7 +71,7 @@ func Write(w io.Writer, x Index) error {
 	put := func(vs ...uint64) {
 		for _, v := range vs {
 			binary.LittleEndian.PutUint64(b[:], v)
-			bw.Write(b[:])
+			_, _ = bw.Write(b[:]) // a bufio error sticks: Flush returns it
 		}
 	}
 	put(indexSize, typeIndex, x.FeatureFlags, x.Min, x.Avg, x.Max)
@@ -83,7 +83,7 @@ func Write(w io.Writer, x Index) error {
 		}
 		end += c.Size
 		put(end)
-		bw.Write(c.ID[:])
+		_, _ = bw.Write(c.ID[:])
 	}
 	table := uint64(16 + 40*len(x.Chunks))
 	put(0, 0, indexSize, table+40, tableTailMarker)

@@ -158,3 +158,60 @@ func TestCasyncExportImport(t *testing.T) {
 		cmpFiles(t, c.want, got)
 	}
 }
+
+// TestCasyncExportToStore: a BLAKE3 filesystem (the default) exports
+// files, one with holes, into a desync store of their own with
+// --to-store: desync extracts them bit-exact and verifies the store clean.
+// Without --to-store the export says why it cannot.
+func TestCasyncExportToStore(t *testing.T) {
+	t.Parallel()
+	desync := desyncPath(t)
+	dir := t.TempDir()
+	m := mount(t)
+	data := randBytes(170, 6<<20+123)
+	writeFile(t, m.Path("plain"), data)
+	sparse := m.Path("sparse")
+	writeFile(t, sparse, data[:1<<20])
+	if err := os.Truncate(sparse, 40<<20); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(sparse, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(data[:3<<20], 40<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want := map[string][]byte{"plain": data}
+	sw := make([]byte, 43<<20)
+	copy(sw, data[:1<<20])
+	copy(sw[40<<20:], data[:3<<20])
+	want["sparse"] = sw
+	m.Unmount()
+
+	if _, e, code := CLI(t, "export", "--data-dir", m.Data, "/plain", "-o", filepath.Join(dir, "x.caibx")); code != 2 || !strings.Contains(e, "--to-store") {
+		t.Errorf("export of a BLAKE3 file without --to-store: exit %d\n%s", code, e)
+	}
+	store := filepath.Join(dir, "store")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "export")
+	if o, e, code := CLI(t, "export", "--data-dir", m.Data, "--to-store", store, "/", "-o", out); code != 0 {
+		t.Fatalf("export --to-store: exit %d\n%s%s", code, o, e)
+	}
+	for name, w := range want {
+		got := filepath.Join(dir, "got-"+name)
+		if o, err := exec.Command(desync, "extract", "-s", store, filepath.Join(out, name+".caibx"), got).CombinedOutput(); err != nil {
+			t.Fatalf("desync extract %s: %v\n%s", name, err, o)
+		}
+		b, err := os.ReadFile(got)
+		if err != nil || !bytes.Equal(b, w) {
+			t.Errorf("%s from the desync store: %d bytes, not the file (%v)", name, len(b), err)
+		}
+	}
+	if o, err := exec.Command(desync, "verify", "-s", store).CombinedOutput(); err != nil || len(bytes.TrimSpace(o)) != 0 {
+		t.Errorf("desync verify of the exported store: %v\n%s", err, o)
+	}
+}

@@ -17,15 +17,18 @@ import (
 )
 
 func exportCmd(g *globals) *cobra.Command {
-	var out string
+	var out, toStore string
 	c := &cobra.Command{
-		Use:   "export (--config FILE | --data-dir DIR) PATH -o OUT",
+		Use:   "export (--config FILE | --data-dir DIR) [--to-store DIR] PATH -o OUT",
 		Short: "Write casync blob indexes (.caibx) of files, for desync extract (offline)",
 		Long: `export writes, for a file of the filesystem (PATH from its root), a casync blob index: with a
 casync-layout primary, ` + "`desync extract -s PRIMARY OUT file`" + ` then gives the file bit-exact with no
 copying. A directory exports one .caibx per regular file below it, into the directory OUT, as a
-tree of PATH.caibx. It needs a filesystem created with chunker.hash: sha512-256, and files without
-holes; it runs offline (unmount first).`,
+tree of PATH.caibx. Without --to-store it needs a filesystem created with chunker.hash:
+sha512-256 and files without holes (the index names the chunks as they are); with --to-store DIR
+it writes the file's chunks, re-hashed with SHA512/256 and zstd-compressed (holes as zero chunks),
+into the desync local store DIR, so the same works for any filesystem. It runs offline (unmount
+first).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 || out == "" || !offline(g) {
 				return usageErr(fmt.Errorf("usage: %s", cmd.UseLine()))
@@ -41,7 +44,7 @@ holes; it runs offline (unmount first).`,
 				return usageErr(err)
 			}
 			if !a.IsDir() {
-				return exportOne(ctx, e, a, args[0], out)
+				return exportOne(ctx, e, a, args[0], out, toStore)
 			}
 			n := 0
 			err = walkFiles(ctx, e, a.Ino, args[0], func(f index.Attr, p string) error {
@@ -50,21 +53,32 @@ holes; it runs offline (unmount first).`,
 					return err
 				}
 				n++
-				return exportOne(ctx, e, f, p, dst)
+				return exportOne(ctx, e, f, p, dst, toStore)
 			})
 			fmt.Fprintf(os.Stderr, "dualstore: exported %d files into %s\n", n, out)
 			return err
 		},
 	}
 	c.Flags().StringVarP(&out, "output", "o", "", "the .caibx to write (a directory for a directory)")
+	c.Flags().StringVar(&toStore, "to-store", "", "write the chunks, re-hashed with SHA512/256, into this desync local store")
 	return c
 }
 
-func exportOne(ctx context.Context, e *engine.Engine, a index.Attr, name, dst string) error {
+func exportOne(ctx context.Context, e *engine.Engine, a index.Attr, name, dst, toStore string) error {
 	if !a.IsRegular() {
 		return usageErr(fmt.Errorf("%s: not a regular file", name))
 	}
-	x, err := e.CaibxOf(ctx, a.Ino)
+	var x caibx.Index
+	var err error
+	if toStore != "" {
+		x, err = e.CaibxToStore(ctx, a.Ino, toStore)
+	} else {
+		x, err = e.CaibxOf(ctx, a.Ino)
+	}
+	var ce *engine.ConfigError
+	if errors.As(err, &ce) {
+		return usageErr(err)
+	}
 	if errors.Is(err, engine.ErrNeedsRehash) {
 		return usageErr(fmt.Errorf("%s: %w", name, err))
 	}

@@ -252,3 +252,85 @@ func TestSyncVariant(t *testing.T) {
 		t.Errorf("table lacks %q\n%s", want, out)
 	}
 }
+
+// TestCasyncVariant: (h) runs the random first copy and cold read with a
+// casync primary and the default safety tier, and is judged against (i),
+// desync, in the same run.
+func TestCasyncVariant(t *testing.T) {
+	names := caseNames()
+	for _, k := range []string{"dualstore-casync", "desync"} {
+		if !slices.Contains(names, "seq/random/"+k) || slices.Contains(names, "seq/compressible/"+k) {
+			t.Errorf("cases of %s: %v", k, names)
+		}
+	}
+	v := variantByKey("dualstore-casync")
+	if !v.writeCold || v.writeOnly || v.baseline != "desync" {
+		t.Errorf("(h): %+v", v)
+	}
+	for _, compress := range []bool{false, true} {
+		var c engine.Config
+		if err := engine.ParseYAML([]byte(dualstoreConfig(v, t.TempDir(), compress)), &c); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Complete(engine.DefaultRegistry()); err != nil {
+			t.Fatal(err)
+		}
+		if c.Chunker.Hash != "sha512-256" || !*c.Dual.WriteToBoth || len(c.Primary) != 1 || len(c.Safety) != 1 {
+			t.Fatalf("config of (h): %+v", c)
+		}
+		if lc, ok := c.Primary[0].Options.(*local.Config); !ok || lc.Layout != local.LayoutCasync {
+			t.Errorf("primary of (h): %#v, want layout casync", c.Primary[0].Options)
+		}
+		if lc, ok := c.Safety[0].Options.(*local.Config); !ok || lc.Layout != local.LayoutDualstore || lc.Compress != compress {
+			t.Errorf("safety of (h), compress %v: %#v, want the default layout", compress, c.Safety[0].Options)
+		}
+	}
+
+	var ss []sample
+	for run, k := range []float64{1, 2, 0.5} {
+		// desync make takes 2 s of its 4 s before the sync.
+		mk := map[string]float64{"bytes": 1 << 30, "seconds": 4 / k, "make_seconds": 2 / k, "daemon_cpu_seconds": 3}
+		ss = append(ss,
+			sample{Case: "write", Data: "random", Variant: "loopback", Run: run, Value: 400 * k, Unit: "MiB/s"},
+			sample{Case: "write", Data: "random", Variant: "dualstore-casync", Run: run, Value: 340 * k, Unit: "MiB/s"},
+			sample{Case: "write", Data: "random", Variant: "desync", Run: run, Value: 256 * k, Unit: "MiB/s", Detail: mk},
+			sample{Case: "read-cold", Data: "random", Variant: "loopback", Run: run, Value: 1000 * k, Unit: "MiB/s"},
+			sample{Case: "read-cold", Data: "random", Variant: "dualstore-casync", Run: run, Value: 600 * k, Unit: "MiB/s"},
+			sample{Case: "read-cold", Data: "random", Variant: "desync", Run: run, Value: 400 * k, Unit: "MiB/s"})
+	}
+	out := markdown(meta{Runs: 3, Size: 1 << 30}, summarize(ss))
+	for _, want := range []string{
+		"| seq write + fsync | random | (h) casync primary + safety | 340 MiB/s | – | 0.85 | ≥ 1.3× (i) desync make + sync | pass (1.33× desync make + sync; 0.66× make alone) |",
+		"| seq write + fsync | random | (i) desync make / extract | 256 MiB/s | 3.00 s/GiB | 0.64 |  | (make alone, before the sync: 512 MiB/s) |",
+		"| seq read, cold | random | (h) casync primary + safety | 600 MiB/s | – | 0.60 | ≥ 2.0× (i) desync extract | **miss** (1.50× desync extract) |",
+		"- seq read, cold, random, (h) casync primary + safety: 1.50× desync extract, target ≥ 2.0× (i) desync extract",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q\n%s", want, out)
+		}
+	}
+
+	// Without (i) in the run, (h) is not judged, and the table says why.
+	rows := summarize(ss[:2])
+	if r := rows[len(rows)-1]; r.Variant != "dualstore-casync" || r.Result != "no (i)" {
+		t.Errorf("(h) without (i): %+v", r)
+	}
+	out = markdown(meta{Runs: 3, Size: 1 << 30, NoDesync: "-desync bin/desync not found"}, rows)
+	for _, want := range []string{"**desync baselines skipped**: -desync bin/desync not found", "1 target(s) not judged"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q\n%s", want, out)
+		}
+	}
+}
+
+func TestFindDesync(t *testing.T) {
+	if p, why := findDesync(t.TempDir() + "/nope"); p != "" || !strings.Contains(why, "not found") {
+		t.Errorf("missing binary: %q, %q", p, why)
+	}
+	if p, why := findDesync(t.TempDir()); p != "" || !strings.Contains(why, "not an executable") {
+		t.Errorf("a directory: %q, %q", p, why)
+	}
+	if p, why := findDesync("/bin/true"); p != "/bin/true" || why != "" {
+		t.Errorf("/bin/true: %q, %q", p, why)
+	}
+}

@@ -69,8 +69,12 @@ func (m measured) detail(in *instance, count string) map[string]float64 {
 
 // seqOnce measures one run of the sequential cases for one variant and
 // one data set: write (copy of the source file, fsync), second copy,
-// cold read, warm read (only the write for a writeOnly variant).
+// cold read, warm read (only the write for a writeOnly variant, the
+// write and the cold read for a writeCold one).
 func (b *bench) seqOnce(ctx context.Context, v variant, ds dataset, src string, run int) (err error) {
+	if v.kind == kindDesync {
+		return b.desyncOnce(ctx, v, ds, src, run)
+	}
 	name := fmt.Sprintf("seq-%s-%s", ds.name, v.key)
 	in, err := b.open(ctx, v, name)
 	if err != nil {
@@ -113,31 +117,11 @@ func (b *bench) seqOnce(ctx context.Context, v variant, ds dataset, src string, 
 		return finish(a)
 	}
 
-	// Second copy: nothing new to store.
-	if err := b.settle(src); err != nil {
-		return err
-	}
-	w0, q0, err := in.storedBytes()
-	if err != nil {
-		return err
-	}
-	m, err = in.timed(func() (int64, time.Duration, error) { return copyFile(ctx, src, c) })
-	if err != nil {
-		return fmt.Errorf("%s: second copy: %w", name, err)
-	}
-	w1, q1, err := in.storedBytes()
-	if err != nil {
-		return err
-	}
-	var extra map[string]float64
-	if v.kind == kindDualstore {
-		extra = map[string]float64{
-			"new_chunk_bytes":    float64(max(w1-w0, q1-q0)),
-			"tier_write_bytes":   float64(w1 - w0),
-			"unique_bytes_added": float64(q1 - q0),
+	if !v.writeCold {
+		if err := b.copy2(ctx, in, src, c, add); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	add("copy2", m, extra)
 
 	// Cold read: a fresh daemon and no page cache.
 	if err := in.remount(ctx); err != nil {
@@ -152,6 +136,9 @@ func (b *bench) seqOnce(ctx context.Context, v variant, ds dataset, src string, 
 		return fmt.Errorf("%s: cold read: %w", name, err)
 	}
 	add("read-cold", m, map[string]float64{"drop_caches": how})
+	if v.writeCold {
+		return finish(a)
+	}
 
 	// Warm read: everything that can be cached has been read once.
 	m, err = in.timed(func() (int64, time.Duration, error) { return readFile(ctx, a) })
@@ -160,6 +147,35 @@ func (b *bench) seqOnce(ctx context.Context, v variant, ds dataset, src string, 
 	}
 	add("read-warm", m, nil)
 	return finish(a, c)
+}
+
+// copy2 measures the second copy, to c: nothing new to store.
+func (b *bench) copy2(ctx context.Context, in *instance, src, c string, add func(string, measured, map[string]float64)) error {
+	if err := b.settle(src); err != nil {
+		return err
+	}
+	w0, q0, err := in.storedBytes()
+	if err != nil {
+		return err
+	}
+	m, err := in.timed(func() (int64, time.Duration, error) { return copyFile(ctx, src, c) })
+	if err != nil {
+		return fmt.Errorf("second copy: %w", err)
+	}
+	w1, q1, err := in.storedBytes()
+	if err != nil {
+		return err
+	}
+	var extra map[string]float64
+	if in.v.kind == kindDualstore {
+		extra = map[string]float64{
+			"new_chunk_bytes":    float64(max(w1-w0, q1-q0)),
+			"tier_write_bytes":   float64(w1 - w0),
+			"unique_bytes_added": float64(q1 - q0),
+		}
+	}
+	add("copy2", m, extra)
+	return nil
 }
 
 // smallOnce measures one run of the small-file cases for one variant.

@@ -17,6 +17,16 @@
 //	(f) dualstore-fsync   both tiers, the local stores forced to sync by
 //	                      fsync of each chunk file (`sync: fsync`); random
 //	                      data, first copy only, compared with (d)
+//	(g) dualstore-nobackup both tiers, index backup off; random first copy
+//	                      and small files, judged against (d)
+//	(h) dualstore-casync  both tiers, chunker.hash sha512-256, the primary a
+//	                      local store in the casync layout (zstd); random
+//	                      data, first copy and cold read, judged against (i)
+//	(i) desync            the peer baseline of (h): `desync make -s STORE
+//	                      out.caibx SRC` to a fresh local store plus a syncfs
+//	                      (the write), `desync extract` after drop_caches
+//	                      (the cold read); skipped, and said so, without
+//	                      the -desync binary
 //
 // Cases: a sequential write of one file copied from a pre-generated source
 // (1 MiB writes, fsync, close), a second copy of it (dedup), cold and warm
@@ -33,6 +43,7 @@
 //	dualstore-bench -bin bin/dualstore [-size 1GiB] [-runs 3] [-small 10000]
 //	    [-rss-size 4GiB] [-dir DIR] [-json bench.json] [-only REGEXP] [-quick]
 //	    [-compress] [-mount-args '--cache-mb=256'] [-verify=true]
+//	    [-desync bin/desync]
 //
 // -only selects cases by name: seq/random/dualstore-both,
 // seq/compressible/loopback, small/disk, rss/dualstore-both… Ratios need
@@ -69,6 +80,7 @@ import (
 // options are the command line.
 type options struct {
 	bin       string
+	desync    string
 	size      int64
 	runs      int
 	small     int
@@ -83,8 +95,10 @@ type options struct {
 
 // bench is one benchmark run.
 type bench struct {
-	opts       options
-	work       string
+	opts options
+	work string
+	// noDesync says why the desync baselines are skipped ("": they run).
+	noDesync   string
 	procs      procs
 	dropCaches bool
 	log        io.Writer
@@ -139,6 +153,7 @@ func parseFlags(args []string) (options, error) {
 	o := options{size: gib, bigSize: 4 * gib}
 	fs := flag.NewFlagSet("dualstore-bench", flag.ContinueOnError)
 	fs.StringVar(&o.bin, "bin", "bin/dualstore", "the dualstore binary to mount with")
+	fs.StringVar(&o.desync, "desync", "bin/desync", "the desync binary of the peer baselines (make desync); without it their rows are skipped")
 	fs.Var((*byteSize)(&o.size), "size", "size of the sequential file (binary units: 1GiB, 256MiB, 4G)")
 	fs.IntVar(&o.runs, "runs", 3, "runs of every case; the table shows medians")
 	fs.IntVar(&o.small, "small", 10000, "number of 4 KiB files in the small-file cases")
@@ -313,6 +328,7 @@ func (b *bench) setup() (meta, error) {
 		return meta{}, fmt.Errorf("-bin %s: not a dualstore binary (make build): %v", o.bin, err)
 	}
 	b.opts.bin = bin
+	b.opts.desync, b.noDesync = findDesync(o.desync)
 	parent, err := workParent(o.dir)
 	if err != nil {
 		return meta{}, err
@@ -329,6 +345,11 @@ func (b *bench) setup() (meta, error) {
 	if o.only != nil {
 		m.Only = o.only.String()
 	}
+	m.Desync = b.opts.desync
+	if b.noDesync != "" && b.wantsDesync() {
+		m.NoDesync = b.noDesync
+		b.logf("desync baselines skipped: %s", b.noDesync)
+	}
 	b.logf("work dir %s (%s); drop_caches permitted: %v", b.work, m.WorkFS, b.dropCaches)
 	if strings.HasPrefix(m.WorkFS, "tmpfs") {
 		b.logf("WARNING: the work dir is on tmpfs: (a) measures memory, not a disk; use -dir")
@@ -341,6 +362,25 @@ func (b *bench) selected(name string) bool {
 	return b.opts.only == nil || b.opts.only.MatchString(name)
 }
 
+// runs reports whether v runs on ds in this bench: selected, and for the
+// desync baseline, with the binary found.
+func (b *bench) runs(v variant, ds dataset) bool {
+	if !v.runsOn(ds.name) || !b.selected("seq/"+ds.name+"/"+v.key) {
+		return false
+	}
+	return v.kind != kindDesync || b.noDesync == ""
+}
+
+// wantsDesync reports whether -only selects a desync case.
+func (b *bench) wantsDesync() bool {
+	for _, v := range variants {
+		if v.kind == kindDesync && b.selected("seq/random/"+v.key) {
+			return true
+		}
+	}
+	return false
+}
+
 // runAll runs every selected case; the variants of one case alternate
 // within each run, so a noisy minute hits all of them.
 func (b *bench) runAll(ctx context.Context) error {
@@ -348,7 +388,7 @@ func (b *bench) runAll(ctx context.Context) error {
 	srcs := map[string]string{}
 	for _, ds := range datasets {
 		for _, v := range variants {
-			if v.runsOn(ds.name) && b.selected("seq/"+ds.name+"/"+v.key) && srcs[ds.name] == "" {
+			if b.runs(v, ds) && srcs[ds.name] == "" {
 				p := filepath.Join(b.work, "source-"+ds.name)
 				b.logf("generating the %s source (%s)", ds.name, fmtBytes(float64(b.opts.size)))
 				if err := generate(ctx, ds, b.opts.size, p); err != nil {
@@ -361,7 +401,7 @@ func (b *bench) runAll(ctx context.Context) error {
 	for r := range b.opts.runs {
 		for _, ds := range datasets {
 			for _, v := range variants {
-				if !v.runsOn(ds.name) || !b.selected("seq/"+ds.name+"/"+v.key) {
+				if !b.runs(v, ds) {
 					continue
 				}
 				if err := b.seqOnce(ctx, v, ds, srcs[ds.name], r); err != nil {

@@ -139,10 +139,14 @@ func summarize(samples []sample) []row {
 			m := median(cpus)
 			r.DaemonCPU, r.CPUUnit = &m, cpuUnit
 		}
-		if base := variantByKey(k.v).baseline; base != "" {
+		base := variantByKey(k.v).baseline
+		if base != "" {
 			versus(&r, g, groups[key{k.c, k.d, base}], variantByKey(base))
 		}
-		judge(&r, groups[key{"write", k.d, k.v}], g)
+		if k.v == "desync" && k.c == "write" {
+			makeAlone(&r, g)
+		}
+		judge(&r, groups[key{"write", k.d, k.v}], g, groups[key{k.c, k.d, base}])
 		rows = append(rows, r)
 	}
 	return rows
@@ -164,6 +168,29 @@ func versus(r *row, own, base []sample, bv variant) {
 	r.BaselineRatio = &m
 	short, _, _ := strings.Cut(bv.label, " ")
 	r.Measured = fmt.Sprintf("%.2f× %s", m, short)
+}
+
+// makeRate is a desync write sample's rate without the sync that follows
+// desync make (0 if unknown).
+func makeRate(s sample) float64 {
+	if sec := s.Detail["make_seconds"]; sec > 0 {
+		return s.Detail["bytes"] / mib / sec
+	}
+	return 0
+}
+
+// makeAlone notes on the desync write row the rate of desync make alone,
+// before its store is synced.
+func makeAlone(r *row, own []sample) {
+	var rates []float64
+	for _, s := range own {
+		if v := makeRate(s); v > 0 {
+			rates = append(rates, v)
+		}
+	}
+	if len(rates) > 0 {
+		r.Measured = fmt.Sprintf("make alone, before the sync: %s MiB/s", fmtNum(median(rates)))
+	}
 }
 
 func find(ss []sample, run int) (sample, bool) {
@@ -189,11 +216,18 @@ const (
 	// 1/0.90 of (d), with it, in the same run.
 	targetBackupWrite = 0.95
 	targetBackupSmall = 0.90
+	// Issue #16, random data: (h), a casync primary plus the safety
+	// tier, writes at least 1.3× as fast as desync make to one local
+	// store (plus a sync: the write is fsynced) and reads cold at least
+	// 2× as fast as desync extract, in the same run.
+	targetCasyncWrite = 1.3
+	targetCasyncRead  = 2.0
 )
 
 // judge fills the row's target and result. writes are the same variant's
-// first-copy samples (for the second copy's speed-up); own are the row's.
-func judge(r *row, writes, own []sample) {
+// first-copy samples (for the second copy's speed-up); own are the row's;
+// base are its baseline variant's of the same case.
+func judge(r *row, writes, own, base []sample) {
 	if !strings.HasPrefix(r.Variant, "dualstore") {
 		return
 	}
@@ -222,7 +256,37 @@ func judge(r *row, writes, own []sample) {
 			r.Measured = fmt.Sprintf("(d) = %.3f× (g)", 1 / *r.BaselineRatio)
 		}
 	}
+	// peer judges (h) against (i), desync, in the same run.
+	peer := func(min float64, what string) {
+		r.Target = fmt.Sprintf("≥ %.1f× (i) %s", min, what)
+		switch {
+		case r.BaselineRatio == nil:
+			r.Result = "no (i)"
+			return
+		case *r.BaselineRatio >= min:
+			r.Result = "pass"
+		default:
+			r.Result = "miss"
+		}
+		r.Measured = fmt.Sprintf("%.2f× %s", *r.BaselineRatio, what)
+		if r.Case != "write" {
+			return
+		}
+		var alone []float64
+		for _, s := range own {
+			if b, ok := find(base, s.Run); ok && makeRate(b) > 0 {
+				alone = append(alone, s.Value/makeRate(b))
+			}
+		}
+		if len(alone) > 0 {
+			r.Measured += fmt.Sprintf("; %.2f× make alone", median(alone))
+		}
+	}
 	switch {
+	case r.Variant == "dualstore-casync" && r.Case == "write":
+		peer(targetCasyncWrite, "desync make + sync")
+	case r.Variant == "dualstore-casync" && r.Case == "read-cold":
+		peer(targetCasyncRead, "desync extract")
 	case r.Variant == "dualstore-nobackup" && r.Case == "write":
 		backupCost(targetBackupWrite)
 	case r.Variant == "dualstore-nobackup" && r.Case == "small-create":
@@ -285,8 +349,12 @@ type meta struct {
 	Compress   bool     `json:"compress"`
 	MountArgs  []string `json:"mount_args,omitempty"`
 	Only       string   `json:"only,omitempty"`
-	Seconds    float64  `json:"seconds"`
-	Error      string   `json:"error,omitempty"`
+	// Desync is the desync binary of the peer baselines, NoDesync why
+	// they were skipped.
+	Desync   string  `json:"desync,omitempty"`
+	NoDesync string  `json:"desync_skipped,omitempty"`
+	Seconds  float64 `json:"seconds"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // report is the JSON document.
@@ -320,6 +388,9 @@ func markdown(m meta, rows []row) string {
 	}
 	if m.Error != "" {
 		fmt.Fprintf(&b, "\n**Incomplete run**: %s\n", m.Error)
+	}
+	if m.NoDesync != "" {
+		fmt.Fprintf(&b, "\n**desync baselines skipped**: %s; (i)'s rows are missing and (h) is not judged.\n", m.NoDesync)
 	}
 	sections := []struct{ id, title string }{
 		{secSeq, fmt.Sprintf("Sequential: one %s file, 1 MiB writes and reads", fmtBytes(float64(m.Size)))},
@@ -380,7 +451,7 @@ func markdown(m meta, rows []row) string {
 		}
 	}
 	if unjudged > 0 {
-		fmt.Fprintf(&b, "\n%d target(s) not judged: their baseline was not run (see -only).\n", unjudged)
+		fmt.Fprintf(&b, "\n%d target(s) not judged: their baseline was not run (see -only, -desync).\n", unjudged)
 	}
 	if judged > 0 && len(misses(rows)) == 0 {
 		b.WriteString("\nEvery target judged in this run is met.\n")

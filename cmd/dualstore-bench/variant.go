@@ -16,10 +16,14 @@ const (
 	kindDisk variantKind = iota
 	kindLoopback
 	kindDualstore
+	// kindDesync is the peer baseline: desync make to a local store and
+	// desync extract from it, not a filesystem.
+	kindDesync
 )
 
 // A variant is one of the filesystems compared: the plain disk, the FUSE
-// floor, and dualstore in four configurations.
+// floor, and dualstore in several configurations; or desync, the peer
+// baseline of the casync primary.
 type variant struct {
 	key   string
 	label string
@@ -35,6 +39,13 @@ type variant struct {
 	// question costs a fraction of a full one.
 	data      string
 	writeOnly bool
+	// writeCold limits the variant to the first copy and the cold read.
+	writeCold bool
+	// hash is the chunker's hash ("": the default) and casync puts the
+	// primary on a local store in the casync layout (zstd, SHA-512/256
+	// ids), the safety tier left at its default.
+	hash   string
+	casync bool
 	// baseline is the variant whose values, in the same run, the table
 	// gives this one's ratio to (besides the ratio to (b)).
 	baseline string
@@ -55,6 +66,15 @@ var variants = []variant{
 	// replicating the index into both tiers costs.
 	{key: "dualstore-nobackup", label: "(g) both tiers, index backup off", kind: kindDualstore, writeToBoth: true,
 		noBackup: true, data: "random", writeOnly: true, baseline: "dualstore-both"},
+	// (d) with the primary a casync store, against desync itself (#16):
+	// the write through the mount to a casync primary plus the safety tier
+	// and the cold read, beside desync make and extract of the same file.
+	{key: "dualstore-casync", label: "(h) casync primary + safety", kind: kindDualstore, writeToBoth: true,
+		hash: "sha512-256", casync: true, data: "random", writeCold: true, baseline: "desync"},
+	// The peer baseline of (h): desync make of the source to a fresh local
+	// store on the same disk, then a sync (the write); desync extract of it
+	// after drop_caches (the cold read).
+	{key: "desync", label: "(i) desync make / extract", kind: kindDesync, data: "random", writeCold: true},
 }
 
 // runsOn reports whether v runs on the data set named ds.
@@ -92,7 +112,7 @@ func (b *bench) open(ctx context.Context, v variant, name string) (*instance, er
 		return nil, err
 	}
 	switch v.kind {
-	case kindDisk:
+	case kindDisk, kindDesync:
 		in.dir = filepath.Join(in.root, "files")
 		if err := os.Mkdir(in.dir, 0o755); err != nil {
 			return nil, err
@@ -129,10 +149,19 @@ func dualstoreConfig(v variant, data string, compress bool) string {
 	if v.noBackup {
 		b.WriteString("index_backup:\n  enabled: false\n")
 	}
-	if compress || v.sync != "" {
+	if v.hash != "" {
+		fmt.Fprintf(&b, "chunker:\n  hash: %s\n", v.hash)
+	}
+	if compress || v.sync != "" || v.casync {
 		for _, tier := range []string{"primary", "safety"} {
+			casync := v.casync && tier == "primary"
+			if !casync && !compress && v.sync == "" {
+				continue // the default store
+			}
 			fmt.Fprintf(&b, "%s:\n  - name: %s-0\n    type: local\n    path: %s\n", tier, tier, quote(filepath.Join(data, tier)))
-			if compress {
+			if casync {
+				b.WriteString("    layout: casync\n") // always zstd
+			} else if compress {
 				b.WriteString("    compress: true\n")
 			}
 			if v.sync != "" {

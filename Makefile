@@ -71,7 +71,7 @@ $(DESYNC): integration/tools/desync/go.mod integration/tools/desync/go.sum
 
 # Performance: every baseline and every dualstore variant in the same run,
 # as ratios (see README, Performance). Needs root and /dev/fuse.
-bench: build
+bench: build desync
 	$(GO) run ./cmd/dualstore-bench -bin $(BIN)/dualstore $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench Maintenance -benchtime 1x ./dual/
 	$(GO) test -run '^$$' -bench Restore -benchtime 1x -timeout 30m ./index/replica/

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/minio/minio-go/v7"
 
 	"github.com/dualstore/dualstore/stores/s3/s3test"
 )
@@ -248,4 +249,86 @@ func TestCasyncS3Primary(t *testing.T) {
 	}
 	m.Remount()
 	diffTrees(t, src, m.Path())
+}
+
+// TestCasyncS3CorruptChunk: in a casync-layout S3 primary, an object that
+// holds the chunk's bytes uncompressed (no zstd frame: desync would refuse
+// it) and one with bit rot are both corrupt: reads through the mount
+// return the right bytes from the safety tier, and the heal writes both
+// back as zstd frames.
+func TestCasyncS3CorruptChunk(t *testing.T) {
+	srv := startS3(t)
+	src := filepath.Join(t.TempDir(), "f")
+	writeFile(t, src, randBytes(1710, 6<<20))
+	m := mount(t, withConfig(casyncS3Config(srv)))
+	runTool(t, "cp", src, m.Path("f"))
+	m.Unmount()
+
+	chunks, _ := casyncS3Objects(t, srv)
+	if len(chunks) < 3 {
+		t.Fatalf("%d chunks for 6 MiB", len(chunks))
+	}
+	ids := make([]string, 0, len(chunks))
+	for id := range chunks {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	raw, rot := ids[0], ids[1]
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := os.ReadFile(chunks[raw])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := dec.DecodeAll(frame, nil)
+	dec.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := casyncS3Prefix + "/" + raw[:4] + "/" + raw + ".cacnk"
+	if _, err := srv.Client().PutObject(t.Context(), s3Bucket, key, bytes.NewReader(plain), int64(len(plain)),
+		minio.PutObjectOptions{DisableMultipart: true}); err != nil {
+		t.Fatal(err)
+	}
+	corruptChunk(t, chunks[rot])
+
+	m.Remount()
+	cmpFiles(t, src, m.Path("f"))
+	if err := waitFor(20*time.Second, func() error {
+		if st := m.Stats(); st.Fallbacks < 2 || st.SelfHeals < 2 {
+			return fmt.Errorf("fallbacks %d, self_heals %d, want 2 each", st.Fallbacks, st.SelfHeals)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if r := m.Compare(true); r.Differences() != 0 {
+		t.Errorf("deep compare after the heal: %s", r.counts())
+	}
+	m.Unmount()
+	// Every object is a good frame again (casyncS3Objects checks).
+	if after, _ := casyncS3Objects(t, srv); len(after) != len(chunks) {
+		t.Errorf("%d chunk objects after the heal, were %d", len(after), len(chunks))
+	}
+}
+
+// TestCasyncS3RefusesBlake3: a casync-layout S3 store with chunker.hash
+// blake3 is refused at mount with one line naming the store and the key.
+func TestCasyncS3RefusesBlake3(t *testing.T) {
+	requireFUSE(t)
+	srv := startS3(t)
+	dir := t.TempDir()
+	mp, data := filepath.Join(dir, "mnt"), filepath.Join(dir, "data")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, strings.Replace(casyncS3Config(srv), "sha512-256", "blake3", 1))
+	mountMustFail(t, 2, mp, []string{`primary[0] (store "casync-s3")`, "chunker.hash: sha512-256", "blake3"},
+		"mount", "--data-dir", data, "--config", cfg, mp)
+	mustNotExist(t, data)
+	if objs := srv.Objects(s3Bucket, casyncS3Prefix); len(objs) != 0 {
+		t.Errorf("the refused mount wrote %v", objs)
+	}
 }

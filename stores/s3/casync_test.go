@@ -181,7 +181,7 @@ func TestCasyncCorrupt(t *testing.T) {
 func TestCasyncParseKey(t *testing.T) {
 	id := casyncID([]byte("k"))
 	h := id.String()
-	s := &Store{keyPrefix: "p/", casync: true, ext: casyncExt}
+	s := &Store{keyPrefix: "p/", casync: true}
 	for _, tc := range []struct {
 		key string
 		ok  bool

@@ -49,6 +49,14 @@ func validLayout(layout string) error {
 	return fmt.Errorf("s3 store: layout %q: want %s or %s", layout, LayoutDualstore, LayoutCasync)
 }
 
+// ext ends every chunk's key: .chunk, or .cacnk in the casync layout.
+func (s *Store) ext() string {
+	if s.casync {
+		return casyncExt
+	}
+	return chunkExt
+}
+
 // Shared reports whether other tools (desync) use the store too: in the
 // casync layout they do (see stores.Sharer), so gc never deletes from it.
 func (s *Store) Shared() bool { return s.casync }

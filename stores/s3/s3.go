@@ -59,10 +59,9 @@ type Store struct {
 	timeout    time.Duration
 	retries    int
 	credSource string
-	// casync is set for LayoutCasync; ext ends the chunks' keys; codec
-	// is nil in the dualstore layout.
+	// casync is set for LayoutCasync; codec is nil in the dualstore
+	// layout.
 	casync bool
-	ext    string
 	codec  *codec
 
 	sem chan struct{}
@@ -133,7 +132,6 @@ func newStore(opts Options) (*Store, error) {
 		sem:        make(chan struct{}, opts.concurrency()),
 		out:        outage{base: opts.outageBackoff()},
 		casync:     opts.Layout == LayoutCasync,
-		ext:        chunkExt,
 	}
 	if s.name == "" {
 		s.name = "s3://" + opts.Bucket
@@ -164,7 +162,6 @@ func newStore(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("s3 %s: %w", where, err)
 	}
 	if s.casync {
-		s.ext = casyncExt
 		if s.codec, err = newCodec(); err != nil {
 			return nil, fmt.Errorf("s3 %s: %w", where, err)
 		}
@@ -296,7 +293,7 @@ func (s *Store) CredentialSource() string { return s.credSource }
 // .cacnk in the casync layout (desync's S3Store.nameFromID).
 func (s *Store) key(id stores.ID) string {
 	h := id.String()
-	return s.keyPrefix + h[:shardLen] + "/" + h + s.ext
+	return s.keyPrefix + h[:shardLen] + "/" + h + s.ext()
 }
 
 // parseKey returns the id a key names, or false for a key that is not one
@@ -310,7 +307,7 @@ func (s *Store) parseKey(key string) (stores.ID, bool) {
 	if !ok || len(shard) != shardLen {
 		return stores.ID{}, false
 	}
-	hex, ok := strings.CutSuffix(name, s.ext)
+	hex, ok := strings.CutSuffix(name, s.ext())
 	if !ok {
 		return stores.ID{}, false
 	}

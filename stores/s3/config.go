@@ -31,6 +31,11 @@ type Config struct {
 	Concurrency   int             `yaml:"concurrency" json:"concurrency,omitempty"`
 	OutageBackoff stores.Duration `yaml:"outage_backoff" json:"outage_backoff,omitempty"`
 	CreateBucket  bool            `yaml:"create_bucket" json:"create_bucket,omitempty"`
+	// Layout is how the chunk objects are named and encoded: dualstore
+	// (the default) or casync, the layout desync's S3 store uses (see
+	// Options.Layout). A casync store needs the filesystem's hash to be
+	// sha512-256 (RequiredHash).
+	Layout string `yaml:"layout" json:"layout,omitempty"`
 }
 
 var (
@@ -65,6 +70,13 @@ func (c *Config) Complete(key string) error {
 	}
 	if c.OutageBackoff == 0 {
 		c.OutageBackoff = stores.Duration(DefaultOutageBackoff)
+	}
+	switch c.Layout {
+	case "":
+		c.Layout = LayoutDualstore
+	case LayoutDualstore, LayoutCasync:
+	default:
+		errs = append(errs, fmt.Errorf("%s.layout %q: want %s or %s", key, c.Layout, LayoutDualstore, LayoutCasync))
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -105,6 +117,7 @@ func (c *Config) Options(name string) (Options, error) {
 		Concurrency:        c.Concurrency,
 		OutageBackoff:      c.OutageBackoff.D(),
 		CreateBucket:       c.CreateBucket,
+		Layout:             c.Layout,
 	}
 	// The config says 0 for "no retries"; the options say -1 (their 0 is
 	// "default").
@@ -115,6 +128,16 @@ func (c *Config) Options(name string) (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// RequiredHash returns the chunk hash a filesystem with this store must
+// use ("sha512-256" for the casync layout, whose objects desync names by
+// it), or "" if any will do.
+func (c *Config) RequiredHash() string {
+	if c.Layout == LayoutCasync {
+		return casyncHash
+	}
+	return ""
 }
 
 // Open connects to the bucket: New checks the bucket and the credentials,

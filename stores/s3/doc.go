@@ -3,7 +3,12 @@
 // minio-go. One chunk is one object, `<prefix>/<first 4 hex of id>/<64 hex
 // id>.chunk`, holding the chunk's bytes as they are: the same layout as
 // an uncompressed local store, so copying a bucket to disk (or a local
-// store to a bucket) with any sync tool gives a working store.
+// store to a bucket) with any sync tool gives a working store. With
+// Options.Layout LayoutCasync the objects are those desync's S3 store
+// reads and writes instead: `<prefix>/<4 hex>/<64 hex id>.cacnk`, one zstd
+// frame each, the id the SHA512/256 of the uncompressed bytes; an object
+// that is no frame is stores.ErrCorrupt, and the store is shared with
+// desync (stores.Sharer), so gc never deletes from it.
 //
 // It must not import anything of dualstore but package stores.
 //

@@ -142,6 +142,9 @@ type Options struct {
 	OutageBackoff time.Duration
 	// CreateBucket makes New create a missing bucket instead of failing.
 	CreateBucket bool
+	// Layout is how chunks are stored: LayoutDualstore (the default, "")
+	// or LayoutCasync, what desync's S3 store reads and writes.
+	Layout string
 }
 
 // Validate reports whether the options can be used, without any network
@@ -168,6 +171,9 @@ func (o Options) Validate() error {
 	}
 	if o.AccessKey != "" && (o.Profile != "" || o.CredentialsFile != "") {
 		errs = append(errs, errors.New("s3 store: explicit access_key/secret_key exclude profile and credentials_file"))
+	}
+	if err := validLayout(o.Layout); err != nil {
+		errs = append(errs, err)
 	}
 	if o.Concurrency < 0 {
 		errs = append(errs, fmt.Errorf("s3 store: concurrency %d: want >= 0", o.Concurrency))
@@ -337,10 +343,10 @@ func (o Options) String() string {
 			*s = "REDACTED"
 		}
 	}
-	return fmt.Sprintf("s3.Options{Name:%q Endpoint:%q Bucket:%q Prefix:%q Region:%q Addressing:%s DisableTLS:%v InsecureSkipVerify:%v AccessKey:%q SecretKey:%q SessionToken:%q Profile:%q CredentialsFile:%q Anonymous:%v Timeout:%s Retries:%d Concurrency:%d OutageBackoff:%s CreateBucket:%v}",
+	return fmt.Sprintf("s3.Options{Name:%q Endpoint:%q Bucket:%q Prefix:%q Region:%q Addressing:%s DisableTLS:%v InsecureSkipVerify:%v AccessKey:%q SecretKey:%q SessionToken:%q Profile:%q CredentialsFile:%q Anonymous:%v Timeout:%s Retries:%d Concurrency:%d OutageBackoff:%s CreateBucket:%v Layout:%q}",
 		r.Name, redactURL(r.Endpoint), r.Bucket, r.Prefix, r.Region, r.Addressing, r.DisableTLS, r.InsecureSkipVerify,
 		r.AccessKey, r.SecretKey, r.SessionToken, r.Profile, r.CredentialsFile, r.Anonymous,
-		r.Timeout, r.Retries, r.Concurrency, r.OutageBackoff, r.CreateBucket)
+		r.Timeout, r.Retries, r.Concurrency, r.OutageBackoff, r.CreateBucket, r.Layout)
 }
 
 // GoString is String, so %#v redacts too.

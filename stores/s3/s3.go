@@ -59,6 +59,10 @@ type Store struct {
 	timeout    time.Duration
 	retries    int
 	credSource string
+	// casync is set for LayoutCasync; codec is nil in the dualstore
+	// layout.
+	casync bool
+	codec  *codec
 
 	sem chan struct{}
 	out outage
@@ -90,6 +94,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if err := s.checkBucket(ctx); err != nil {
 		s.stop(stores.ErrClosed)
 		s.tr.CloseIdleConnections()
+		if s.codec != nil {
+			s.codec.close()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -124,6 +131,7 @@ func newStore(opts Options) (*Store, error) {
 		credSource: source,
 		sem:        make(chan struct{}, opts.concurrency()),
 		out:        outage{base: opts.outageBackoff()},
+		casync:     opts.Layout == LayoutCasync,
 	}
 	if s.name == "" {
 		s.name = "s3://" + opts.Bucket
@@ -152,6 +160,11 @@ func newStore(opts Options) (*Store, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", where, err)
+	}
+	if s.casync {
+		if s.codec, err = newCodec(); err != nil {
+			return nil, fmt.Errorf("s3 %s: %w", where, err)
+		}
 	}
 	s.client.SetAppInfo("dualstore", "1")
 	s.core = minio.Core{Client: s.client}
@@ -276,10 +289,11 @@ func (s *Store) Where() string { return s.where }
 // profile, or "anonymous"). It never holds a secret.
 func (s *Store) CredentialSource() string { return s.credSource }
 
-// key returns the object key of id: [prefix/]<4 hex>/<64 hex>.chunk.
+// key returns the object key of id: [prefix/]<4 hex>/<64 hex>.chunk, or
+// .cacnk in the casync layout (desync's S3Store.nameFromID).
 func (s *Store) key(id stores.ID) string {
 	h := id.String()
-	return s.keyPrefix + h[:shardLen] + "/" + h + chunkExt
+	return s.keyPrefix + h[:shardLen] + "/" + h + s.ext()
 }
 
 // parseKey returns the id a key names, or false for a key that is not one
@@ -293,7 +307,7 @@ func (s *Store) parseKey(key string) (stores.ID, bool) {
 	if !ok || len(shard) != shardLen {
 		return stores.ID{}, false
 	}
-	hex, ok := strings.CutSuffix(name, chunkExt)
+	hex, ok := strings.CutSuffix(name, s.ext())
 	if !ok {
 		return stores.ID{}, false
 	}
@@ -395,7 +409,8 @@ func (s *Store) fail(ctx, cctx context.Context, op string, id *stores.ID, err er
 
 // Get reads the chunk. It does not verify it (the tier does); a missing
 // object wraps stores.ErrNotFound, and a body cut short is retried like a
-// failed request.
+// failed request. In the casync layout the object is decompressed, and
+// one that is no zstd frame or does not decode wraps stores.ErrCorrupt.
 func (s *Store) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	cctx, done, err := s.begin(ctx, "get", &id, true)
 	if err != nil {
@@ -406,6 +421,9 @@ func (s *Store) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 		data, retry, err := s.get(cctx, id)
 		if err == nil {
 			s.out.ok()
+			if data, err = s.decode(data); err != nil {
+				return nil, fmt.Errorf("s3 %s: get %s: %s: %w", s.where, id, s.key(id), err)
+			}
 			return data, nil
 		}
 		if !retry || attempt >= s.retries || !sleep(cctx, backoff(attempt)) {
@@ -494,10 +512,15 @@ func (s *Store) put(ctx context.Context, id stores.ID, data []byte) error {
 	// The transport may still read a request body after the response
 	// came (a server that answers an error before reading it): the guard
 	// makes sure nothing reads the caller's buffer once Put has returned.
+	data = s.encode(data)
+	contentType := "application/octet-stream"
+	if s.casync {
+		contentType = "application/zstd" // as desync's StoreChunk
+	}
 	body := &guardedReader{r: bytes.NewReader(data)}
 	defer body.close()
 	_, err := s.client.PutObject(ctx, s.bucket, s.key(id), body, int64(len(data)), minio.PutObjectOptions{
-		ContentType:      "application/octet-stream",
+		ContentType:      contentType,
 		DisableMultipart: true,
 	})
 	return err
@@ -537,14 +560,26 @@ func (g *guardedReader) close() {
 }
 
 // Stat returns the object's size (chunks are stored as they are, so that
-// is the chunk's size); a missing object wraps stores.ErrNotFound.
+// is the chunk's size); a missing object wraps stores.ErrNotFound. In the
+// casync layout it is the size the zstd frame header records (-1 when it
+// records none), read with a ranged GET of the header only; an object
+// that is no zstd frame wraps stores.ErrCorrupt.
 func (s *Store) Stat(ctx context.Context, id stores.ID) (int64, error) {
 	cctx, done, err := s.begin(ctx, "stat", &id, true)
 	if err != nil {
 		return 0, err
 	}
 	defer done()
-	size, err := s.rangedStat(cctx, s.key(id))
+	var size int64
+	if s.casync {
+		size, err = s.frameSize(cctx, s.key(id))
+	} else {
+		size, err = s.rangedStat(cctx, s.key(id))
+	}
+	if errors.Is(err, stores.ErrCorrupt) {
+		s.out.ok()
+		return 0, fmt.Errorf("s3 %s: stat %s: %s: %w", s.where, id, s.key(id), err)
+	}
 	if err != nil {
 		return 0, s.fail(ctx, cctx, "stat", &id, err)
 	}
@@ -572,8 +607,9 @@ func (s *Store) Delete(ctx context.Context, id stores.ID) error {
 }
 
 // List calls fn for every chunk below the prefix, page by page. Keys that
-// are not `<prefix>/<4 hex>/<64 hex>.chunk` (other prefixes, foreign
-// objects, misplaced chunks) are skipped. Options.Timeout bounds each
+// are not `<prefix>/<4 hex>/<64 hex>.chunk` (`.cacnk` in the casync
+// layout) are skipped: other prefixes, foreign objects, misplaced chunks,
+// the meta objects below `<prefix>/_meta/`. Options.Timeout bounds each
 // page's request, not the whole listing. Chunks put or deleted while List
 // runs may or may not be reported.
 func (s *Store) List(ctx context.Context, fn func(id stores.ID) error) error {
@@ -617,5 +653,8 @@ func (s *Store) Close() error {
 	s.stop(stores.ErrClosed)
 	s.calls.Wait()
 	s.tr.CloseIdleConnections()
+	if s.codec != nil {
+		s.codec.close()
+	}
 	return nil
 }

@@ -342,7 +342,7 @@ func TestConfigCasyncHash(t *testing.T) {
 			wantErr: `safety[0] (store "safety-0"): its layout needs chunker.hash: sha512-256`},
 		{name: "dualstore layout, blake3", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/p\n    layout: dualstore\n", wantHash: "blake3"},
 		{name: "bad layout", yaml: "data_dir: /tmp/d\nprimary:\n  - path: /tmp/p\n    layout: tar\n", wantErr: `primary[0].layout "tar": want dualstore or casync`},
-		{name: "layout on s3", yaml: "data_dir: /tmp/d\nsafety:\n  - type: s3\n    bucket: b\n    layout: casync\n", wantErr: "safety[0].layout: only for local stores"},
+		{name: "casync layout on s3 needs sha512-256", yaml: "data_dir: /tmp/d\nchunker:\n  hash: blake3\nsafety:\n  - type: s3\n    endpoint: localhost:9000\n    bucket: bucket\n    layout: casync\n", wantErr: "sha512-256"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config

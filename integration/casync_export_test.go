@@ -10,25 +10,6 @@ import (
 	"testing"
 )
 
-// desyncPath is the desync binary (make desync builds bin/desync and
-// passes DUALSTORE_DESYNC); with CI=true a missing one fails the test.
-func desyncPath(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("DUALSTORE_DESYNC")
-	if p == "" {
-		if p2, err := filepath.Abs(filepath.Join("..", "bin", "desync")); err == nil {
-			p = p2
-		}
-	}
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("desync not found (DUALSTORE_DESYNC=%q): make desync builds it", p)
-		}
-		t.Skipf("desync not found (%v): make desync builds it", err)
-	}
-	return p
-}
-
 // TestCasyncExportImport: a new filesystem starts over a desync store that
 // already holds another blob (the store is shared, not refused); every
 // file the mount holds is extracted bit-exact by desync from the primary
@@ -38,7 +19,7 @@ func desyncPath(t *testing.T) string {
 // from the shared store: the foreign blob still extracts afterwards.
 func TestCasyncExportImport(t *testing.T) {
 	t.Parallel()
-	desync := desyncPath(t)
+	desync := desyncBin(t)
 	dir := t.TempDir()
 	prim := filepath.Join(dir, "primary")
 	foreign := filepath.Join(dir, "foreign")
@@ -165,7 +146,7 @@ func TestCasyncExportImport(t *testing.T) {
 // Without --to-store the export says why it cannot.
 func TestCasyncExportToStore(t *testing.T) {
 	t.Parallel()
-	desync := desyncPath(t)
+	desync := desyncBin(t)
 	dir := t.TempDir()
 	m := mount(t)
 	data := randBytes(170, 6<<20+123)

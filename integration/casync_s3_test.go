@@ -116,7 +116,7 @@ func casyncS3Objects(t *testing.T, srv *s3test.Server) (chunks map[string]string
 // every file is extracted, and `desync cache` copies every chunk (checking
 // each) into a local store that `desync verify` then checks.
 func TestCasyncS3Primary(t *testing.T) {
-	desync := desyncPath(t)
+	desync := desyncBin(t)
 	srv := startS3(t)
 	desyncS3Env(t)
 	store := desyncS3URL(srv)

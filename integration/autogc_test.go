@@ -41,14 +41,8 @@ type autoGCDoc struct {
 // autoGC reads the stats with the background gc's part.
 func (m *Mount) autoGC() autoGCDoc {
 	m.t.Helper()
-	b, err := os.ReadFile(m.control("stats"))
-	if err != nil {
-		m.t.Fatalf("reading stats: %v", err)
-	}
 	var d autoGCDoc
-	if err := json.Unmarshal(b, &d); err != nil {
-		m.t.Fatalf("stats is not the documented JSON: %v\n%s", err, b)
-	}
+	m.statsInto(&d)
 	return d
 }
 

@@ -303,15 +303,22 @@ func (m *Mount) StatsRaw() map[string]any {
 // Stats reads and parses `.dualstore/stats`.
 func (m *Mount) Stats() Stats {
 	m.t.Helper()
+	var s Stats
+	m.statsInto(&s)
+	return s
+}
+
+// statsInto reads `.dualstore/stats` into v (a struct of the fields a
+// test needs), failing the test on anything but the documented JSON.
+func (m *Mount) statsInto(v any) {
+	m.t.Helper()
 	b, err := os.ReadFile(m.control("stats"))
 	if err != nil {
 		m.t.Fatalf("reading stats: %v", err)
 	}
-	var s Stats
-	if err := json.Unmarshal(b, &s); err != nil {
+	if err := json.Unmarshal(b, v); err != nil {
 		m.t.Fatalf("stats is not the documented JSON: %v\n%s", err, b)
 	}
-	return s
 }
 
 // Ctl writes one command to `.dualstore/ctl` in a single write and

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,15 +35,12 @@ type BackupStats struct {
 
 func (m *Mount) backupStats() BackupStats {
 	m.t.Helper()
-	b, err := os.ReadFile(m.control("stats"))
-	if err != nil {
-		m.t.Fatalf("reading stats: %v", err)
-	}
 	var s struct {
 		B *BackupStats `json:"index_backup"`
 	}
-	if err := json.Unmarshal(b, &s); err != nil || s.B == nil {
-		m.t.Fatalf("stats without index_backup (%v):\n%s", err, b)
+	m.statsInto(&s)
+	if s.B == nil {
+		m.t.Fatalf("stats without index_backup")
 	}
 	return *s.B
 }

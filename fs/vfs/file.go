@@ -38,10 +38,12 @@ type fileState struct {
 	mu     sync.RWMutex
 	chunks []index.Chunk
 	offs   []uint64 // offs[i] is where chunks[i] starts; offs[len(chunks)] is their end
-	size   uint64
-	mtime  time.Time
-	dirty  bool
-	werr   error // a write failed: reported at the next write/flush/fsync
+	// listHoles sums the holes of chunks (set by setChunks).
+	listHoles uint64
+	size      uint64
+	mtime     time.Time
+	dirty     bool
+	werr      error // a write failed: reported at the next write/flush/fsync
 
 	stream *chunker.Stream
 	batch  *dual.Batch
@@ -74,9 +76,13 @@ func (st *fileState) setChunks(chunks []index.Chunk) {
 	st.chunks = chunks
 	st.offs = make([]uint64, len(chunks)+1)
 	var off uint64
+	st.listHoles = 0
 	for i, c := range chunks {
 		st.offs[i] = off
 		off += uint64(c.Size)
+		if c.Hole() {
+			st.listHoles += uint64(c.Size)
+		}
 	}
 	st.offs[len(chunks)] = off
 }

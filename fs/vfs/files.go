@@ -185,7 +185,7 @@ func (f *FS) Attr(ctx context.Context, ino uint64) (index.Attr, error) {
 		return a, err
 	}
 	if !ov.Mtime.IsZero() {
-		a.Size, a.Mtime = ov.Size, ov.Mtime
+		a.Size, a.Holes, a.Mtime = ov.Size, ov.Holes, ov.Mtime
 		if a.Mtime.After(a.Ctime) {
 			a.Ctime = a.Mtime
 		}

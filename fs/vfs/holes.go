@@ -197,6 +197,11 @@ func (st *fileState) segment(p uint64) (end uint64, hole bool) {
 
 // holesLocked is how many bytes of the file are holes. Caller holds mu.
 func (st *fileState) holesLocked() uint64 {
+	if st.stage == nil && st.chunkEnd() <= st.size {
+		// No overlay: the list's holes, whatever streams after them (an
+		// attribute read of a file being written costs no walk).
+		return st.listHoles
+	}
 	var n uint64
 	for p := uint64(0); p < st.size; {
 		end, hole := st.segment(p)

@@ -333,12 +333,19 @@ func (t *Tier) Stat(ctx context.Context, id ID) (int64, error) {
 
 // Delete removes the chunk from every member, since failover may have put it
 // in any of them. Members that do not hold it are fine.
-func (t *Tier) Delete(ctx context.Context, id ID) error {
+func (t *Tier) Delete(ctx context.Context, id ID) error { return t.deleteFrom(ctx, id, false) }
+
+// deleteFrom deletes id from every member, or (owned) from the members
+// that are not shared.
+func (t *Tier) deleteFrom(ctx context.Context, id ID, owned bool) error {
 	if err := t.check(ctx, "delete", &id); err != nil {
 		return err
 	}
 	var errs []error
 	for _, m := range t.members {
+		if owned && IsShared(m) {
+			continue
+		}
 		if err := m.Delete(ctx, id); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m.Name(), err))
 		}
@@ -486,24 +493,7 @@ func (t *Tier) ResetStats() {
 
 // DeleteOwned is Delete on the members that are not shared (stores.Sharer):
 // what gc removes, it removes only where no other tool may need it.
-func (t *Tier) DeleteOwned(ctx context.Context, id ID) error {
-	if err := t.check(ctx, "delete", &id); err != nil {
-		return err
-	}
-	var errs []error
-	for _, m := range t.members {
-		if IsShared(m) {
-			continue
-		}
-		if err := m.Delete(ctx, id); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", m.Name(), err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("tier %s: delete %s: %w", t.name, id, err)
-	}
-	return nil
-}
+func (t *Tier) DeleteOwned(ctx context.Context, id ID) error { return t.deleteFrom(ctx, id, true) }
 
 // Owned returns the tier's members that are not shared.
 func (t *Tier) Owned() []Store {

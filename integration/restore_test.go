@@ -143,6 +143,20 @@ func sameTree(t *testing.T, want, got string) {
 	}
 }
 
+// disaster mounts with the stores outside the data dir, writes
+// backupTree, waits until both tiers hold the index backup of it, then
+// kills the daemon and deletes the data dir. It returns the mount and a
+// reference copy of the tree.
+func disaster(t *testing.T, cfg string) (*Mount, string) {
+	t.Helper()
+	m := mount(t, withConfig(cfg))
+	backupTree(t, m.Path("tree"))
+	ref := copyRef(t, m.Path("tree"))
+	m.waitBackup()
+	m.loseDataDir()
+	return m, ref
+}
+
 // loseDataDir kills the daemon (kill -9) and deletes the whole data dir.
 func (m *Mount) loseDataDir() {
 	m.t.Helper()
@@ -177,11 +191,7 @@ func (m *Mount) fsckClean() {
 func TestRestoreAfterDataDirLoss(t *testing.T) {
 	t.Run("from-safety", func(t *testing.T) {
 		cfg, _, _ := separateStores(t, "")
-		m := mount(t, withConfig(cfg))
-		backupTree(t, m.Path("tree"))
-		ref := copyRef(t, m.Path("tree"))
-		m.waitBackup()
-		m.loseDataDir()
+		m, ref := disaster(t, cfg)
 		// The mount refuses an empty data dir over full stores, and says
 		// what to do.
 		_, errOut, code := CLI(t, "mount", "--config", m.Config, "--data-dir", m.Data, m.Dir)
@@ -220,11 +230,7 @@ func TestRestoreAfterDataDirLoss(t *testing.T) {
 	})
 	t.Run("from-primary-safety-wiped", func(t *testing.T) {
 		cfg, _, safety := separateStores(t, "")
-		m := mount(t, withConfig(cfg))
-		backupTree(t, m.Path("tree"))
-		ref := copyRef(t, m.Path("tree"))
-		m.waitBackup()
-		m.loseDataDir()
+		m, ref := disaster(t, cfg)
 		wipeStore(t, safety)
 		m.restoreCLI("--from", "primary")
 		m.start()
@@ -235,11 +241,7 @@ func TestRestoreAfterDataDirLoss(t *testing.T) {
 		srv := startS3(t)
 		dir := t.TempDir()
 		cfg := fmt.Sprintf("primary:\n  - path: %s\nindex_backup:\n  interval: 1s\n", filepath.Join(dir, "primary")) + s3SafetyConfig(srv)
-		m := mount(t, withConfig(cfg))
-		backupTree(t, m.Path("tree"))
-		ref := copyRef(t, m.Path("tree"))
-		m.waitBackup()
-		m.loseDataDir()
+		m, ref := disaster(t, cfg)
 		m.restoreCLI("--from", "safety")
 		m.start()
 		sameTree(t, ref, m.Path("tree"))
@@ -326,11 +328,7 @@ func TestRestorePointInTime(t *testing.T) {
 // names it.
 func TestRestoreCorruptSegment(t *testing.T) {
 	cfg, primary, _ := separateStores(t, "")
-	m := mount(t, withConfig(cfg))
-	backupTree(t, m.Path("tree"))
-	ref := copyRef(t, m.Path("tree"))
-	m.waitBackup()
-	m.loseDataDir()
+	m, ref := disaster(t, cfg)
 	objs, _ := filepath.Glob(filepath.Join(primary, "_meta", "index", "*", "*", "*.ltx"))
 	if len(objs) < 2 {
 		t.Fatalf("primary holds %d backup objects: %v", len(objs), objs)

@@ -50,7 +50,8 @@ func (m *Mem) check(ctx context.Context, op string, id ID) error {
 	return nil
 }
 
-// Get returns a copy of the chunk.
+// Get returns a copy of the chunk; one that is not of the size its bound
+// allows (BoundOf) is ErrCorrupt.
 func (m *Mem) Get(ctx context.Context, id ID) ([]byte, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -60,6 +61,9 @@ func (m *Mem) Get(ctx context.Context, id ID) ([]byte, error) {
 	data, ok := m.chunks[id]
 	if !ok {
 		return nil, fmt.Errorf("mem %s: get %s: %w", m.name, id, ErrNotFound)
+	}
+	if err := BoundOf(ctx, id).Check(int64(len(data))); err != nil {
+		return nil, fmt.Errorf("mem %s: get %s: %w", m.name, id, err)
 	}
 	return append([]byte{}, data...), nil
 }
@@ -77,7 +81,7 @@ func (m *Mem) Put(ctx context.Context, id ID, data []byte) error {
 	return nil
 }
 
-// Stat returns the chunk's size.
+// Stat returns the chunk's size; one past its bound's max is ErrCorrupt.
 func (m *Mem) Stat(ctx context.Context, id ID) (int64, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -87,6 +91,9 @@ func (m *Mem) Stat(ctx context.Context, id ID) (int64, error) {
 	data, ok := m.chunks[id]
 	if !ok {
 		return 0, fmt.Errorf("mem %s: stat %s: %w", m.name, id, ErrNotFound)
+	}
+	if max := BoundOf(ctx, id).Max; int64(len(data)) > max {
+		return 0, fmt.Errorf("mem %s: stat %s: %w: %d bytes, more than any chunk (%d)", m.name, id, ErrCorrupt, len(data), max)
 	}
 	return int64(len(data)), nil
 }

@@ -48,12 +48,7 @@ func (n *fsyncCounter) Fsync(ctx context.Context, f gofs.FileHandle, flags uint3
 // in CI (CI=true) and skips loudly elsewhere without /dev/fuse and root.
 func mountLoopback(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("this FUSE test needs /dev/fuse and root (CI=true: failing instead of skipping)")
-		}
-		t.Skip("SKIPPING FUSE test: needs /dev/fuse and root")
-	}
+	requireFUSE(t)
 	backing, mnt := t.TempDir(), t.TempDir()
 	loop, err := gofs.NewLoopbackRoot(backing)
 	if err != nil {
@@ -76,6 +71,18 @@ func mountLoopback(t *testing.T) (string, *atomic.Int64) {
 		}
 	})
 	return mnt, fsyncs
+}
+
+// requireFUSE fails the test in CI (CI=true) and skips it loudly
+// elsewhere without /dev/fuse and root.
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("this FUSE test needs /dev/fuse and root (CI=true: failing instead of skipping)")
+		}
+		t.Skip("SKIPPING FUSE test: needs /dev/fuse and root")
+	}
 }
 
 // TestFUSEResolvesToFsync puts a store on a real FUSE filesystem: auto

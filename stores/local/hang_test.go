@@ -6,111 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/dualstore/dualstore/stores/storetest"
-
 	"github.com/dualstore/dualstore/stores"
 )
-
-// hangingChunk makes the chunk file of id a FIFO: opening it blocks until
-// a writer comes, as a call into a hung filesystem blocks. release lets
-// every blocked reader go.
-func hangingChunk(t *testing.T, l *Local, id stores.ID) (release func()) {
-	t.Helper()
-	p := l.path(id)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			// Feed EOF to the readers blocked in open, until none is
-			// left: a non-blocking writer open succeeds while a reader
-			// waits.
-			storetest.WaitFor(t, 10*time.Second, func() error {
-				if fd, err := syscall.Open(p, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-					syscall.Close(fd)
-				}
-				if n := l.abandoned.Load(); n != 0 {
-					return fmt.Errorf("%d abandoned calls still blocked after release", n)
-				}
-				return nil
-			})
-		})
-	}
-	t.Cleanup(release)
-	return release
-}
-
-// TestHungFilesystem checks that calls end at their context's deadline
-// even when the filesystem does not answer, that the number of operations
-// left blocked is bounded, and that the store works again once the
-// filesystem answers.
-func TestHungFilesystem(t *testing.T) {
-	l := newLocal(t, Options{})
-	id := idOf([]byte("hangs"))
-	release := hangingChunk(t, l, id)
-
-	for i := range maxAbandoned {
-		ctx, cancel := context.WithTimeoutCause(context.Background(), 20*time.Millisecond, stores.ErrTimeout)
-		start := time.Now()
-		var err error
-		if i%2 == 0 {
-			_, err = l.Get(ctx, id)
-		} else {
-			_, err = l.Stat(ctx, id)
-		}
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("call %d on a hung chunk file: %v, want a deadline error", i, err)
-		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Fatalf("call %d returned after %s, long past its 20ms deadline", i, d)
-		}
-	}
-	if n := l.abandoned.Load(); n != maxAbandoned {
-		t.Fatalf("%d abandoned operations, want %d", n, maxAbandoned)
-	}
-	// The bound is reached: calls fail at once, even ones that would not
-	// hang, without adding blocked threads.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	other := idOf([]byte("fine"))
-	if err := l.Put(ctx, other, []byte("fine")); !errors.Is(err, errHung) {
-		t.Fatalf("Put while %d operations are blocked: %v, want errHung", maxAbandoned, err)
-	}
-	if n := l.abandoned.Load(); n != maxAbandoned {
-		t.Fatalf("%d abandoned operations after a refused call, want %d", n, maxAbandoned)
-	}
-
-	// The filesystem answers again.
-	release()
-	if err := l.Put(ctx, other, []byte("fine")); err != nil {
-		t.Fatalf("Put after the filesystem recovered: %v", err)
-	}
-	if got, err := l.Get(ctx, other); err != nil || string(got) != "fine" {
-		t.Fatalf("Get after the filesystem recovered: %q, %v", got, err)
-	}
-	// Close does not wait for anything abandoned.
-	done := make(chan error, 1)
-	go func() { done <- l.Close() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close hangs")
-	}
-}
 
 // TestPutAbandonedKeepsData checks that a Put abandoned at its deadline
 // never stores a buffer the caller reused (Put does not keep data after it

@@ -87,6 +87,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dualstore/dualstore/stores"
+	"github.com/dualstore/dualstore/stores/internal/zchunk"
 )
 
 const (
@@ -102,10 +103,6 @@ const (
 	// 65536 shards keep directories small up to billions of chunks, and
 	// match casync's layout.
 	shardLen = 4
-	// maxDecoded bounds what one compressed chunk may decode to, so a
-	// damaged frame header cannot make Get allocate without limit. Chunks
-	// are at most a few MiB; 1 GiB leaves room for any chunker setting.
-	maxDecoded = 1 << 30
 	// dirPerm keeps chunk data private to the user running the mount (the
 	// chunks are the content of their files); os.CreateTemp makes the files
 	// 0600 for the same reason.
@@ -115,13 +112,11 @@ const (
 	maxAbandoned = 16
 )
 
-// zstdMagic starts every zstd frame (RFC 8878, section 3.1.1).
-const zstdMagic = "\x28\xb5\x2f\xfd"
+// zstdMagic starts every zstd frame.
+const zstdMagic = zchunk.Magic
 
 // isZstd reports whether b starts like a zstd frame.
-func isZstd(b []byte) bool {
-	return len(b) >= len(zstdMagic) && string(b[:len(zstdMagic)]) == zstdMagic
-}
+func isZstd(b []byte) bool { return zchunk.IsFrame(b) }
 
 // Options configures a local store.
 type Options struct {
@@ -252,7 +247,8 @@ func New(opts Options) (*Local, error) {
 	// one decoder serve every call, with as many parallel states as CPUs.
 	// Single-segment frames always record their content size (the encoder
 	// leaves it out of small multi-segment ones), so Stat can read it from
-	// the header; DecodeAll allocates the whole chunk anyway.
+	// the header, and Get check it before decoding. The decoder is
+	// bounded (zchunk): a frame never decodes past its chunk's bound.
 	// In the casync layout an empty chunk is a frame too (desync reads
 	// nothing else), which EncodeAll writes only with zero frames on.
 	casync := opts.Layout == LayoutCasync
@@ -266,10 +262,7 @@ func New(opts Options) (*Local, error) {
 		marker.Close()
 		return nil, fmt.Errorf("local %s: zstd encoder: %w", root, err)
 	}
-	dec, err := zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(maxDecoded),
-		zstd.WithDecoderMaxWindow(maxDecoded))
+	dec, err := zchunk.NewDecoder()
 	if err != nil {
 		enc.Close()
 		rootF.Close()
@@ -641,13 +634,22 @@ func fsDo(l *Local, ctx context.Context, fn func() error) error {
 // tier's fallback and heal must replace it); a raw file of the dualstore
 // layout is returned as it is. Checking the bytes against the id is the
 // caller's job.
+//
+// Reads are bounded (stores.BoundOf): a chunk file that is no regular
+// file (a FIFO, a device, a directory, a symbolic link) or is larger than
+// the zstd bound of the chunk's size (its expected size, else the max) is
+// ErrCorrupt without being read, and so is a chunk that is not of the
+// expected size or decodes past the bound: a damaged store costs neither
+// memory nor a blocked call.
 func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	if err := l.begin(ctx, "get", &id); err != nil {
 		return nil, err
 	}
 	defer l.mu.RUnlock()
 	p := l.path(id)
-	data, err := fsCall(l, ctx, func() ([]byte, error) { return readFile(p) })
+	b := stores.BoundOf(ctx, id)
+	limit := b.StoredLimit()
+	data, err := fsCall(l, ctx, func() ([]byte, error) { return readChunk(p, limit) })
 	if errors.Is(err, iofs.ErrNotExist) {
 		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, stores.ErrNotFound)
 	}
@@ -658,14 +660,14 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 		if l.casync {
 			return nil, fmt.Errorf("local %s: get %s: %s: %w: not a zstd frame", l.root, id, p, stores.ErrCorrupt)
 		}
+		if err := b.Check(int64(len(data))); err != nil {
+			return nil, fmt.Errorf("local %s: get %s: %s: %w", l.root, id, p, err)
+		}
 		return data, nil
 	}
-	out, err := l.dec.DecodeAll(data, nil)
+	out, err := zchunk.Decode(l.dec, data, b)
 	if err != nil {
-		return nil, fmt.Errorf("local %s: get %s: %s: %w: %w", l.root, id, p, stores.ErrCorrupt, err)
-	}
-	if out == nil {
-		out = []byte{}
+		return nil, fmt.Errorf("local %s: get %s: %s: %w", l.root, id, p, err)
 	}
 	return out, nil
 }
@@ -752,6 +754,9 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 // rewritten: a copy a power loss left short, or one compressed by other
 // settings or by desync (a harmless extra write).
 func intact(fi iofs.FileInfo, n int, payload []byte, casync bool) bool {
+	if !fi.Mode().IsRegular() {
+		return false // a FIFO, a directory… in its place: replaced
+	}
 	return !casync && fi.Size() == int64(n) || fi.Size() == int64(len(payload))
 }
 
@@ -878,13 +883,16 @@ func syncDir(dir string) error {
 
 // Stat returns the chunk's logical size: the file size of a raw chunk, the
 // content size in the frame header of a compressed one (-1 if the header
-// does not record it). It reads at most a frame header.
+// does not record it). It reads at most a frame header. A chunk file that
+// is no regular file, or holds more than the bound's max
+// (stores.BoundOf), is ErrCorrupt.
 func (l *Local) Stat(ctx context.Context, id stores.ID) (int64, error) {
 	if err := l.begin(ctx, "stat", &id); err != nil {
 		return 0, err
 	}
 	defer l.mu.RUnlock()
-	size, err := fsCall(l, ctx, func() (int64, error) { return l.stat(id) })
+	p, max := l.path(id), stores.BoundOf(ctx, id).Max
+	size, err := fsCall(l, ctx, func() (int64, error) { return statChunk(p, max, l.casync) })
 	if errors.Is(err, iofs.ErrNotExist) {
 		return 0, fmt.Errorf("local %s: stat %s: %w", l.root, id, stores.ErrNotFound)
 	}
@@ -894,37 +902,36 @@ func (l *Local) Stat(ctx context.Context, id stores.ID) (int64, error) {
 	return size, nil
 }
 
-func (l *Local) stat(id stores.ID) (int64, error) {
-	p := l.path(id)
-	f, err := os.Open(p)
+// statChunk is Stat's work on fsCall's goroutine.
+func statChunk(p string, max int64, casync bool) (int64, error) {
+	f, fi, err := openRegular(p)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	head := make([]byte, zstd.HeaderMaxSize)
-	n, err := io.ReadFull(f, head)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, err
 	}
 	head = head[:n]
 	if !isZstd(head) {
-		if l.casync {
+		if casync {
 			return 0, fmt.Errorf("%s: %w: not a zstd frame", p, stores.ErrCorrupt)
 		}
-		fi, err := f.Stat()
-		if err != nil {
-			return 0, err
+		if fi.Size() > max {
+			return 0, fmt.Errorf("%s: %w: %d bytes, more than any chunk (%d)", p, stores.ErrCorrupt, fi.Size(), max)
 		}
 		return fi.Size(), nil
 	}
-	var h zstd.Header
-	if err := h.Decode(head); err != nil {
-		return 0, fmt.Errorf("%s: %w: %w", p, stores.ErrCorrupt, err)
+	if limit := stores.CompressedBound(max); fi.Size() > limit {
+		return 0, fmt.Errorf("%s: %w: %d bytes, more than any compressed chunk (%d)", p, stores.ErrCorrupt, fi.Size(), limit)
 	}
-	if !h.HasFCS {
-		return -1, nil
+	size, err := zchunk.ContentSize(head, max)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", p, err)
 	}
-	return int64(h.FrameContentSize), nil
+	return size, nil
 }
 
 // Delete removes the chunk; a missing chunk is not an error.

@@ -27,7 +27,12 @@ func newLocal(t *testing.T, opts Options) *Local {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(func() { l.Close() })
+	// Writes abandoned at their deadline may still be removing their temp
+	// files: the test's temp dir goes only once they are done.
+	t.Cleanup(func() {
+		noneAbandoned(t, l)
+		l.Close()
+	})
 	return l
 }
 

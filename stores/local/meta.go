@@ -180,10 +180,7 @@ func (l *Local) GetMeta(ctx context.Context, name string, max int64) ([]byte, er
 
 // readMeta is GetMeta's work on fsCall's goroutine.
 func readMeta(p string, max int64) ([]byte, error) {
-	// O_NONBLOCK: a FIFO put in the tree must not hang the call (it
-	// changes nothing for a regular file).
-	const flags = os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
-	f, err := os.OpenFile(p, flags, 0)
+	f, fi, err := openRegular(p)
 	// A FUSE filesystem that opens files by path (go-fuse's loopback,
 	// sshfs, rclone) fails the open of a file a concurrent PutMeta has
 	// just renamed over with ENOENT: the kernel looked the name up before
@@ -191,24 +188,16 @@ func readMeta(p string, max int64) ([]byte, error) {
 	// then holds the new object, which another try opens; an object
 	// really missing costs two more opens, in a call that is rare.
 	for try := 0; errors.Is(err, iofs.ErrNotExist) && try < 2; try++ {
-		f, err = os.OpenFile(p, flags, 0)
+		f, fi, err = openRegular(p)
 	}
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, fmt.Errorf("%s: %w: a symbolic link, not a meta object", p, stores.ErrCorrupt)
-	}
-	if err != nil {
+	switch {
+	case fi != nil && fi.IsDir():
+		return nil, errMetaDir
+	case err != nil:
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	switch {
-	case err != nil:
-		return nil, err
-	case fi.IsDir():
-		return nil, errMetaDir
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%s: %w: not a regular file (%s)", p, stores.ErrCorrupt, fi.Mode().Type())
-	case fi.Size() > max:
+	if fi.Size() > max {
 		return nil, fmt.Errorf("%s: %w: %d bytes, more than the %d allowed", p, stores.ErrCorrupt, fi.Size(), max)
 	}
 	// Meta files are replaced by rename, never written in place; still,

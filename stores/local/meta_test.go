@@ -2,7 +2,6 @@ package local
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -210,40 +209,5 @@ func TestMetaTempsSwept(t *testing.T) {
 	want := []stores.MetaInfo{{Name: tmpPrefix + "obj", Size: 6}, {Name: "a/obj", Size: 6}}
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("ListMeta after the sweep = %v, %v; want %v", got, err, want)
-	}
-}
-
-// TestMetaHungFilesystem: meta calls go through the same guard as chunk
-// calls, so once maxAbandoned operations are blocked in a hung filesystem
-// they fail at once too.
-func TestMetaHungFilesystem(t *testing.T) {
-	l := newLocal(t, Options{})
-	id := idOf([]byte("hangs"))
-	release := hangingChunk(t, l, id)
-	for range maxAbandoned {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
-		_, err := l.Get(ctx, id)
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Get of a hung chunk file: %v", err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if err := l.PutMeta(ctx, "x", []byte("x")); !errors.Is(err, errHung) {
-		t.Errorf("PutMeta while the filesystem hangs: %v, want errHung", err)
-	}
-	if _, err := l.GetMeta(ctx, "x", 10); !errors.Is(err, errHung) {
-		t.Errorf("GetMeta while the filesystem hangs: %v, want errHung", err)
-	}
-	if _, err := l.ListMeta(ctx, ""); !errors.Is(err, errHung) {
-		t.Errorf("ListMeta while the filesystem hangs: %v, want errHung", err)
-	}
-	if err := l.DeleteMeta(ctx, "x"); !errors.Is(err, errHung) {
-		t.Errorf("DeleteMeta while the filesystem hangs: %v, want errHung", err)
-	}
-	release()
-	if err := l.PutMeta(ctx, "x", []byte("x")); err != nil {
-		t.Errorf("PutMeta after the filesystem recovered: %v", err)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestReadFile checks the whole-file read of chunk files (O_DIRECT for big
+// TestReadFile checks the whole-file read of chunk files (readChunk) (O_DIRECT for big
 // ones) returns exactly the bytes, for sizes around the alignment and the
 // O_DIRECT threshold, on the test's disk and on tmpfs (where O_DIRECT may
 // be refused and a plain read takes over), and right after a buffered
@@ -34,7 +34,7 @@ func TestReadFile(t *testing.T) {
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := readFile(p)
+			got, err := readChunk(p, int64(n))
 			if err != nil {
 				t.Fatalf("%s, %d bytes: %v", dir, n, err)
 			}
@@ -43,7 +43,7 @@ func TestReadFile(t *testing.T) {
 			}
 		}
 	}
-	if _, err := readFile(filepath.Join(dirs[0], "missing")); !os.IsNotExist(err) {
+	if _, err := readChunk(filepath.Join(dirs[0], "missing"), 1<<20); !os.IsNotExist(err) {
 		t.Fatalf("missing file: %v, want not-exist", err)
 	}
 }
@@ -57,14 +57,14 @@ func TestReadFileDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if !setDirect(f) {
+	if !setDirect(f, true) {
 		t.Skip("the test's filesystem refuses O_DIRECT")
 	}
 	data := bytes.Repeat([]byte("0123456789abcdef"), 777777/16+1)[:777777]
 	if err := os.WriteFile(f.Name(), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readFile(f.Name())
+	got, err := readChunk(f.Name(), int64(len(data)))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("readFile: %d bytes, %v", len(got), err)
 	}

@@ -2,7 +2,6 @@ package local
 
 import (
 	"errors"
-	"io"
 	"os"
 	"unsafe"
 
@@ -49,34 +48,20 @@ func startWriteback(f *os.File) {
 	_ = rc.Control(func(fd uintptr) { _ = unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE) })
 }
 
-// directMin is the smallest chunk file readFile reads with O_DIRECT.
+// directMin is the smallest chunk file readWhole reads with O_DIRECT.
 const directMin = 128 << 10
 
-// readFile reads a whole chunk file. A big one is read with O_DIRECT: the
-// disk writes straight into the returned buffer, without the kernel
-// filling its page cache and copying out of it (the daemon keeps what it
-// reads in its own chunk cache, and the kernel keeps the FUSE file's
-// pages). A small one, or one where O_DIRECT is refused (tmpfs, some FUSE
-// or network filesystems), is a plain read. One open either way: O_DIRECT
-// is switched on with fcntl once the size is known.
-func readFile(p string) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	size := int(st.Size())
-	if size < directMin || !setDirect(f) {
-		buf := make([]byte, size)
-		n, err := io.ReadFull(f, buf)
-		if err != nil && err != io.ErrUnexpectedEOF {
-			return nil, err
-		}
-		return buf[:n], nil // shorter only if it shrank a moment ago
+// readWhole reads the first size bytes of f, a chunk file of that size
+// (fewer if it shrank meanwhile, never more). A big one is read with
+// O_DIRECT: the disk writes straight into the returned buffer, without
+// the kernel filling its page cache and copying out of it (the daemon
+// keeps what it reads in its own chunk cache, and the kernel keeps the
+// FUSE file's pages). A small one, or one where O_DIRECT is refused
+// (tmpfs, some FUSE or network filesystems), is a plain read. O_DIRECT is
+// switched on with fcntl, on the descriptor already open.
+func readWhole(f *os.File, size int) ([]byte, error) {
+	if size < directMin || !setDirect(f, true) {
+		return readPlain(f, size)
 	}
 	const align = 4096
 	raw := make([]byte, size+2*align) // room to align and to read a whole last block
@@ -91,11 +76,11 @@ func readFile(p string) ([]byte, error) {
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		if errors.Is(err, unix.EINVAL) {
-			return os.ReadFile(p) // the filesystem wants another alignment
+		if errors.Is(err, unix.EINVAL) && setDirect(f, false) {
+			return readPlain(f, size) // the filesystem wants another alignment
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: p, Err: err}
+			return nil, &os.PathError{Op: "read", Path: f.Name(), Err: err}
 		}
 		n += k
 		if k == 0 || n%align != 0 {
@@ -106,8 +91,9 @@ func readFile(p string) ([]byte, error) {
 	return buf[:n:n], nil
 }
 
-// setDirect turns O_DIRECT on for f; false if the filesystem refuses.
-func setDirect(f *os.File) bool {
+// setDirect turns O_DIRECT on (or off) for f; false if the filesystem
+// refuses.
+func setDirect(f *os.File, on bool) bool {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return false
@@ -116,7 +102,11 @@ func setDirect(f *os.File) bool {
 	_ = rc.Control(func(fd uintptr) {
 		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
 		if err == nil {
-			_, err = unix.FcntlInt(fd, unix.F_SETFL, flags|unix.O_DIRECT)
+			flags &^= unix.O_DIRECT
+			if on {
+				flags |= unix.O_DIRECT
+			}
+			_, err = unix.FcntlInt(fd, unix.F_SETFL, flags)
 		}
 		ok = err == nil
 	})

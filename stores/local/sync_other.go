@@ -44,5 +44,5 @@ func fsMagic(*os.File) (uint32, error) { return 0, errors.ErrUnsupported }
 // startWriteback is a no-op where sync_file_range(2) does not exist.
 func startWriteback(*os.File) {}
 
-// readFile reads a whole chunk file.
-func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
+// readWhole reads the first size bytes of f (fewer if it shrank).
+func readWhole(f *os.File, size int) ([]byte, error) { return readPlain(f, size) }

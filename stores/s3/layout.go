@@ -11,6 +11,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/dualstore/dualstore/stores"
+	"github.com/dualstore/dualstore/stores/internal/zchunk"
 )
 
 // The layouts of a store's chunk objects (Options.Layout).
@@ -36,8 +37,6 @@ const (
 	// casyncHash is the chunk hash the casync layout needs: desync names
 	// chunks by the SHA512/256 of their bytes (its default digest).
 	casyncHash = "sha512-256"
-	// zstdMagic starts every zstd frame.
-	zstdMagic = "\x28\xb5\x2f\xfd"
 )
 
 // validLayout checks a layout name; "" is the default.
@@ -73,8 +72,8 @@ type codec struct {
 // newCodec makes the casync layout's codec. Single-segment frames always
 // record their content size, so Stat reads it from the header; an empty
 // chunk is a frame too (desync reads nothing else), which EncodeAll writes
-// only with zero frames on. The decoder never produces more than
-// maxObject bytes, whatever a frame claims.
+// only with zero frames on. The decoder never produces more than a
+// chunk's bound, whatever a frame claims (zchunk).
 func newCodec() (*codec, error) {
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
@@ -84,10 +83,7 @@ func newCodec() (*codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
-	dec, err := zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(maxObject),
-		zstd.WithDecoderMaxWindow(maxObject))
+	dec, err := zchunk.NewDecoder()
 	if err != nil {
 		enc.Close()
 		return nil, fmt.Errorf("zstd decoder: %w", err)
@@ -100,10 +96,11 @@ func (c *codec) close() {
 	c.dec.Close()
 }
 
+// zstdMagic starts every zstd frame.
+const zstdMagic = zchunk.Magic
+
 // isZstd reports whether b starts with the zstd magic number.
-func isZstd(b []byte) bool {
-	return len(b) >= len(zstdMagic) && string(b[:len(zstdMagic)]) == zstdMagic
-}
+func isZstd(b []byte) bool { return zchunk.IsFrame(b) }
 
 // encode returns the object body for a chunk: its bytes as they are, or
 // in the casync layout a zstd frame of them.
@@ -114,25 +111,20 @@ func (s *Store) encode(data []byte) []byte {
 	return s.codec.enc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
 }
 
-// decode returns the chunk an object body holds. In the casync layout a
-// body that is no zstd frame, or does not decode, wraps stores.ErrCorrupt
+// decode returns the chunk an object body holds, within its bound: the
+// body as it is, or in the casync layout the chunk its zstd frame holds. A
+// chunk of another size than the bound allows, and in the casync layout a
+// body that is no zstd frame or does not decode, wraps stores.ErrCorrupt
 // (desync would refuse it too, so the tier's fallback and heal must
 // replace it).
-func (s *Store) decode(body []byte) ([]byte, error) {
+func (s *Store) decode(body []byte, b stores.Bound) ([]byte, error) {
 	if s.codec == nil {
-		return body, nil
+		return body, b.Check(int64(len(body)))
 	}
 	if !isZstd(body) {
 		return nil, fmt.Errorf("%w: not a zstd frame", stores.ErrCorrupt)
 	}
-	out, err := s.codec.dec.DecodeAll(body, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", stores.ErrCorrupt, err)
-	}
-	if out == nil {
-		out = []byte{}
-	}
-	return out, nil
+	return zchunk.Decode(s.codec.dec, body, b)
 }
 
 // errNotFrame marks a casync-layout object whose head is no zstd frame
@@ -141,11 +133,12 @@ var errNotFrame = errors.New("not a zstd frame")
 
 // frameSize returns the chunk size the zstd frame header at the start of
 // key records (-1 when the frame does not say), with a ranged GET of at
-// most zstd.HeaderMaxSize bytes.
-func (s *Store) frameSize(ctx context.Context, key string) (int64, error) {
+// most zstd.HeaderMaxSize bytes. An object larger than the zstd bound of
+// max, or whose header records more than max, wraps stores.ErrCorrupt.
+func (s *Store) frameSize(ctx context.Context, key string, max int64) (int64, error) {
 	var opts minio.GetObjectOptions
 	_ = opts.SetRange(0, zstd.HeaderMaxSize-1)
-	body, _, _, err := s.core.GetObject(ctx, s.bucket, key, opts)
+	body, info, h, err := s.core.GetObject(ctx, s.bucket, key, opts)
 	var er minio.ErrorResponse
 	if errors.As(err, &er) && er.Code == "InvalidRange" {
 		return 0, fmt.Errorf("%w: %w (empty object)", stores.ErrCorrupt, errNotFrame)
@@ -154,6 +147,13 @@ func (s *Store) frameSize(ctx context.Context, key string) (int64, error) {
 		return 0, err
 	}
 	defer body.Close()
+	total, err := objectSize(key, info, h)
+	if err != nil {
+		return 0, err
+	}
+	if limit := stores.CompressedBound(max); total > limit {
+		return 0, fmt.Errorf("%w: the object is %d bytes, more than any compressed chunk (%d)", stores.ErrCorrupt, total, limit)
+	}
 	// A server that ignores ranges sends it all: read no more than asked.
 	head, err := io.ReadAll(io.LimitReader(body, zstd.HeaderMaxSize))
 	if err != nil {
@@ -162,12 +162,5 @@ func (s *Store) frameSize(ctx context.Context, key string) (int64, error) {
 	if !isZstd(head) {
 		return 0, fmt.Errorf("%w: %w", stores.ErrCorrupt, errNotFrame)
 	}
-	var h zstd.Header
-	if err := h.Decode(head); err != nil {
-		return 0, fmt.Errorf("%w: %w", stores.ErrCorrupt, err)
-	}
-	if !h.HasFCS {
-		return -1, nil
-	}
-	return int64(h.FrameContentSize), nil
+	return zchunk.ContentSize(head, max)
 }

@@ -27,11 +27,6 @@ const (
 	// in the local store: some servers (versitygw's posix backend, ceph
 	// with a filesystem gateway) map key prefixes to directories.
 	shardLen = 4
-	// maxObject bounds what Get reads for an object whose size the server
-	// did not say, so a broken server cannot make it allocate without
-	// limit (chunks are a few MiB at most; 1 GiB leaves room for any
-	// chunker setting).
-	maxObject = 1 << 30
 	// dialTimeout bounds a TCP connect; a server that does not accept
 	// within it is as good as down.
 	dialTimeout = 10 * time.Second
@@ -256,9 +251,16 @@ func (s *Store) rangedStat(ctx context.Context, key string) (int64, error) {
 		return 0, err
 	}
 	body.Close()
-	cr := h.Get("Content-Range") // "bytes 0-0/1234"
+	return objectSize(key, info, h)
+}
+
+// objectSize is the whole object's size from the answer to a ranged GET:
+// the total of its Content-Range ("bytes 0-0/1234"), or its
+// Content-Length when the server ignored the range and sent it all.
+func objectSize(key string, info minio.ObjectInfo, h http.Header) (int64, error) {
+	cr := h.Get("Content-Range")
 	if cr == "" {
-		return info.Size, nil // a server that ignores ranges sends it all
+		return info.Size, nil
 	}
 	i := strings.LastIndexByte(cr, '/')
 	size, perr := strconv.ParseInt(cr[i+1:], 10, 64)
@@ -411,20 +413,37 @@ func (s *Store) fail(ctx, cctx context.Context, op string, id *stores.ID, err er
 // object wraps stores.ErrNotFound, and a body cut short is retried like a
 // failed request. In the casync layout the object is decompressed, and
 // one that is no zstd frame or does not decode wraps stores.ErrCorrupt.
+//
+// Reads are bounded (stores.BoundOf): an object whose Content-Length is
+// more than its chunk can take stored (the chunk's expected size, else the
+// max; in the casync layout the zstd bound of that) is ErrCorrupt without
+// its body being read, a body is never read past that limit, and a chunk
+// of another size than expected, or that decodes past its bound, is
+// ErrCorrupt too.
 func (s *Store) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	cctx, done, err := s.begin(ctx, "get", &id, true)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
+	b := stores.BoundOf(ctx, id)
+	limit := b.Limit()
+	if s.casync {
+		limit = b.StoredLimit()
+	}
 	for attempt := 0; ; attempt++ {
-		data, retry, err := s.get(cctx, id)
+		data, retry, err := s.get(cctx, id, limit)
 		if err == nil {
-			s.out.ok()
-			if data, err = s.decode(data); err != nil {
-				return nil, fmt.Errorf("s3 %s: get %s: %s: %w", s.where, id, s.key(id), err)
-			}
+			data, err = s.decode(data, b)
+		}
+		if err == nil || errors.Is(err, stores.ErrCorrupt) {
+			s.out.ok() // the server answered
+		}
+		if err == nil {
 			return data, nil
+		}
+		if errors.Is(err, stores.ErrCorrupt) {
+			return nil, fmt.Errorf("s3 %s: get %s: %s: %w", s.where, id, s.key(id), err)
 		}
 		if !retry || attempt >= s.retries || !sleep(cctx, backoff(attempt)) {
 			return nil, s.fail(ctx, cctx, "get", &id, err)
@@ -432,30 +451,33 @@ func (s *Store) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	}
 }
 
-// get is one GET. retry says the request succeeded but reading the body
-// failed, which minio-go does not retry by itself.
-func (s *Store) get(ctx context.Context, id stores.ID) (data []byte, retry bool, err error) {
+// get is one GET, of an object of at most limit bytes (a larger one wraps
+// stores.ErrCorrupt, and no more than limit+1 bytes of a body are read).
+// retry says the request succeeded but reading the body failed, which
+// minio-go does not retry by itself.
+func (s *Store) get(ctx context.Context, id stores.ID, limit int64) (data []byte, retry bool, err error) {
 	body, info, _, err := s.core.GetObject(ctx, s.bucket, s.key(id), minio.GetObjectOptions{})
 	if err != nil {
 		return nil, false, err
 	}
 	defer body.Close()
-	if info.Size > maxObject {
-		return nil, false, fmt.Errorf("object is %d bytes, more than any chunk (%d)", info.Size, maxObject)
+	if info.Size > limit {
+		return nil, false, fmt.Errorf("%w: the object is %d bytes, more than the chunk can take stored (%d)", stores.ErrCorrupt, info.Size, limit)
 	}
+	r := io.LimitReader(body, limit+1)
 	if info.Size >= 0 {
 		data = make([]byte, info.Size)
-		if _, err := io.ReadFull(body, data); err != nil {
+		if _, err := io.ReadFull(r, data); err != nil {
 			return nil, ctx.Err() == nil, fmt.Errorf("reading %d bytes: %w", info.Size, err)
 		}
 		return data, false, nil
 	}
-	data, err = io.ReadAll(io.LimitReader(body, maxObject+1))
+	data, err = io.ReadAll(r)
 	if err != nil {
 		return nil, ctx.Err() == nil, fmt.Errorf("reading the object: %w", err)
 	}
-	if len(data) > maxObject {
-		return nil, false, fmt.Errorf("object is more than %d bytes, more than any chunk", maxObject)
+	if int64(len(data)) > limit {
+		return nil, false, fmt.Errorf("%w: the object is more than the chunk can take stored (%d)", stores.ErrCorrupt, limit)
 	}
 	return data, false, nil
 }
@@ -563,18 +585,21 @@ func (g *guardedReader) close() {
 // is the chunk's size); a missing object wraps stores.ErrNotFound. In the
 // casync layout it is the size the zstd frame header records (-1 when it
 // records none), read with a ranged GET of the header only; an object
-// that is no zstd frame wraps stores.ErrCorrupt.
+// that is no zstd frame wraps stores.ErrCorrupt. So does an object larger
+// than any chunk (the bound's max, stores.BoundOf; in the casync layout,
+// larger than the zstd bound of it, or whose header says so).
 func (s *Store) Stat(ctx context.Context, id stores.ID) (int64, error) {
 	cctx, done, err := s.begin(ctx, "stat", &id, true)
 	if err != nil {
 		return 0, err
 	}
 	defer done()
+	max := stores.BoundOf(ctx, id).Max
 	var size int64
 	if s.casync {
-		size, err = s.frameSize(cctx, s.key(id))
-	} else {
-		size, err = s.rangedStat(cctx, s.key(id))
+		size, err = s.frameSize(cctx, s.key(id), max)
+	} else if size, err = s.rangedStat(cctx, s.key(id)); err == nil && size > max {
+		err = fmt.Errorf("%w: the object is %d bytes, more than any chunk (%d)", stores.ErrCorrupt, size, max)
 	}
 	if errors.Is(err, stores.ErrCorrupt) {
 		s.out.ok()

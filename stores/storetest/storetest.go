@@ -51,6 +51,8 @@ func Run(t *testing.T, newStore func(t *testing.T) stores.Store) {
 		{"Closed", testClosed},
 		{"CancelledContext", testCancelled},
 		{"ContextEndsDuringPut", testContextEndsDuringPut},
+		{"ExpectedSize", testExpectedSize},
+		{"MaxSize", testMaxSize},
 		{"MetaPutGet", testMetaPutGet},
 		{"MetaReplace", testMetaReplace},
 		{"MetaGetMissing", testMetaGetMissing},
@@ -558,6 +560,79 @@ func testContextEndsDuringPut(t *testing.T, s stores.Store) {
 			t.Errorf("Get after a Put whose context ended after %s failed (%v) = %d bytes %s, want all %d bytes or nothing: a partial chunk",
 				d, err, len(got), short(got), len(data))
 		}
+	}
+}
+
+// wantCorrupt fails t unless err wraps stores.ErrCorrupt.
+func wantCorrupt(t *testing.T, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, stores.ErrCorrupt) {
+		t.Errorf("%s: %v, want an error wrapping ErrCorrupt", what, err)
+	}
+}
+
+// testExpectedSize: a Get under stores.WithExpectedSize returns exactly
+// that many bytes or ErrCorrupt (the stored copy is not that chunk),
+// never another size; the expectation applies to its own id only, leaves
+// a missing chunk missing, and changes nothing stored.
+func testExpectedSize(t *testing.T, s stores.Store) {
+	ctx := t.Context()
+	data, id := chunk(20, 1000)
+	mustPut(t, s, id, data)
+	got, err := s.Get(stores.WithExpectedSize(ctx, id, 1000), id)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get with the right expected size: %d bytes, %v", len(got), err)
+	}
+	for _, n := range []int64{0, 999, 1001, 4000} {
+		got, err := s.Get(stores.WithExpectedSize(ctx, id, n), id)
+		wantCorrupt(t, fmt.Sprintf("Get of a 1000-byte chunk expected to be %d bytes", n), err)
+		if got != nil {
+			t.Errorf("Get expecting %d bytes returned %d bytes as well as an error", n, len(got))
+		}
+	}
+	_, other := chunk(21, 10)
+	mustGetCtx(t, stores.WithExpectedSize(ctx, other, 10), s, id, data)
+	_, err = s.Get(stores.WithExpectedSize(ctx, other, 10), other)
+	wantNotFound(t, "Get of a missing chunk with an expected size", err)
+	empty := idOf(nil)
+	mustPut(t, s, empty, nil)
+	if got, err := s.Get(stores.WithExpectedSize(ctx, empty, 0), empty); err != nil || len(got) != 0 {
+		t.Errorf("Get of the empty chunk expected empty: %d bytes, %v", len(got), err)
+	}
+	_, err = s.Get(stores.WithExpectedSize(ctx, empty, 1), empty)
+	wantCorrupt(t, "Get of the empty chunk expected to be 1 byte", err)
+	mustGet(t, s, id, data) // nothing changed
+}
+
+// testMaxSize: under stores.WithMaxSize a chunk larger than the max is
+// ErrCorrupt for Get, and for Stat where the store can tell its size.
+func testMaxSize(t *testing.T, s stores.Store) {
+	ctx := t.Context()
+	data, id := chunk(22, 1000)
+	mustPut(t, s, id, data)
+	mustGetCtx(t, stores.WithMaxSize(ctx, 1000), s, id, data)
+	got, err := s.Get(stores.WithMaxSize(ctx, 999), id)
+	wantCorrupt(t, "Get of a 1000-byte chunk under a max of 999", err)
+	if got != nil {
+		t.Errorf("Get past the max returned %d bytes as well as an error", len(got))
+	}
+	// The smallest max along the context holds.
+	_, err = s.Get(stores.WithMaxSize(stores.WithMaxSize(ctx, 999), 4000), id)
+	wantCorrupt(t, "Get under a max of 999 widened to 4000", err)
+	if size, err := s.Stat(stores.WithMaxSize(ctx, 999), id); size != -1 || err != nil {
+		wantCorrupt(t, "Stat of a 1000-byte chunk under a max of 999 (or -1, unknown)", err)
+	}
+	if size, err := s.Stat(stores.WithMaxSize(ctx, 1000), id); err != nil || (size != 1000 && size != -1) {
+		t.Errorf("Stat under a max of its size: %d, %v", size, err)
+	}
+	mustGet(t, s, id, data)
+}
+
+func mustGetCtx(t *testing.T, ctx context.Context, s stores.Store, id stores.ID, want []byte) {
+	t.Helper()
+	got, err := s.Get(ctx, id)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("Get(%s) = %d bytes, %v; want %d bytes", id, len(got), err, len(want))
 	}
 }
 

@@ -25,10 +25,17 @@ const (
 	ClassError       Class = "error"        // a store failed, the state is unknown
 )
 
-// ChunkInfo is a chunk the index references, with its logical size.
+// ChunkInfo is a chunk the index references, with its logical size (or
+// -1 where unknown).
 type ChunkInfo struct {
 	ID   stores.ID
 	Size int64
+}
+
+// bound returns ctx telling the stores the chunk's size, so that a copy
+// of another size is corrupt without being read whole.
+func (c ChunkInfo) bound(ctx context.Context) context.Context {
+	return stores.WithExpectedSize(ctx, c.ID, c.Size)
 }
 
 // Verdict is the result of comparing one chunk.
@@ -70,6 +77,7 @@ var stateName = [...]string{copyOK: "ok", copyAbsent: "absent", copyBad: "corrup
 // Shallow checks existence and size; deep reads both copies and checks
 // their hashes and bytes.
 func (m *Manager) CompareChunk(ctx context.Context, c ChunkInfo, deep bool) Verdict {
+	ctx = c.bound(ctx)
 	var ps, ss copyState
 	var pErr, sErr error
 	var pData, sData []byte
@@ -148,6 +156,7 @@ func (m *Manager) statTier(ctx context.Context, t int, id stores.ID) (int64, err
 // (always from a deep comparison) and whether it wrote anything. A chunk
 // with no good copy is reported, never "repaired" from bad data.
 func (m *Manager) RepairChunk(ctx context.Context, c ChunkInfo) (Verdict, bool, error) {
+	ctx = c.bound(ctx)
 	v := m.CompareChunk(ctx, c, true)
 	var src, dst int
 	switch v.Class {
@@ -217,6 +226,7 @@ func ParseDirection(s string) (string, error) {
 // size is repaired from whichever copy verifies. It returns the state it
 // found and whether it copied.
 func (m *Manager) MigrateChunk(ctx context.Context, c ChunkInfo, dst int) (Verdict, bool, error) {
+	ctx = c.bound(ctx)
 	src := 1 - dst
 	n, err := m.statTier(ctx, dst, c.ID)
 	switch {

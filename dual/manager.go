@@ -147,7 +147,10 @@ func (m *Manager) SetReadPreference(p Preference) { m.pref.Store(int32(p)) }
 // ReadPreference returns the current read preference.
 func (m *Manager) ReadPreference() Preference { return Preference(m.pref.Load()) }
 
+// callCtx is the context of one store call: bounded by StoreTimeout, and
+// its chunk reads by MaxChunkSize.
 func (m *Manager) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx = stores.WithMaxSize(ctx, m.opts.MaxChunkSize)
 	if m.opts.StoreTimeout > 0 {
 		return context.WithTimeoutCause(ctx, m.opts.StoreTimeout, stores.ErrTimeout)
 	}
@@ -168,7 +171,7 @@ func (m *Manager) putTier(ctx context.Context, t int, id stores.ID, data []byte)
 	if !m.opts.VerifyBoth {
 		return nil
 	}
-	back, err := tier.Get(ctx, id)
+	back, err := tier.Get(stores.WithExpectedSize(ctx, id, int64(len(data))), id)
 	if err == nil && !m.verified(id, back) {
 		err = stores.ErrCorrupt
 	}
@@ -265,6 +268,11 @@ func (m *Manager) oneSided(ctx context.Context, tier string, id stores.ID, cause
 // verify it falls back to the other tier (when enabled) and heals the
 // failed tier with the good copy. An error wraps ErrNotFound when no tier
 // has the chunk and ErrCorrupt when a copy existed but none verified.
+//
+// Every read is bounded (stores.BoundOf): by MaxChunkSize, and by the
+// chunk's size where the caller knows it and says so with
+// stores.WithExpectedSize (the file layer does, from the index). A copy
+// of another size is a corrupt copy, found without reading it whole.
 func (m *Manager) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	if m.closed.Load() {
 		return nil, fmt.Errorf("dual: get %s: %w", id, stores.ErrClosed)

@@ -149,6 +149,11 @@ type Options struct {
 	// StoreTimeout bounds one store call, so a store that hangs fails the
 	// call instead of hanging the mount. Zero means no timeout.
 	StoreTimeout time.Duration
+	// MaxChunkSize is the filesystem's chunker max_size: every chunk read
+	// is bounded by it (stores.WithMaxSize), so a stored copy larger is a
+	// corrupt one, never read. Zero means stores.MaxChunkSize, the
+	// chunker's ceiling.
+	MaxChunkSize int64
 }
 
 // DefaultOptions returns the defaults: write both tiers, read the primary
@@ -194,6 +199,9 @@ func (o Options) Validate() error {
 	}
 	if o.StoreTimeout < 0 {
 		errs = append(errs, fmt.Errorf("dual: store_timeout %s: want >= 0", o.StoreTimeout))
+	}
+	if o.MaxChunkSize < 0 || o.MaxChunkSize > stores.MaxChunkSize {
+		errs = append(errs, fmt.Errorf("dual: max chunk size %d: want 0..%d", o.MaxChunkSize, stores.MaxChunkSize))
 	}
 	return errors.Join(errs...)
 }

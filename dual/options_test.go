@@ -38,6 +38,10 @@ func TestOptionsValidate(t *testing.T) {
 		{"max backoff equal to interval", func(o *dual.Options) { o.BackfillMaxBackoff = o.BackfillInterval }, ""},
 		{"store timeout 0 (none)", func(o *dual.Options) { o.StoreTimeout = 0 }, ""},
 		{"store timeout negative", func(o *dual.Options) { o.StoreTimeout = -1 }, "store_timeout"},
+		{"max chunk size 0 (the ceiling)", func(o *dual.Options) { o.MaxChunkSize = 0 }, ""},
+		{"max chunk size 4 MiB", func(o *dual.Options) { o.MaxChunkSize = 4 << 20 }, ""},
+		{"max chunk size negative", func(o *dual.Options) { o.MaxChunkSize = -1 }, "max chunk size"},
+		{"max chunk size past the ceiling", func(o *dual.Options) { o.MaxChunkSize = stores.MaxChunkSize + 1 }, "max chunk size"},
 		{"several at once", func(o *dual.Options) { o.Hash = nil; o.WriteConcurrency = 0 }, "write_concurrency"},
 	}
 	for _, tt := range tests {

@@ -16,6 +16,7 @@ import (
 	"github.com/dualstore/dualstore/chunker"
 	"github.com/dualstore/dualstore/chunker/caibx"
 	"github.com/dualstore/dualstore/index"
+	"github.com/dualstore/dualstore/stores"
 )
 
 // ErrNeedsRehash is returned by CaibxOf for a file desync cannot extract
@@ -102,7 +103,7 @@ func (e *Engine) CaibxToStore(ctx context.Context, ino uint64, dir string) (caib
 	var zeros []byte
 	for _, c := range chunks {
 		if !c.Hole() {
-			data, err := e.Dual.Get(ctx, c.ID)
+			data, err := e.Dual.Get(stores.WithExpectedSize(ctx, c.ID, int64(c.Size)), c.ID)
 			if err != nil {
 				return x, fmt.Errorf("chunk %s at %d: %w", c.ID, off, err)
 			}

@@ -239,6 +239,9 @@ func open(ctx context.Context, cfg Config, log zerolog.Logger, m mode) (*Engine,
 			return nil, err
 		}
 	}
+	// Every chunk read is bounded by the filesystem's max chunk size
+	// (which the chunker keeps within stores.MaxChunkSize).
+	opts.MaxChunkSize = min(int64(e.Index.Header().MaxSize), stores.MaxChunkSize)
 	e.Dual, err = dual.New(tiers[0], tiers[1], e.Index, opts, log)
 	if err != nil {
 		closeTiers()

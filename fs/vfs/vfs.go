@@ -228,9 +228,12 @@ func (f *FS) ResetCacheStats() {
 	f.cache.misses.Store(0)
 }
 
-// chunk returns one chunk's bytes (cached), checking its length.
+// chunk returns one chunk's bytes (cached), checking its length. The
+// stores are told the length the index gives (stores.WithExpectedSize):
+// a stored copy of another size is a corrupt one, refused unread, and the
+// other tier's is read instead.
 func (f *FS) chunk(ctx context.Context, c index.Chunk) ([]byte, error) {
-	data, err := f.cache.get(ctx, c.ID)
+	data, err := f.cache.get(stores.WithExpectedSize(ctx, c.ID, int64(c.Size)), c.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +247,7 @@ func (f *FS) chunk(ctx context.Context, c index.Chunk) ([]byte, error) {
 // background, without ever blocking the read.
 func (f *FS) prefetch(chunks []index.Chunk, from, n int) {
 	for i := from; i < len(chunks) && i < from+n; i++ {
-		id := chunks[i].ID
+		id, size := chunks[i].ID, int64(chunks[i].Size)
 		if chunks[i].Hole() || f.cache.contains(id) {
 			continue // a hole is read from no store
 		}
@@ -255,7 +258,7 @@ func (f *FS) prefetch(chunks []index.Chunk, from, n int) {
 		}
 		go func() {
 			defer func() { <-f.prefetchSem }()
-			_, _ = f.cache.get(context.Background(), id)
+			_, _ = f.cache.get(stores.WithExpectedSize(context.Background(), id, size), id)
 		}()
 	}
 }

@@ -18,6 +18,11 @@
 // previous object's post-apply checksum, so a gap, a reordering or an
 // object of another generation is caught.
 //
+// Objects are untrusted when read back: no object larger than
+// MaxObjectBytes is written or read, and Restore checks an object's frame
+// (page sizes within the object, pages in order and within the image)
+// before the LTX decoder, which trusts it, allocates anything from it.
+//
 // The Replicator (replica.go) ships the objects: one queue per tier, so a
 // slow or failing tier never holds the other back; a tier that cannot take
 // them is retried with backoff, and its lag and errors are in Stats. A new

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,15 @@ import (
 
 	"github.com/superfly/ltx"
 )
+
+// MaxObjectBytes is the largest index backup object the Replicator
+// writes and Restore reads. A snapshot holds the whole index database
+// (its pages LZ4-compressed) in one object, held in memory when it is
+// written and when it is read back: 4 GiB is an index of tens of millions
+// of files. An object listed as larger is a corrupt copy (Restore takes
+// the next tier's), never read; an index whose snapshot would be larger
+// is not backed up, and the backup's stats say why.
+const MaxObjectBytes = 4 << 30
 
 // sums tracks the LTX rolling checksum of a database image: the XOR of
 // every page's checksum (page number and content), kept per page so a
@@ -161,14 +171,25 @@ func (e *snapEncoder) close() ([]byte, *sums, error) {
 var errBad = errors.New("bad backup object")
 
 // decode checks an object against its name and the image it applies to
-// (nil for a snapshot) and calls page for every page. It returns the
-// header and trailer.
+// (nil for a snapshot) and calls page for every page, in order. It
+// returns the header and trailer.
+//
+// An object is untrusted input (a damaged or hostile store, a name that
+// matches its bytes): nothing is allocated from what its fields claim
+// before they are checked against the object's own length (checkFrame),
+// and the pages must come in the order the Replicator writes them, each
+// at most one past the image or the page before (the lock page skipped),
+// so that what a caller builds per page (the image's checksums) grows
+// with the object, not with a page number it claims.
 func decode(o object, data []byte, s *sums, page func(pg uint32, data []byte) error) (ltx.Header, ltx.Trailer, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%s: %w: %s", o.name(), errBad, fmt.Sprintf(format, a...))
 	}
 	if got := sum64(data); got != o.Sum {
 		return ltx.Header{}, ltx.Trailer{}, bad("BLAKE3 %016x, its name says %016x (corrupt or truncated)", got, o.Sum)
+	}
+	if err := checkFrame(data); err != nil {
+		return ltx.Header{}, ltx.Trailer{}, bad("%v", err)
 	}
 	dec := ltx.NewDecoder(bytes.NewReader(data))
 	if err := dec.DecodeHeader(); err != nil {
@@ -185,6 +206,12 @@ func decode(o object, data []byte, s *sums, page func(pg uint32, data []byte) er
 	case s != nil && h.PreApplyChecksum != s.value():
 		return h, ltx.Trailer{}, bad("applies to a database with checksum %s, the previous object left %s (a gap or another generation)", h.PreApplyChecksum, s.value())
 	}
+	var base uint32 // the image's pages before the object
+	if s != nil {
+		base = s.pages()
+	}
+	lock := ltx.LockPgno(h.PageSize)
+	var prev uint32
 	buf := make([]byte, h.PageSize)
 	for {
 		var ph ltx.PageHeader
@@ -195,6 +222,14 @@ func decode(o object, data []byte, s *sums, page func(pg uint32, data []byte) er
 		if err != nil {
 			return h, ltx.Trailer{}, bad("page: %v", err)
 		}
+		next := max(base, prev) + 1
+		if next == lock {
+			next++
+		}
+		if ph.Pgno <= prev || ph.Pgno > next || ph.Pgno == lock || ph.Pgno > h.Commit {
+			return h, ltx.Trailer{}, bad("page %d after page %d of an image of %d pages, database size %d: out of order or past the end", ph.Pgno, prev, base, h.Commit)
+		}
+		prev = ph.Pgno
 		if err := page(ph.Pgno, buf); err != nil {
 			return h, ltx.Trailer{}, err
 		}
@@ -204,3 +239,57 @@ func decode(o object, data []byte, s *sums, page func(pg uint32, data []byte) er
 	}
 	return h, dec.Trailer(), nil
 }
+
+// checkFrame walks the frame of an LTX object before the ltx decoder
+// reads it, which trusts it: it allocates what a page's size field says
+// (up to 4 GiB) before reading it, and slices the bytes after the pages
+// without checking there are enough. Each page's data must fit in the
+// object and in what LZ4 makes of a page at worst, pages must be in the
+// block format (ltx v0.5, what the Replicator writes), and the trailer
+// must fit after them.
+func checkFrame(data []byte) error {
+	if len(data) < ltx.HeaderSize {
+		return fmt.Errorf("%d bytes, shorter than an LTX header", len(data))
+	}
+	var h ltx.Header
+	if err := h.UnmarshalBinary(data[:ltx.HeaderSize]); err != nil {
+		return fmt.Errorf("header: %w", err)
+	}
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("header: %w", err)
+	}
+	most := uint32(lz4Bound(int(h.PageSize)))
+	off := ltx.HeaderSize
+	for n := 0; ; n++ {
+		if len(data)-off < ltx.PageHeaderSize {
+			return fmt.Errorf("cut short after %d pages", n)
+		}
+		var ph ltx.PageHeader
+		if err := ph.UnmarshalBinary(data[off:]); err != nil {
+			return err
+		}
+		off += ltx.PageHeaderSize
+		if ph.IsZero() {
+			break
+		}
+		if ph.Flags&ltx.PageHeaderFlagSize == 0 {
+			return fmt.Errorf("page %d: not in the block format the index backup writes", ph.Pgno)
+		}
+		if len(data)-off < 4 {
+			return fmt.Errorf("page %d: cut short", ph.Pgno)
+		}
+		size := binary.BigEndian.Uint32(data[off:])
+		off += 4
+		if size > most || int64(size) > int64(len(data)-off) {
+			return fmt.Errorf("page %d: %d bytes of data, more than a page of %d takes or than the object holds", ph.Pgno, size, h.PageSize)
+		}
+		off += int(size)
+	}
+	if len(data)-off < ltx.TrailerSize {
+		return fmt.Errorf("%d bytes after the pages, too few for the trailer", len(data)-off)
+	}
+	return nil
+}
+
+// lz4Bound is the most LZ4 makes of n bytes (LZ4_COMPRESSBOUND).
+func lz4Bound(n int) int { return n + n/255 + 16 }

@@ -282,6 +282,9 @@ func (r *Replicator) read(ctx context.Context) ([]byte, *sums, index.SnapshotInf
 		return nil, nil, info, t, fmt.Errorf("snapshot: %d pages, page 1 says %d", info.Pages, pages)
 	}
 	b, s, err := enc.close()
+	if err == nil && len(b) > MaxObjectBytes {
+		err = fmt.Errorf("snapshot: %d bytes, more than an index backup object may be (%d): a restore would refuse it", len(b), int64(MaxObjectBytes))
+	}
 	return b, s, info, t, err
 }
 
@@ -383,6 +386,9 @@ func (r *Replicator) apply(cuts []index.Cut) {
 	order := m.SortedPages()
 	seq := r.seq + 1
 	b, err := encodeSegment(r.sums, seq, last.Time, last.Commit, pages, order)
+	if err == nil && len(b) > MaxObjectBytes {
+		err = fmt.Errorf("segment %d: %d bytes, more than an index backup object may be (%d)", seq, len(b), int64(MaxObjectBytes))
+	}
 	for _, c := range live {
 		r.db.Recycle(c)
 	}

@@ -343,8 +343,12 @@ func targetNames(ts []Target) string {
 	return strings.Join(n, " and ")
 }
 
-// getObject reads one copy, refusing one larger than listed.
+// getObject reads one copy, refusing one larger than listed, or listed
+// as larger than MaxObjectBytes (a corrupt copy, never read).
 func getObject(ctx context.Context, t Target, c found) ([]byte, error) {
+	if c.size > MaxObjectBytes {
+		return nil, fmt.Errorf("%s: %w: listed as %d bytes, more than an index backup object may be (%d)", c.o.name(), stores.ErrCorrupt, c.size, int64(MaxObjectBytes))
+	}
 	data, err := t.Store.GetMeta(ctx, c.o.name(), c.size)
 	if err != nil {
 		return nil, err
@@ -357,13 +361,12 @@ func getObject(ctx context.Context, t Target, c found) ([]byte, error) {
 
 // applyObject checks an object and writes its pages into f: a snapshot
 // (seq 1) starts the image, a segment must apply to the image *s holds.
-// Nothing is written unless the whole object checks out.
+// Nothing is written unless the whole object checks out. It decodes the
+// object twice, to check it and work out the image's checksum, then to
+// write the pages, rather than hold every page decoded: an object's pages
+// are LZ4-compressed, and a crafted one could decode to far more than it
+// is.
 func applyObject(f *os.File, o object, data []byte, s **sums) (uint32, error) {
-	type pg struct {
-		n    uint32
-		data []byte
-	}
-	var pages []pg
 	snap := o.Seq == 1
 	var cur *sums
 	if !snap {
@@ -372,27 +375,30 @@ func applyObject(f *os.File, o object, data []byte, s **sums) (uint32, error) {
 		}
 		cur = *s
 	}
+	// The checksum the image would have, before touching it.
+	var next *sums
+	start := func(psize uint32) {
+		next = newSums(psize)
+		if !snap {
+			next.page = append([]ltx.Checksum(nil), cur.page...)
+			next.total = cur.total
+		}
+	}
 	h, tr, err := decode(o, data, cur, func(n uint32, d []byte) error {
-		pages = append(pages, pg{n, append([]byte(nil), d...)})
+		if next == nil {
+			start(uint32(len(d)))
+		}
+		next.set(n, d)
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
+	if next == nil {
+		start(h.PageSize)
+	}
 	if snap != h.IsSnapshot() {
 		return 0, fmt.Errorf("%s: %w: snapshot flag does not match its seq", o.name(), errBad)
-	}
-	// Work out the checksum the image would have, before touching it.
-	next := newSums(h.PageSize)
-	if !snap {
-		next.page = append([]ltx.Checksum(nil), cur.page...)
-		next.total = cur.total
-	}
-	for _, p := range pages {
-		if p.n == 0 || p.n > h.Commit {
-			return 0, fmt.Errorf("%s: %w: page %d past the database size %d", o.name(), errBad, p.n, h.Commit)
-		}
-		next.set(p.n, p.data)
 	}
 	next.truncate(h.Commit)
 	if next.pages() != h.Commit && next.pages()+1 != h.Commit {
@@ -404,10 +410,11 @@ func applyObject(f *os.File, o object, data []byte, s **sums) (uint32, error) {
 	if next.value() != tr.PostApplyChecksum {
 		return 0, fmt.Errorf("%s: %w: the pages give checksum %s, the file says %s", o.name(), errBad, next.value(), tr.PostApplyChecksum)
 	}
-	for _, p := range pages {
-		if _, err := f.WriteAt(p.data, int64(p.n-1)*int64(h.PageSize)); err != nil {
-			return 0, err
-		}
+	if _, _, err := decode(o, data, cur, func(n uint32, d []byte) error {
+		_, err := f.WriteAt(d, int64(n-1)*int64(h.PageSize))
+		return err
+	}); err != nil {
+		return 0, err
 	}
 	*s = next
 	return h.Commit, nil

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,8 +26,14 @@ import (
 // without waiting on it.)
 type hangNode struct {
 	*gofs.LoopbackNode
-	name    string
-	release <-chan struct{}
+	h *hang
+}
+
+// hang is what every hangNode of one mount shares: the name whose
+// lookups block (none until set), and the channel that lets them go.
+type hang struct {
+	name    atomic.Pointer[string]
+	release chan struct{}
 }
 
 var (
@@ -35,34 +43,35 @@ var (
 
 // WrapChild makes every node of the loopback hang on the name.
 func (n *hangNode) WrapChild(_ context.Context, ops gofs.InodeEmbedder) gofs.InodeEmbedder {
-	return &hangNode{LoopbackNode: ops.(*gofs.LoopbackNode), name: n.name, release: n.release}
+	return &hangNode{LoopbackNode: ops.(*gofs.LoopbackNode), h: n.h}
 }
 
 func (n *hangNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if name == n.name {
-		<-n.release
+	if p := n.h.name.Load(); p != nil && *p == name {
+		<-n.h.release
 	}
 	return n.LoopbackNode.Lookup(ctx, name, out)
 }
 
-// hungChunk opens a store on a FUSE filesystem where every lookup of one
-// chunk's file hangs until release is called (and at the test's end):
-// each Get or Stat of that chunk blocks in the kernel. release returns
-// once no call of the store is left blocked.
-func hungChunk(t *testing.T) (*Local, stores.ID, func()) {
+// hangingStore opens a store with opts on a FUSE filesystem that is asked
+// for every name a path walk passes (no entry caching) and answers at once,
+// until hangOn(name) makes every lookup of that file name block until
+// release is called (and at the test's end). release returns once no call
+// of the store is left blocked.
+func hangingStore(t *testing.T, opts Options) (l *Local, hangOn func(name string), release func()) {
 	t.Helper()
 	requireFUSE(t)
-	id := idOf([]byte("hangs"))
 	backing, mnt := t.TempDir(), t.TempDir()
 	loop, err := gofs.NewLoopbackRoot(backing)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := make(chan struct{})
-	root := &hangNode{LoopbackNode: loop.(*gofs.LoopbackNode), name: id.String() + chunkExt, release: ch}
-	srv, err := gofs.Mount(mnt, root, &gofs.Options{MountOptions: fuse.MountOptions{
-		DirectMount: true, FsName: "dualstore-test-hang", Name: "hang",
-	}})
+	h := &hang{release: make(chan struct{})}
+	var zero time.Duration
+	srv, err := gofs.Mount(mnt, &hangNode{LoopbackNode: loop.(*gofs.LoopbackNode), h: h}, &gofs.Options{
+		MountOptions: fuse.MountOptions{DirectMount: true, FsName: "dualstore-test-hang", Name: "hang"},
+		EntryTimeout: &zero, AttrTimeout: &zero, NegativeTimeout: &zero,
+	})
 	if err != nil {
 		t.Fatalf("mount the hanging loopback on %s: %v", mnt, err)
 	}
@@ -71,17 +80,15 @@ func hungChunk(t *testing.T) (*Local, stores.ID, func()) {
 			t.Errorf("unmount %s: %v", mnt, err)
 		}
 	})
-	l, err := New(Options{Root: mnt})
+	opts.Root = mnt
+	l, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	if err := os.Mkdir(l.shardDir(id), dirPerm); err != nil {
-		t.Fatal(err)
-	}
 	var once sync.Once
-	release := func() {
-		once.Do(func() { close(ch) })
+	release = func() {
+		once.Do(func() { close(h.release) })
 		storetest.WaitFor(t, 10*time.Second, func() error {
 			if n := l.abandoned.Load(); n != 0 {
 				return fmt.Errorf("%d abandoned calls still blocked after release", n)
@@ -90,6 +97,19 @@ func hungChunk(t *testing.T) (*Local, stores.ID, func()) {
 		})
 	}
 	t.Cleanup(release) // before the store closes and the filesystem goes
+	return l, func(name string) { h.name.Store(&name) }, release
+}
+
+// hungChunk is a hangingStore where every Get or Stat of one chunk (no
+// such chunk is stored) blocks in the kernel.
+func hungChunk(t *testing.T) (*Local, stores.ID, func()) {
+	t.Helper()
+	l, hangOn, release := hangingStore(t, Options{})
+	id := idOf([]byte("hangs"))
+	if err := os.Mkdir(l.shardDir(id), dirPerm); err != nil {
+		t.Fatal(err)
+	}
+	hangOn(filepath.Base(l.path(id)))
 	return l, id, release
 }
 
@@ -183,5 +203,37 @@ func TestMetaHungFilesystem(t *testing.T) {
 	release()
 	if err := l.PutMeta(ctx, "x", []byte("x")); err != nil {
 		t.Errorf("PutMeta after the filesystem recovered: %v", err)
+	}
+}
+
+// TestSyncAbandonedKeepsTracked hangs the lookups of a tracked chunk file,
+// so that its open for the fsync blocks as a call into a hung filesystem
+// does: Sync ends at its deadline, what it did not sync stays tracked, and
+// the next Sync, once the filesystem answers, syncs everything.
+func TestSyncAbandonedKeepsTracked(t *testing.T) {
+	l, hangOn, release := hangingStore(t, Options{SyncMode: SyncModeFsync})
+	ids := putN(t, l, 3)
+	hung := l.path(ids[0])
+	hangOn(filepath.Base(hung))
+
+	ctx, cancel := context.WithTimeoutCause(t.Context(), 50*time.Millisecond, stores.ErrTimeout)
+	defer cancel()
+	err := l.Sync(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sync with a hung file: %v, want a deadline error", err)
+	}
+	files, dirs := tracked(l)
+	if !files[hung] || len(dirs) == 0 {
+		t.Errorf("after the abandoned Sync: tracked %v and %v, want %s and the directories", files, dirs, hung)
+	}
+	release()
+	if _, dirs := tracked(l); len(dirs) == 0 {
+		t.Errorf("the directories went untracked though their files' Sync failed")
+	}
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if nf, nd := l.pending.len(); nf+nd != 0 {
+		t.Errorf("%d files and %d directories still tracked", nf, nd)
 	}
 }

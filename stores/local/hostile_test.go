@@ -220,3 +220,21 @@ func allocatedBy(f func()) uint64 {
 	runtime.ReadMemStats(&after)
 	return after.TotalAlloc - before.TotalAlloc
 }
+
+// TestSyncHostileChunkFile: a chunk file put and waiting for its fsync
+// (sync: fsync) replaced by a FIFO fails the Sync at once, naming it,
+// instead of blocking its open until the deadline.
+func TestSyncHostileChunkFile(t *testing.T) {
+	l := newLocal(t, Options{SyncMode: SyncModeFsync})
+	ids := putN(t, l, 2)
+	p := l.path(ids[0])
+	replace(t, p, func() error { return syscall.Mkfifo(p, 0o600) })
+	ctx, cancel := context.WithTimeoutCause(t.Context(), 10*time.Second, stores.ErrTimeout)
+	defer cancel()
+	if err := l.Sync(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), p) {
+		t.Errorf("Sync of a FIFO in a chunk's place: %v, want an error naming %s at once", err, p)
+	}
+	if n := l.abandoned.Load(); n != 0 {
+		t.Errorf("Sync left %d calls blocked", n)
+	}
+}

@@ -266,9 +266,11 @@ func openForSync(p string, dir bool) (*os.File, error) {
 	if dir {
 		return os.Open(p)
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	// O_NONBLOCK: a FIFO put in a chunk file's place fails the open
+	// (ENXIO, no reader) instead of blocking it.
+	f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EROFS) {
-		return os.Open(p)
+		return os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	}
 	return f, err
 }

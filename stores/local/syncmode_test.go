@@ -2,7 +2,6 @@ package local
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,9 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/dualstore/dualstore/stores/storetest"
 
 	"github.com/rs/zerolog"
 
@@ -254,61 +250,6 @@ func TestSyncErrorKeepsTracked(t *testing.T) {
 	}
 	if err := l.Sync(t.Context()); err != nil {
 		t.Fatalf("Sync after the fault was removed: %v", err)
-	}
-	if nf, nd := l.pending.len(); nf+nd != 0 {
-		t.Errorf("%d files and %d directories still tracked", nf, nd)
-	}
-}
-
-// TestSyncAbandonedKeepsTracked makes a tracked chunk's path a FIFO, whose
-// open for writing blocks as a call into a hung filesystem does: Sync ends
-// at its deadline and what it did not sync stays tracked, also after the
-// abandoned fsync finishes (failing: a FIFO cannot be synced).
-func TestSyncAbandonedKeepsTracked(t *testing.T) {
-	l := newLocal(t, Options{SyncMode: SyncModeFsync})
-	ids := putN(t, l, 3)
-	hung := l.path(ids[0])
-	if err := os.Remove(hung); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(hung, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	release := func() {
-		// A reader lets the blocked writer's open through.
-		storetest.WaitFor(t, 10*time.Second, func() error {
-			if fd, err := syscall.Open(hung, syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
-				syscall.Close(fd)
-			}
-			if n := l.abandoned.Load(); n != 0 {
-				return fmt.Errorf("%d abandoned calls still blocked after release", n)
-			}
-			return nil
-		})
-	}
-	t.Cleanup(release)
-
-	ctx, cancel := context.WithTimeoutCause(t.Context(), 50*time.Millisecond, stores.ErrTimeout)
-	defer cancel()
-	err := l.Sync(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Sync with a hung file: %v, want a deadline error", err)
-	}
-	check := func(when string) {
-		t.Helper()
-		files, dirs := tracked(l)
-		if !files[hung] || len(dirs) == 0 {
-			t.Errorf("%s: tracked %v and %v, want %s and the directories", when, files, dirs, hung)
-		}
-	}
-	check("after the abandoned Sync")
-	release()
-	check("after the abandoned fsync ended")
-	if err := os.Remove(hung); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Sync(t.Context()); err != nil {
-		t.Fatal(err)
 	}
 	if nf, nd := l.pending.len(); nf+nd != 0 {
 		t.Errorf("%d files and %d directories still tracked", nf, nd)

@@ -2,13 +2,20 @@ package fs
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
 	"strconv"
+	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/dualstore/dualstore/fs/vfs"
 	"github.com/dualstore/dualstore/index"
+	"github.com/dualstore/dualstore/stores"
 )
 
 // ChunkList is what `.dualstore/chunks/INO` shows: the chunks a regular
@@ -36,10 +43,12 @@ type ChunkRef struct {
 // chunksDir is `.dualstore/chunks`: it lists nothing, and looking up the
 // decimal inode number of a regular file (its st_ino) gives a read-only
 // file with that file's ChunkList. The entry is owned by the file's owner
-// with mode 0400, so the kernel's own permission check
-// (default_permissions) lets only that owner and root read it: chunk ids
+// with mode 0600, so the kernel's own permission check
+// (default_permissions) lets only that owner and root use it: chunk ids
 // say something of the content, and a lookup by number passes no
-// directory on the way. Like the rest of `.dualstore`, nothing can be
+// directory on the way. Writing a ChunkList into it (one open, closed at
+// the end) makes an empty file of those chunks where the tiers hold them
+// already: see chunkListWriter. Like the rest of `.dualstore`, nothing can be
 // created, removed or renamed in it (ctlDir's refusals).
 type chunksDir struct {
 	ctlDir
@@ -81,7 +90,7 @@ func (d *chunksDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 }
 
 func chunkListAttr(f *FS, a index.Attr) fuse.Attr {
-	out := f.controlAttr(0, syscall.S_IFREG|0400)
+	out := f.controlAttr(0, syscall.S_IFREG|0600)
 	out.Uid, out.Gid = a.Uid, a.Gid
 	return out
 }
@@ -96,6 +105,7 @@ type chunkListFile struct {
 var (
 	_ gofs.NodeOpener    = (*chunkListFile)(nil)
 	_ gofs.NodeGetattrer = (*chunkListFile)(nil)
+	_ gofs.NodeSetattrer = (*chunkListFile)(nil)
 )
 
 func (c *chunkListFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -108,11 +118,24 @@ func (c *chunkListFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fu
 	return 0
 }
 
-// Open renders the list. A file open with writes its index entry does not
-// have yet is EBUSY: the list would not be its content (fsync it first,
-// as `dualstore export` does).
+// Setattr accepts only the truncation of an open for writing (O_TRUNC).
+func (c *chunkListFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if in.Valid&^(fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) != 0 {
+		return syscall.EPERM
+	}
+	return c.Getattr(ctx, fh, out)
+}
+
+// Open renders the list for reading; a file open with writes its index
+// entry does not have yet is EBUSY: the list would not be its content
+// (fsync it first, as `dualstore export` does). An open for writing takes
+// a list to adopt.
 func (c *chunkListFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+	switch flags & syscall.O_ACCMODE {
+	case syscall.O_WRONLY:
+		return &chunkListWriter{fs: c.fs, ino: c.ino}, fuse.FOPEN_DIRECT_IO, 0
+	case syscall.O_RDONLY:
+	default:
 		return nil, 0, syscall.EACCES
 	}
 	if c.fs.vfs.Dirty(c.ino) {
@@ -153,4 +176,99 @@ func ListChunks(ctx context.Context, db ChunkSource, ino uint64) (ChunkList, err
 		l.Size += r.Size
 	}
 	return l, nil
+}
+
+// maxChunkListBytes bounds a list written to adopt: 1<<24 entries (a
+// 16 TiB file of 1 MiB chunks) of at most about 120 bytes of JSON.
+const maxChunkListBytes = 120 << 24
+
+// chunkListWriter takes a ChunkList written into `.dualstore/chunks/INO`
+// and, at close, makes the empty file INO of its chunks (vfs.Adopt): how
+// `dualstore import` references chunks a casync primary already holds
+// instead of copying them. close(2) reports the result: EINVAL for a
+// malformed list, EBUSY for a file that is not empty, ENODATA when a
+// chunk is in neither tier (the caller copies the bytes instead), EIO
+// when no tier has a good copy.
+type chunkListWriter struct {
+	fs   *FS
+	ino  uint64
+	mu   sync.Mutex
+	data []byte
+	done bool
+}
+
+var (
+	_ gofs.FileWriter  = (*chunkListWriter)(nil)
+	_ gofs.FileFlusher = (*chunkListWriter)(nil)
+)
+
+func (w *chunkListWriter) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if off != int64(len(w.data)) || w.done {
+		return 0, syscall.EINVAL // one sequential write of the whole list
+	}
+	if len(w.data)+len(data) > maxChunkListBytes {
+		return 0, syscall.EFBIG
+	}
+	w.data = append(w.data, data...)
+	return uint32(len(data)), 0
+}
+
+// Flush adopts the list at the first close; a dup's later close finds it
+// done.
+func (w *chunkListWriter) Flush(ctx context.Context) syscall.Errno {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done || len(w.data) == 0 {
+		return 0
+	}
+	w.done = true
+	chunks, err := parseChunkList(w.data, w.fs.db.Header())
+	if err != nil {
+		w.fs.log.Warn().Uint64("ino", w.ino).Err(err).Msg("chunk list to adopt rejected")
+		return syscall.EINVAL
+	}
+	err = w.fs.vfs.Adopt(ctx, w.ino, chunks)
+	switch {
+	case err == nil:
+		w.fs.log.Info().Uint64("ino", w.ino).Int("chunks", len(chunks)).Msg("chunk list adopted")
+		return 0
+	case errors.Is(err, vfs.ErrNotInTiers):
+		w.fs.log.Debug().Uint64("ino", w.ino).Err(err).Msg("chunk list not adopted")
+		return syscall.ENODATA
+	case errors.Is(err, vfs.ErrNotEmpty):
+		return syscall.EBUSY
+	}
+	return w.fs.fail("adopt chunk list", w.ino, err)
+}
+
+// parseChunkList reads a written ChunkList: the filesystem's hash, entries
+// in order from offset 0, ids that parse.
+func parseChunkList(b []byte, h index.Header) ([]index.Chunk, error) {
+	var l ChunkList
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, err
+	}
+	if l.Hash != h.Hash {
+		return nil, fmt.Errorf("hash %q: this filesystem's is %q", l.Hash, h.Hash)
+	}
+	chunks := make([]index.Chunk, 0, len(l.Chunks))
+	var off uint64
+	for i, r := range l.Chunks {
+		if r.Offset != off || r.Size == 0 || r.Size > math.MaxUint32 {
+			return nil, fmt.Errorf("entry %d: offset %d size %d, want offset %d and a size of 1..%d", i, r.Offset, r.Size, off, uint32(math.MaxUint32))
+		}
+		c := index.Chunk{Size: uint32(r.Size)}
+		if !r.Hole {
+			id, err := stores.ParseID(r.ID)
+			if err != nil || id.IsZero() {
+				return nil, fmt.Errorf("entry %d: id %q: %v", i, r.ID, err)
+			}
+			c.ID = id
+		}
+		chunks = append(chunks, c)
+		off += r.Size
+	}
+	return chunks, nil
 }

@@ -95,12 +95,27 @@ func TestCasyncExportImport(t *testing.T) {
 	if o, err := exec.Command(desync, "make", "-s", store, blob+".caibx", blob).CombinedOutput(); err != nil {
 		t.Fatalf("desync make: %v\n%s", err, o)
 	}
-	if o, e, code := CLI(t, "import", blob+".caibx", "--store", store, m.Path("imported")); code != 0 {
+	if o, e, code := CLI(t, "import", blob+".caibx", "--store", store, m.Path("imported")); code != 0 || strings.Contains(e, "in place") {
 		t.Fatalf("dualstore import: exit %d\n%s%s", code, o, e)
 	}
 	cmpFiles(t, blob, m.Path("imported"))
 	if r := m.Compare(true); r.Differences() != 0 {
 		t.Errorf("deep compare after import: %s", r.counts())
+	}
+	// desync wrote the foreign blob into the casync primary: its import
+	// references those chunks in place (nothing new in the primary) and
+	// puts them into the safety tier.
+	before := casyncChunks(t, prim)
+	o, e, code := CLI(t, "import", foreign+".caibx", "--store", prim, m.Path("adopted"))
+	if code != 0 || !strings.Contains(e, "in place") {
+		t.Fatalf("import of a blob the primary holds: exit %d, want it referenced in place\n%s%s", code, o, e)
+	}
+	cmpFiles(t, foreign, m.Path("adopted"))
+	if after := casyncChunks(t, prim); len(after) != len(before) {
+		t.Errorf("an in-place import changed the primary: %d chunks, were %d", len(after), len(before))
+	}
+	if r := m.Compare(true); r.Differences() != 0 {
+		t.Errorf("deep compare after the in-place import: %s", r.counts())
 	}
 	// A corrupt chunk in the desync store aborts the import, names the
 	// chunk and leaves no file.
@@ -111,7 +126,7 @@ func TestCasyncExportImport(t *testing.T) {
 	if err := os.WriteFile(cs[0], []byte("not zstd"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, e, code := CLI(t, "import", blob+".caibx", "--store", store, m.Path("imported2"))
+	_, e, code = CLI(t, "import", blob+".caibx", "--store", store, m.Path("imported2"))
 	if code == 0 || !strings.Contains(e, strings.TrimSuffix(filepath.Base(cs[0]), ".cacnk")) {
 		t.Errorf("import with a corrupt chunk: exit %d\n%s", code, e)
 	}

@@ -4,14 +4,21 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/dualstore/dualstore/chunker"
 	"github.com/dualstore/dualstore/chunker/caibx"
+	dsfs "github.com/dualstore/dualstore/fs"
 )
 
 func importCmd() *cobra.Command {
@@ -74,6 +81,21 @@ func importCaibx(ctx context.Context, indexPath, store, dst string) error {
 			os.Remove(tmp)
 		}
 	}()
+	n, err := adoptInPlace(out, x)
+	if err != nil {
+		return fmt.Errorf("%s: %w", indexPath, err)
+	}
+	if n > 0 {
+		if err := out.Close(); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, dst); err != nil {
+			return err
+		}
+		done = true
+		fmt.Fprintf(os.Stderr, "dualstore: imported %s (%d chunks, %d bytes) as %s, referencing the chunks the tiers hold in place\n", indexPath, n, x.Length(), dst)
+		return nil
+	}
 	bar := newBar(int64(x.Length()), "import", true)
 	for i, c := range x.Chunks {
 		data, err := src.Get(ctx, c.ID, c.Size)
@@ -98,4 +120,55 @@ func importCaibx(ctx context.Context, indexPath, store, dst string) error {
 	done = true
 	fmt.Fprintf(os.Stderr, "dualstore: imported %s (%d chunks, %d bytes) as %s\n", indexPath, len(x.Chunks), x.Length(), dst)
 	return nil
+}
+
+// adoptInPlace makes the empty file f of the mount the chunks of x where
+// the filesystem names chunks as x does (SHA512/256) and its tiers hold
+// every one already, a casync primary that desync wrote them into for
+// example: nothing is copied, the daemon verifies each chunk in the tiers
+// and puts it into a tier that lacks it. It returns the number of chunks
+// referenced, 0 when the bytes must be copied instead (another hash, a
+// chunk over the filesystem's maximum, a chunk in neither tier).
+func adoptInPlace(f *os.File, x caibx.Index) (int, error) {
+	if x.FeatureFlags&caibx.FlagSHA512_256 == 0 || len(x.Chunks) == 0 {
+		return 0, nil
+	}
+	root, err := mountRoot(f.Name())
+	if err != nil {
+		return 0, err
+	}
+	l, err := chunkListOf(root, f)
+	if err != nil {
+		return 0, err
+	}
+	if l.Hash != chunker.HashSHA512_256 {
+		return 0, nil
+	}
+	want := dsfs.ChunkList{Hash: l.Hash, Size: x.Length()}
+	for _, c := range x.Chunks {
+		if c.Size > uint64(l.MaxSize) {
+			return 0, nil
+		}
+		want.Chunks = append(want.Chunks, dsfs.ChunkRef{Offset: c.Start, Size: c.Size, ID: hex.EncodeToString(c.ID[:])})
+	}
+	b, err := json.Marshal(want)
+	if err != nil {
+		return 0, err
+	}
+	p := filepath.Join(root, ".dualstore", "chunks", strconv.FormatUint(l.Ino, 10))
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	_, werr := w.Write(b)
+	cerr := w.Close() // the daemon adopts the list at close
+	switch {
+	case werr != nil:
+		return 0, fmt.Errorf("%s: %w", p, werr)
+	case errors.Is(cerr, syscall.ENODATA):
+		return 0, nil
+	case cerr != nil:
+		return 0, fmt.Errorf("%s: referencing the chunks in place failed (the daemon's log says why): %w", p, cerr)
+	}
+	return len(x.Chunks), nil
 }

@@ -26,6 +26,7 @@ const (
 	ctlCtlIno
 	ctlCompareIno
 	ctlConfigIno
+	ctlChunksIno
 )
 
 type ctlEntry struct {
@@ -398,6 +399,10 @@ var (
 )
 
 func (d *ctlDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name == "chunks" {
+		out.Attr = d.fs.controlAttr(ctlChunksIno, syscall.S_IFDIR|0555)
+		return d.NewInode(ctx, &chunksDir{ctlDir{fs: d.fs}}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ctlChunksIno}), 0
+	}
 	for _, e := range ctlEntries {
 		if e.name == name {
 			out.Attr = d.fs.controlAttr(e.ino, syscall.S_IFREG|e.mode)
@@ -408,7 +413,7 @@ func (d *ctlDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *ctlDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	var ents []fuse.DirEntry
+	ents := []fuse.DirEntry{{Name: "chunks", Ino: ctlChunksIno, Mode: syscall.S_IFDIR}}
 	for _, e := range ctlEntries {
 		ents = append(ents, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: syscall.S_IFREG})
 	}

@@ -2,6 +2,7 @@ package dual_test
 
 import (
 	"context"
+	"crypto/sha512"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,9 +30,19 @@ func benchParams() chunker.Params {
 // benchManager builds a manager over one local store per tier, in fresh
 // directories under dir.
 func benchManager(b *testing.B, dir string, writeToBoth bool) *dual.Manager {
+	return benchManagerWith(b, dir, writeToBoth, "", hashID)
+}
+
+// benchManagerWith is benchManager with the primary's layout and the
+// chunk id function chosen.
+func benchManagerWith(b *testing.B, dir string, writeToBoth bool, primaryLayout string, hashID func([]byte) stores.ID) *dual.Manager {
 	b.Helper()
 	open := func(name string) stores.Store {
-		l, err := local.New(local.Options{Root: filepath.Join(dir, name), Name: name, CreateRoot: true})
+		layout := ""
+		if name == "primary" {
+			layout = primaryLayout
+		}
+		l, err := local.New(local.Options{Root: filepath.Join(dir, name), Name: name, CreateRoot: true, Layout: layout})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -52,10 +63,14 @@ func benchManager(b *testing.B, dir string, writeToBoth bool) *dual.Manager {
 // sequentially: stream the bytes through the chunker in 1 MiB writes and
 // queue every chunk into a batch as it is cut, then wait for the batch.
 func engineWrite(b *testing.B, m *dual.Manager, data []byte) []stores.ID {
+	return engineWriteWith(b, m, data, blake3.Sum256)
+}
+
+func engineWriteWith(b *testing.B, m *dual.Manager, data []byte, hash chunker.HashFunc) []stores.ID {
 	b.Helper()
 	batch := m.NewBatch(context.Background(), nil)
 	var ids []stores.ID
-	s, err := chunker.NewStream(benchParams(), blake3.Sum256, func(c chunker.Chunk) error {
+	s, err := chunker.NewStream(benchParams(), hash, func(c chunker.Chunk) error {
 		ids = append(ids, c.ID)
 		return batch.Put(c.ID, c.Data)
 	})
@@ -78,13 +93,18 @@ func engineWrite(b *testing.B, m *dual.Manager, data []byte) []stores.ID {
 
 // BenchmarkEngineWrite writes 256 MiB of random data end to end (chunk,
 // hash, store) into two local stores ("dual") and into one ("single",
-// write_to_both off), so the cost of the second copy shows side by side.
+// write_to_both off), so the cost of the second copy shows side by side;
+// "casync" is "dual" with a casync-layout primary (SHA512/256 ids, every
+// chunk zstd), #16's write path.
 func BenchmarkEngineWrite(b *testing.B) {
 	data, _ := chunk(1, benchSize)
+	sha := func(d []byte) stores.ID { return sha512.Sum512_256(d) }
 	for _, mode := range []struct {
-		name string
-		both bool
-	}{{"dual", true}, {"single", false}} {
+		name   string
+		both   bool
+		layout string
+		hash   func([]byte) stores.ID
+	}{{"dual", true, "", hashID}, {"single", false, "", hashID}, {"casync", true, local.LayoutCasync, sha}} {
 		b.Run(mode.name, func(b *testing.B) {
 			b.SetBytes(benchSize)
 			for i := 0; i < b.N; i++ {
@@ -93,9 +113,9 @@ func BenchmarkEngineWrite(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				m := benchManager(b, dir, mode.both)
+				m := benchManagerWith(b, dir, mode.both, mode.layout, mode.hash)
 				b.StartTimer()
-				engineWrite(b, m, data)
+				engineWriteWith(b, m, data, func(d []byte) [32]byte { return mode.hash(d) })
 				b.StopTimer()
 				if err := m.Close(); err != nil {
 					b.Fatal(err)

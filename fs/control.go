@@ -26,6 +26,7 @@ const (
 	ctlCtlIno
 	ctlCompareIno
 	ctlConfigIno
+	ctlChunksIno
 )
 
 type ctlEntry struct {
@@ -317,13 +318,17 @@ func (f *FS) compareReport() (r dual.Report, auto bool) {
 }
 
 // compareDoc is the `.dualstore/compare` document: the report, marked
-// when the background gc started the action.
+// when the background gc started the action, and when it is the
+// counts-only form (see countsOnly).
 type compareDoc struct {
 	dual.Report
 	Automatic bool `json:"automatic,omitempty"`
+	Redacted  bool `json:"redacted,omitempty"`
 }
 
-// render produces the snapshot a control file shows at open.
+// render produces the snapshot a control file shows at open, as the
+// caller of ctx may see it (see seesNames): every open renders its own,
+// and direct I/O keeps one reader's from being served to another.
 func (f *FS) render(ctx context.Context, ino uint64) ([]byte, error) {
 	switch ino {
 	case ctlStatsIno:
@@ -331,10 +336,10 @@ func (f *FS) render(ctx context.Context, ino uint64) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return jsonLine(s)
+		return jsonLine(statsFor(ctx, s))
 	case ctlCompareIno:
 		r, auto := f.compareReport()
-		return jsonLine(compareDoc{Report: r, Automatic: auto})
+		return jsonLine(compareFor(ctx, r, auto))
 	case ctlConfigIno:
 		if f.opts.Config != nil {
 			return f.opts.Config(), nil
@@ -394,6 +399,10 @@ var (
 )
 
 func (d *ctlDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name == "chunks" {
+		out.Attr = d.fs.controlAttr(ctlChunksIno, syscall.S_IFDIR|0555)
+		return d.NewInode(ctx, &chunksDir{ctlDir{fs: d.fs}}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ctlChunksIno}), 0
+	}
 	for _, e := range ctlEntries {
 		if e.name == name {
 			out.Attr = d.fs.controlAttr(e.ino, syscall.S_IFREG|e.mode)
@@ -404,7 +413,7 @@ func (d *ctlDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *ctlDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	var ents []fuse.DirEntry
+	ents := []fuse.DirEntry{{Name: "chunks", Ino: ctlChunksIno, Mode: syscall.S_IFDIR}}
 	for _, e := range ctlEntries {
 		ents = append(ents, fuse.DirEntry{Name: e.name, Ino: e.ino, Mode: syscall.S_IFREG})
 	}
@@ -480,6 +489,11 @@ func (c *ctlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY && c.entry.ino != ctlCtlIno {
 		// Root passes the kernel's permission check; read-only means
 		// read-only for root too.
+		return nil, 0, syscall.EACCES
+	}
+	if c.entry.ino == ctlCtlIno && !seesNames(ctx) {
+		// Its mode (0600, the owner's) already keeps others out; its
+		// status names the path of the last command.
 		return nil, 0, syscall.EACCES
 	}
 	data, err := c.fs.render(ctx, c.entry.ino)

@@ -39,6 +39,8 @@ func toErrno(err error) syscall.Errno {
 		return syscall.EINVAL
 	case errors.Is(err, index.ErrPerm):
 		return syscall.EPERM
+	case errors.Is(err, index.ErrNoSpace):
+		return syscall.ENOSPC
 	case errors.Is(err, dual.ErrBusy):
 		return syscall.EBUSY
 	case errors.Is(err, errBadCommand):

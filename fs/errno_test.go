@@ -29,6 +29,7 @@ func TestToErrno(t *testing.T) {
 		{wrap(index.ErrNoData), syscall.ENODATA},
 		{wrap(index.ErrInvalid), syscall.EINVAL},
 		{wrap(index.ErrPerm), syscall.EPERM},
+		{wrap(index.ErrNoSpace), syscall.ENOSPC},
 		{wrap(dual.ErrBusy), syscall.EBUSY},
 		{wrap(errBadCommand), syscall.EINVAL},
 		// A chunk file's ENOENT must not look like a missing file.

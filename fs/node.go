@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -430,8 +431,8 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if aclXattr(attr) {
 		return 0, syscall.EOPNOTSUPP
 	}
-	if n.noXattr.Load() {
-		return 0, syscall.ENODATA
+	if n.noXattr.Load() || trustedXattr(attr) && !callerIsRoot(ctx) {
+		return 0, syscall.ENODATA // as the kernel answers others for trusted.*
 	}
 	v, err := n.fs.db.GetXattr(ctx, n.ino(), attr)
 	if err != nil {
@@ -448,6 +449,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if aclXattr(attr) {
 		return syscall.EOPNOTSUPP
 	}
+	if trustedXattr(attr) && !callerIsRoot(ctx) {
+		return syscall.EPERM
+	}
 	n.noXattr.Store(false) // before the index has the row, not after
 	if err := n.fs.db.SetXattr(ctx, n.ino(), attr, data, flags); err != nil {
 		return n.fs.fail("setxattr", n.ino(), err)
@@ -463,6 +467,11 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	names, err := n.fs.db.ListXattr(ctx, n.ino())
 	if err != nil {
 		return 0, n.fs.fail("listxattr", n.ino(), err)
+	}
+	if !callerIsRoot(ctx) {
+		// ext4 lists trusted.* to CAP_SYS_ADMIN only; the kernel does not
+		// filter a FUSE filesystem's list.
+		names = slices.DeleteFunc(names, trustedXattr)
 	}
 	size := 0
 	for _, s := range names {
@@ -482,6 +491,9 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	ctx = uninterruptible(ctx)
+	if trustedXattr(attr) && !callerIsRoot(ctx) {
+		return syscall.EPERM
+	}
 	if err := n.fs.db.RemoveXattr(ctx, n.ino(), attr); err != nil {
 		return n.fs.fail("removexattr", n.ino(), err)
 	}

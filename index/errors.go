@@ -35,6 +35,10 @@ var (
 	ErrNameTooLong = errors.New("file name too long")
 	// ErrNoData: the extended attribute does not exist (ENODATA).
 	ErrNoData = errors.New("no such attribute")
+	// ErrNoSpace: an extended attribute would take the inode past
+	// MaxXattrCount or MaxXattrTotal (ENOSPC, as ext4 when its one xattr
+	// block is full).
+	ErrNoSpace = errors.New("no space left for extended attributes")
 	// ErrCorrupt: the file is not an SQLite database, or a row or the header
 	// holds something this package never writes.
 	ErrCorrupt = errors.New("index corrupt")
@@ -58,6 +62,19 @@ const (
 	MaxXattrNameLen = 255
 	// MaxXattrSize is the largest extended attribute value (XATTR_SIZE_MAX).
 	MaxXattrSize = 65536
+	// MaxXattrCount is the most extended attributes one inode holds. With
+	// names of at most MaxXattrNameLen bytes, the list listxattr returns
+	// (each name and its NUL) is at most 256 × 256 bytes: it always fits
+	// XATTR_LIST_MAX (64 KiB), past which listxattr fails with E2BIG and
+	// `cp -a`/`rsync -X` cannot copy a file's attributes. ext4 keeps them
+	// all in one 4 KiB block: about 200 empty ones at most.
+	MaxXattrCount = 256
+	// MaxXattrTotal is the most bytes of names and values one inode's
+	// extended attributes take together: 16 values of MaxXattrSize, more
+	// than ext4 (one 4 KiB block) or btrfs (16 KiB per attribute) keep,
+	// so whatever they hold can be copied in, while what one file can
+	// make the index (and every copy of it) hold stays bounded.
+	MaxXattrTotal = 1 << 20
 )
 
 // ValidateName reports whether name can be a directory entry: non-empty,

@@ -60,17 +60,29 @@ func (db *DB) SetXattr(ctx context.Context, ino uint64, name string, value []byt
 		if _, err := getAttr(ctx, w, ino); err != nil {
 			return err
 		}
-		var one int
-		err := w.QueryRowContext(ctx, "SELECT 1 FROM xattrs WHERE ino = ? AND name = ?", int64(ino), []byte(name)).Scan(&one)
-		exists := err == nil
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
+		// The inode's count and bytes, and this name's share of them, in
+		// the transaction that sets: concurrent sets cannot pass the bound.
+		var count, total int64
+		var old sql.NullInt64
+		err := w.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(LENGTH(name) + LENGTH(value)), 0),
+			SUM(CASE WHEN name = ? THEN LENGTH(name) + LENGTH(value) END) FROM xattrs WHERE ino = ?`,
+			[]byte(name), int64(ino)).Scan(&count, &total, &old)
+		if err != nil {
+			return scanErr(err, "xattrs")
 		}
+		exists := old.Valid
+		after := total - old.Int64 + int64(len(name)+len(value))
 		switch {
 		case exists && flags&XattrCreate != 0:
 			return ErrExist
 		case !exists && flags&XattrReplace != 0:
 			return ErrNoData
+		case !exists && count >= MaxXattrCount:
+			return fmt.Errorf("inode has %d extended attributes, the most it may: %w", count, ErrNoSpace)
+		case after > MaxXattrTotal && after > total:
+			// A change that does not grow the inode is always allowed,
+			// even past the bound (attributes set before it existed).
+			return fmt.Errorf("names and values would take %d bytes, past %d: %w", after, MaxXattrTotal, ErrNoSpace)
 		case exists:
 			_, err = w.ExecContext(ctx, "UPDATE xattrs SET value = ? WHERE ino = ? AND name = ?", value, int64(ino), []byte(name))
 		default:

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	iofs "io/fs"
 	"maps"
 	"os"
@@ -303,5 +304,79 @@ func TestXattrsOfNewFiles(t *testing.T) {
 	}
 	if got := userXattrs(t, m.Path("d")); len(got) != 0 {
 		t.Fatalf("a new directory lists xattrs %v", got)
+	}
+}
+
+// TestXattrBound fills a file to both documented bounds at once (256
+// attributes, names and values of 1 MiB in all: fs/README.md): each
+// attribute has a 255-byte name, so listxattr's answer is exactly
+// XATTR_LIST_MAX (64 KiB) and still works. One more attribute, or a
+// bigger value, gets ENOSPC (setfattr too); replacing a value with one of
+// the same or a smaller size works; `cp -a` copies the file with all its
+// attributes into a new file on the mount; removing one makes room for
+// another.
+func TestXattrBound(t *testing.T) {
+	t.Parallel()
+	needTool(t, "setfattr", "attr")
+	const count, total, listMax = 256, 1 << 20, 64 << 10
+	m := mount(t)
+	p := m.Path("full")
+	writeFile(t, p, []byte("a file with all the xattrs it may have\n"))
+	name := func(i int) string {
+		pre := fmt.Sprintf("user.%03d.", i)
+		return pre + strings.Repeat("x", 255-len(pre))
+	}
+	valueLen := total/count - 255 // 3841: every name and value take 4 KiB
+	want := map[string]string{}
+	for i := range count {
+		v := string(randBytes(uint64(700+i), valueLen))
+		if err := unix.Setxattr(p, name(i), []byte(v), 0); err != nil {
+			t.Fatalf("setxattr number %d of %d (%d bytes so far): %v", i+1, count, i*(255+valueLen), err)
+		}
+		want[name(i)] = v
+	}
+	list := make([]byte, listMax)
+	if n, err := unix.Listxattr(p, list); err != nil || n != listMax {
+		t.Fatalf("listxattr of a file at the bound: %d bytes, %v; want exactly %d", n, err, listMax)
+	}
+
+	if err := unix.Setxattr(p, "user.one-more", nil, 0); err != unix.ENOSPC {
+		t.Errorf("attribute number %d: %v, want ENOSPC", count+1, err)
+	}
+	if out := toolFails(t, "setfattr", "-n", "user.one-more", "-v", "x", p); !strings.Contains(out, "No space left on device") {
+		t.Errorf("setfattr past the bound: %q, want No space left on device", out)
+	}
+	if err := unix.Setxattr(p, name(3), make([]byte, valueLen+1), unix.XATTR_REPLACE); err != unix.ENOSPC {
+		t.Errorf("a value one byte bigger at the bound: %v, want ENOSPC", err)
+	}
+	same := string(randBytes(799, valueLen))
+	if err := unix.Setxattr(p, name(3), []byte(same), unix.XATTR_REPLACE); err != nil {
+		t.Errorf("replacing a value with one of the same size at the bound: %v", err)
+	}
+	want[name(3)] = same
+
+	// Still exactly at the bound: the copy must hold all of it.
+	runTool(t, "cp", "-a", p, m.Path("copy"))
+	for _, f := range []string{"full", "copy"} {
+		if got := userXattrs(t, m.Path(f)); !maps.Equal(got, want) {
+			t.Errorf("%s: %d xattrs, want the %d set (equal: %v)", f, len(got), len(want), maps.Equal(got, want))
+		}
+	}
+
+	if err := unix.Setxattr(p, name(4), []byte("small"), 0); err != nil {
+		t.Errorf("replacing a value with a smaller one at the bound: %v", err)
+	}
+	if err := unix.Setxattr(p, name(4), []byte(want[name(4)]), 0); err != nil {
+		t.Errorf("and back to its size at the bound: %v", err)
+	}
+
+	if err := unix.Removexattr(p, name(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(p, "user.one-more", []byte("fits now"), 0); err != nil {
+		t.Errorf("a new attribute after removing one at the bound: %v", err)
+	}
+	if err := unix.Setxattr(p, "user.two-more", nil, 0); err != unix.ENOSPC {
+		t.Errorf("and one more: %v, want ENOSPC", err)
 	}
 }

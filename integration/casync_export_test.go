@@ -2,11 +2,13 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -93,12 +95,27 @@ func TestCasyncExportImport(t *testing.T) {
 	if o, err := exec.Command(desync, "make", "-s", store, blob+".caibx", blob).CombinedOutput(); err != nil {
 		t.Fatalf("desync make: %v\n%s", err, o)
 	}
-	if o, e, code := CLI(t, "import", blob+".caibx", "--store", store, m.Path("imported")); code != 0 {
+	if o, e, code := CLI(t, "import", blob+".caibx", "--store", store, m.Path("imported")); code != 0 || strings.Contains(e, "in place") {
 		t.Fatalf("dualstore import: exit %d\n%s%s", code, o, e)
 	}
 	cmpFiles(t, blob, m.Path("imported"))
 	if r := m.Compare(true); r.Differences() != 0 {
 		t.Errorf("deep compare after import: %s", r.counts())
+	}
+	// desync wrote the foreign blob into the casync primary: its import
+	// references those chunks in place (nothing new in the primary) and
+	// puts them into the safety tier.
+	before := casyncChunks(t, prim)
+	o, e, code := CLI(t, "import", foreign+".caibx", "--store", prim, m.Path("adopted"))
+	if code != 0 || !strings.Contains(e, "in place") {
+		t.Fatalf("import of a blob the primary holds: exit %d, want it referenced in place\n%s%s", code, o, e)
+	}
+	cmpFiles(t, foreign, m.Path("adopted"))
+	if after := casyncChunks(t, prim); len(after) != len(before) {
+		t.Errorf("an in-place import changed the primary: %d chunks, were %d", len(after), len(before))
+	}
+	if r := m.Compare(true); r.Differences() != 0 {
+		t.Errorf("deep compare after the in-place import: %s", r.counts())
 	}
 	// A corrupt chunk in the desync store aborts the import, names the
 	// chunk and leaves no file.
@@ -109,7 +126,7 @@ func TestCasyncExportImport(t *testing.T) {
 	if err := os.WriteFile(cs[0], []byte("not zstd"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, e, code := CLI(t, "import", blob+".caibx", "--store", store, m.Path("imported2"))
+	_, e, code = CLI(t, "import", blob+".caibx", "--store", store, m.Path("imported2"))
 	if code == 0 || !strings.Contains(e, strings.TrimSuffix(filepath.Base(cs[0]), ".cacnk")) {
 		t.Errorf("import with a corrupt chunk: exit %d\n%s", code, e)
 	}
@@ -194,5 +211,150 @@ func TestCasyncExportToStore(t *testing.T) {
 	}
 	if o, err := exec.Command(desync, "verify", "-s", store).CombinedOutput(); err != nil || len(bytes.TrimSpace(o)) != 0 {
 		t.Errorf("desync verify of the exported store: %v\n%s", err, o)
+	}
+}
+
+// TestCasyncExportOnline exports from a live mount (MNT/PATH): the same
+// indexes as offline, with and without --to-store; an unflushed file's
+// chunk list is EBUSY until fsync; `.dualstore/chunks/INO` is readable by
+// the file's owner and root only; a path outside a mount is refused.
+func TestCasyncExportOnline(t *testing.T) {
+	t.Parallel()
+	desync := desyncBin(t)
+	dir := t.TempDir()
+	prim := filepath.Join(dir, "primary")
+	if err := os.MkdirAll(prim, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := mount(t, withArgs("--allow-other"), withConfig(fmt.Sprintf("chunker:\n  hash: sha512-256\nprimary:\n  - path: %s\n    layout: casync\n", prim)))
+	permTraversable(t, m.Dir)
+	files := map[string][]byte{
+		"big":        randBytes(180, 5<<20+11),
+		"d/small":    randBytes(181, 1500),
+		"d/e/medium": randBytes(182, 900<<10),
+	}
+	for name, data := range files {
+		writeFile(t, m.Path(name), data)
+	}
+	sparse := m.Path("d/sparse")
+	writeFile(t, sparse, files["d/small"])
+	if err := os.Truncate(sparse, 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 3<<20)
+	copy(want, files["d/small"])
+
+	// Without --to-store the sparse file cannot go as it is.
+	online := filepath.Join(dir, "online")
+	if _, e, code := CLI(t, "export", m.Path("d"), "-o", online); code != 2 || !strings.Contains(e, "sparse") || !strings.Contains(e, "--to-store") {
+		t.Errorf("online export of a directory with a sparse file: exit %d\n%s", code, e)
+	}
+	if err := os.Remove(sparse); err != nil {
+		t.Fatal(err)
+	}
+	if o, e, code := CLI(t, "export", m.Path(), "-o", online); code != 0 {
+		t.Fatalf("online export: exit %d\n%s%s", code, o, e)
+	}
+	for name, data := range files {
+		got := filepath.Join(dir, "x-"+strings.ReplaceAll(name, "/", "-"))
+		if o, err := exec.Command(desync, "extract", "-s", prim, filepath.Join(online, name+".caibx"), got).CombinedOutput(); err != nil {
+			t.Errorf("desync extract %s: %v\n%s", name, err, o)
+			continue
+		}
+		cmpBytes(t, name, got, data)
+	}
+	if _, err := os.Stat(filepath.Join(online, ".dualstore")); !os.IsNotExist(err) {
+		t.Errorf("the online export walked into .dualstore: %v", err)
+	}
+
+	// --to-store, a single file with a hole, into a store of its own.
+	writeFile(t, sparse, files["d/small"])
+	if err := os.Truncate(sparse, 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(dir, "store")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	one := filepath.Join(dir, "sparse.caibx")
+	if o, e, code := CLI(t, "export", "--to-store", store, sparse, "-o", one); code != 0 {
+		t.Fatalf("online export --to-store: exit %d\n%s%s", code, o, e)
+	}
+	got := filepath.Join(dir, "x-sparse")
+	if o, err := exec.Command(desync, "extract", "-s", store, one, got).CombinedOutput(); err != nil {
+		t.Fatalf("desync extract sparse: %v\n%s", err, o)
+	}
+	cmpBytes(t, "sparse", got, want)
+	if o, err := exec.Command(desync, "verify", "-s", store).CombinedOutput(); err != nil || len(bytes.TrimSpace(o)) != 0 {
+		t.Errorf("desync verify of the exported store: %v\n%s", err, o)
+	}
+
+	// Unflushed writes: the chunk list is EBUSY until fsync.
+	f, err := os.OpenFile(m.Path("big"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("changed"), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	list := m.control(fmt.Sprintf("chunks/%d", st.Ino))
+	if _, err := os.ReadFile(list); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("chunk list of a file with unflushed writes: %v, want EBUSY", err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(list); err != nil || !bytes.Contains(b, []byte(`"chunks"`)) {
+		t.Errorf("chunk list after fsync: %v\n%s", err, b)
+	}
+
+	// Only the owner and root read a file's chunk list.
+	writeFile(t, m.Path("pub"), []byte("public\n"))
+	if err := os.Chmod(m.Path("pub"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(m.Path("pub"), &st); err != nil {
+		t.Fatal(err)
+	}
+	pubList := m.control(fmt.Sprintf("chunks/%d", st.Ino))
+	permDenied(t, permNobody, permNobody, "/", "cat "+pubList, syscall.EACCES)
+	if err := os.Mkdir(m.Path("tmp"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(m.Path("tmp"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	permMust(t, permNobody, permNobody, m.Path("tmp"), "echo mine > own")
+	if err := syscall.Stat(m.Path("tmp", "own"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if out := permMust(t, permNobody, permNobody, "/", fmt.Sprintf("cat %s", m.control(fmt.Sprintf("chunks/%d", st.Ino)))); !strings.Contains(out, `"chunks"`) {
+		t.Errorf("the owner reading its file's chunk list: %q", out)
+	}
+	if out, err := permAs(t, permNobody, permNobody, "/", "ls "+m.control("chunks")); err != nil || out != "" {
+		t.Errorf("listing .dualstore/chunks: %q, %v; want nothing listed", out, err)
+	}
+	for _, name := range []string{"0", "abc", "01", "99999999"} {
+		if _, err := os.Stat(m.control("chunks/" + name)); !os.IsNotExist(err) {
+			t.Errorf(".dualstore/chunks/%s: %v, want ENOENT", name, err)
+		}
+	}
+
+	if _, e, code := CLI(t, "export", dir, "-o", filepath.Join(dir, "nope")); code != 2 || !strings.Contains(e, "not in a dualstore mount") {
+		t.Errorf("export of a path outside any mount: exit %d\n%s", code, e)
+	}
+}
+
+// cmpBytes checks that the file at got holds want.
+func cmpBytes(t *testing.T, name, got string, want []byte) {
+	t.Helper()
+	b, err := os.ReadFile(got)
+	if err != nil || !bytes.Equal(b, want) {
+		t.Errorf("%s: %d bytes, not the file's %d (%v)", name, len(b), len(want), err)
 	}
 }

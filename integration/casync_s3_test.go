@@ -332,3 +332,50 @@ func TestCasyncS3RefusesBlake3(t *testing.T) {
 		t.Errorf("the refused mount wrote %v", objs)
 	}
 }
+
+// TestCasyncS3ExportImport: a default (BLAKE3) mount exports a file online
+// into a desync S3 store (--to-store s3+http://…), desync extracts it from
+// there, and `dualstore import` makes it a file of the mount again from
+// that S3 store, bit-exact; a corrupt object aborts the import.
+func TestCasyncS3ExportImport(t *testing.T) {
+	desync := desyncBin(t)
+	srv := startS3(t)
+	desyncS3Env(t)
+	store := desyncS3URL(srv)
+	dir := t.TempDir()
+	m := mount(t)
+	data := randBytes(1710, 4<<20+321)
+	writeFile(t, m.Path("f"), data)
+	idx := filepath.Join(dir, "f.caibx")
+	if o, e, code := CLI(t, "export", "--to-store", store, m.Path("f"), "-o", idx); code != 0 {
+		t.Fatalf("export --to-store %s: exit %d\n%s%s", store, code, o, e)
+	}
+	chunks, _ := casyncS3Objects(t, srv)
+	if len(chunks) == 0 {
+		t.Fatal("export --to-store wrote no .cacnk object")
+	}
+	got := filepath.Join(dir, "got")
+	if o, err := exec.Command(desync, "extract", "-s", store, idx, got).CombinedOutput(); err != nil {
+		t.Fatalf("desync extract -s %s: %v\n%s", store, err, o)
+	}
+	cmpBytes(t, "desync extract", got, data)
+
+	if o, e, code := CLI(t, "import", idx, "--store", store, m.Path("back")); code != 0 {
+		t.Fatalf("import --store %s: exit %d\n%s%s", store, code, o, e)
+	}
+	cmpBytes(t, "imported", m.Path("back"), data)
+
+	var id, file string
+	for id, file = range chunks {
+		break
+	}
+	if err := os.WriteFile(file, []byte("not zstd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, e, code := CLI(t, "import", idx, "--store", store, m.Path("back2")); code == 0 || !strings.Contains(e, id) {
+		t.Errorf("import with a corrupt object: exit %d, want an error naming %s\n%s", code, id, e)
+	}
+	if _, err := os.Lstat(m.Path("back2")); !os.IsNotExist(err) {
+		t.Errorf("a failed import left back2: %v", err)
+	}
+}

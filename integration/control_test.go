@@ -120,7 +120,7 @@ func TestControlDir(t *testing.T) {
 		for _, e := range ents {
 			names = append(names, e.Name())
 		}
-		if want := []string{"compare", "config", "ctl", "stats"}; !slices.Equal(names, want) {
+		if want := []string{"chunks", "compare", "config", "ctl", "stats"}; !slices.Equal(names, want) {
 			t.Errorf(".dualstore holds %q, want %q", names, want)
 		}
 		if st, err := os.Stat(m.control("")); err != nil || !st.IsDir() {
@@ -162,6 +162,9 @@ func TestControlDir(t *testing.T) {
 		toolFails(t, "ln", "-s", "x", filepath.Join(d, "link"))
 		toolFails(t, "ln", m.Path("plainfile"), filepath.Join(d, "hard"))
 		toolFails(t, "chmod", "777", filepath.Join(d, "stats"))
+		toolFails(t, "touch", filepath.Join(d, "chunks", "new"))
+		toolFails(t, "mkdir", filepath.Join(d, "chunks", "sub"))
+		toolFails(t, "rmdir", filepath.Join(d, "chunks"))
 		for _, name := range []string{"stats", "ctl", "compare", "config"} {
 			if _, err := os.Stat(filepath.Join(d, name)); err != nil {
 				t.Errorf("after the attempts, %s: %v", name, err)

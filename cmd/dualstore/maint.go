@@ -476,20 +476,15 @@ chunk in no tier) are listed by path. Exit code 3 if problems remain.`,
 			defer closeEngine(e, e.Log())
 			ctx, done := interruptible()
 			defer done()
-			var bar *progressbar.ProgressBar
+			var b *bar
+			started := false
 			r, err := x.Fsck(ctx, maint.FsckOptions{Repair: repair, Deep: deep, Tuning: e.Config.Compare, Progress: func(p dual.Report) {
-				if bar == nil && p.Total > 0 && stderrIsTerminal() {
-					bar = progressbar.NewOptions64(p.Total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("fsck"),
-						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
+				if !started && p.Total > 0 {
+					b, started = newBar(p.Total, "fsck", false), true
 				}
-				if bar != nil {
-					_ = bar.Set64(p.Done)
-				}
+				b.set(p.Done)
 			}})
-			if bar != nil {
-				_ = bar.Finish()
-				fmt.Fprintln(os.Stderr)
-			}
+			b.finish()
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/dualstore/dualstore/dual/engine"
@@ -66,20 +65,15 @@ stores (they may hold chunks of a newer copy of this index) until run with --aft
 				}
 				return printGenerations(gens, errs, asJSON)
 			}
-			var bar *progressbar.ProgressBar
+			var b *bar
+			started := false
 			res, err := engine.Restore(ctx, cfg, engine.RestoreOptions{From: from, At: t, FSID: fsid, Progress: func(done, total int64) {
-				if bar == nil && stderrIsTerminal() {
-					bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("restore"),
-						progressbar.OptionShowBytes(true), progressbar.OptionThrottle(200*time.Millisecond))
+				if !started {
+					b, started = newBar(total, "restore", true), true
 				}
-				if bar != nil {
-					_ = bar.Set64(done)
-				}
+				b.set(done)
 			}}, log)
-			if bar != nil {
-				_ = bar.Finish()
-				fmt.Fprintln(os.Stderr)
-			}
+			b.finish()
 			if err != nil {
 				return asUsage(err)
 			}

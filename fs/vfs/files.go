@@ -76,6 +76,21 @@ func (f *FS) IsOpen(ino uint64) bool {
 	return ok
 }
 
+// Dirty reports whether ino, open, holds writes its index entry does not
+// have yet (a stream being cut, staged extents, a pending truncate): what
+// the index lists for it is then not its content.
+func (f *FS) Dirty(ino uint64) bool {
+	f.filesMu.Lock()
+	st, ok := f.files[ino]
+	f.filesMu.Unlock()
+	if !ok {
+		return false
+	}
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.dirty || st.streaming()
+}
+
 // Closed counts the open-file states dropped so far (see EntryAttr).
 func (f *FS) Closed() uint64 { return f.closed.Load() }
 

@@ -49,9 +49,10 @@ var (
 	// does not hold, and by GetMeta's for a meta object it does not hold.
 	ErrNotFound = errors.New("chunk not found")
 	// ErrCorrupt is wrapped by every error that reports a chunk whose stored
-	// bytes cannot be decoded or do not hash to its id, and by GetMeta's
-	// for a meta object that cannot be what was put (larger than the
-	// caller's bound, or not a plain file).
+	// copy cannot be decoded, does not hash to its id, or cannot be the
+	// chunk at all (not a regular file, or not of a size its Bound
+	// allows), and by GetMeta's for a meta object that cannot be what was
+	// put (larger than the caller's bound, or not a plain file).
 	ErrCorrupt = errors.New("chunk corrupt")
 	// ErrClosed is returned by every call on a closed store.
 	ErrClosed = errors.New("store closed")
@@ -80,6 +81,10 @@ var (
 //   - Delete of a missing chunk succeeds (it is idempotent).
 //   - Stat reports the chunk's logical (uncompressed) size, or -1 where the
 //     store cannot tell it cheaply; a missing chunk wraps ErrNotFound.
+//   - Reads are bounded by BoundOf(ctx, id): Get returns a chunk of a size
+//     the bound allows or an error wrapping ErrCorrupt, without reading
+//     or decoding much past the bound; Stat of a chunk larger than its
+//     max wraps ErrCorrupt (or reports -1).
 //   - After Close every call returns an error wrapping ErrClosed.
 //   - A call whose ctx is already done fails with an error wrapping
 //     ctx.Err() and changes nothing.

@@ -55,6 +55,13 @@
 // directory of others ("a" and "a/b"); DeleteMeta removes the directories
 // it empties, so a name that was a directory can become an object.
 //
+// Only a regular file is a chunk file or a meta object: anything else in
+// its place (a FIFO, a device, a directory, a symbolic link) is never
+// opened or waited on, and is ErrCorrupt (openRegular). Every read is
+// bounded by its chunk's stores.Bound: a file larger than any stored form
+// of the chunk is ErrCorrupt unread, and a frame never decodes past the
+// chunk's size (see the stores README, "Bounded reads").
+//
 // A call ends when its context does, even if the filesystem hangs (a dead
 // NFS server, a wedged disk, a FUSE mount whose server stalls): system calls
 // cannot be interrupted, so each call's file operations run on their own

@@ -28,7 +28,12 @@
 //     first byte, never a HEAD: a HEAD's answer has no body, so its error
 //     code is lost, and servers answer unknown credentials to a HEAD with
 //     400 or 404.
-//   - Get does not verify a chunk against its id; the tier does.
+//   - Get does not verify a chunk against its id; the tier does. It is
+//     bounded by the chunk's stores.Bound: an object whose Content-Length
+//     is more than the chunk can take stored is ErrCorrupt without its
+//     body being read, a body is read through a limit of that plus one
+//     byte, and a chunk of another size (or, in the casync layout, a
+//     frame decoding past it) is ErrCorrupt.
 //   - Meta objects (stores.MetaStore: the index backup) are the objects
 //     `<prefix>/_meta/<name>`. `_meta` is no 4-hex shard, so List never
 //     reports them. PutMeta is one single-part PUT, which replaces; GetMeta

@@ -401,3 +401,14 @@ func (e emitter) backup(s dsfs.Stats) {
 	e.gauge("dualstore_index_backup_spool_objects", float64(b.SpoolObjects))
 	e.gauge("dualstore_index_backup_spool_bytes", float64(b.SpoolBytes))
 }
+
+// Names returns the name of every metric the collector exports (a
+// histogram's series add _bucket, _sum and _count), for the checks that
+// dashboards and docs name only metrics that exist.
+func Names() []string {
+	var out []string
+	for _, d := range defs() {
+		out = append(out, d.name)
+	}
+	return out
+}

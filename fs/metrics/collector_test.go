@@ -235,8 +235,10 @@ func TestServer(t *testing.T) {
 	if code, body := get(); code != http.StatusInternalServerError || !strings.Contains(body, "disk I/O error") {
 		t.Errorf("a failed snapshot: %d %q, want 500 naming the error", code, body)
 	}
-	if err := CheckAddr("localhost"); err == nil {
-		t.Error(`CheckAddr("localhost") = nil, want an error (no port)`)
+	for _, bad := range []string{"localhost", "127.0.0.1:http", "127.0.0.1:65536", "", "on"} {
+		if err := CheckAddr(bad); err == nil {
+			t.Errorf("CheckAddr(%q) = nil, want an error", bad)
+		}
 	}
 	for _, ok := range []string{"127.0.0.1:9567", ":0", "[::1]:9567", Off} {
 		if err := CheckAddr(ok); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,14 +18,19 @@ import (
 // Off is the metrics address that turns the listener off.
 const Off = "off"
 
-// CheckAddr reports whether addr is a listen address ("host:port", port
-// 0 for one the kernel picks) or Off. It does not look the host up.
+// CheckAddr reports whether addr is a listen address ("host:port", a
+// numeric port, 0 for one the kernel picks) or Off. It does not look the
+// host up.
 func CheckAddr(addr string) error {
 	if addr == Off {
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("%q: want host:port (127.0.0.1:9567, [::1]:9567, :9567) or %q: %w", addr, Off, err)
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("%q: want host:port with a port 0..65535 (127.0.0.1:9567, [::1]:9567, :9567) or %q: %w", addr, Off, err)
 	}
 	return nil
 }

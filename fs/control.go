@@ -279,6 +279,9 @@ type Stats struct {
 	// Maintenance is the running or last action's report, without its
 	// details (for the metrics; the JSON has it in `.dualstore/compare`).
 	Maintenance dual.Report `json:"-"`
+	// Started is when the filesystem was set up for the mount (for the
+	// metrics, which want a start time that does not move).
+	Started time.Time `json:"-"`
 }
 
 // Stats returns a snapshot for `.dualstore/stats` and `dualstore stats`.
@@ -308,6 +311,7 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	s.AutoGC = f.agc.snapshot()
 	s.Action = strings.SplitN(f.ctl.status(), "\n", 2)[0]
 	s.FSID = f.db.Header().FSID
+	s.Started = f.start
 	s.FUSEOps = f.ops.snapshot()
 	s.Maintenance = f.CompareReport()
 	s.Maintenance.Details = nil

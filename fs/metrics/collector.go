@@ -241,7 +241,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (e emitter) general(s dsfs.Stats) {
-	e.gauge("dualstore_start_time_seconds", float64(time.Now().Add(-time.Duration(s.UptimeSeconds*float64(time.Second))).UnixNano())/1e9)
+	started := s.Started
+	if started.IsZero() {
+		started = time.Now().Add(-time.Duration(s.UptimeSeconds * float64(time.Second)))
+	}
+	e.timestamp("dualstore_start_time_seconds", started)
 	e.gauge("dualstore_read_preference_info", 1, s.ReadPreference)
 	e.flag("dualstore_health_degraded", s.Health.State != dsfs.Healthy)
 	n := map[string]int{}

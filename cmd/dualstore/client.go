@@ -100,6 +100,9 @@ func statsCmd() *cobra.Command {
 
 func printStats(w io.Writer, s dsfs.Stats) {
 	fmt.Fprintf(w, "uptime %s, read preference %s, action: %s\n", time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second), s.ReadPreference, s.Action)
+	if s.Health.State != "" && s.Health.State != dsfs.Healthy {
+		fmt.Fprintf(w, "health: %s, %d problems (dualstore status shows them)\n", s.Health.State, len(s.Health.Problems))
+	}
 	fmt.Fprintf(w, "files %d, dirs %d, logical %s, unique chunks %d (%s), dedup ratio %.2f\n",
 		s.Files, s.Dirs, human(s.LogicalBytes), s.UniqueChunks, human(s.UniqueBytes), s.DedupRatio)
 	cr := "n/a (no comparison yet)"

@@ -166,13 +166,22 @@ func (r watchRow) line() string {
 // panel is one interval in the terminal form, redrawn in place.
 func (r watchRow) panel(w io.Writer, mnt string, every time.Duration) {
 	fmt.Fprintf(w, "dualstore stats %s, every %s (Ctrl-C to stop)   %s\n\n", mnt, every, r.at.Format("15:04:05"))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\tWRITE MiB/s\tWRITES/s\tREAD MiB/s\tREADS/s\tERRORS/s\t")
+	// Names padded to one width stay left-aligned among right-aligned
+	// numbers.
+	width := len("NAME")
 	for i, t := range r.tiers {
-		fmt.Fprintf(tw, "%s\t%.2f\t%.0f\t%.2f\t%.0f\t%.0f\t\n", t.name, t.writeMiB, t.writes, t.readMiB, t.rd, t.errors)
+		width = max(width, len(t.name))
+		for _, m := range r.stores[i] {
+			width = max(width, len(m.name)+2)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\tWRITE MiB/s\tWRITES/s\tREAD MiB/s\tREADS/s\tERRORS/s\t\n", width, "NAME")
+	for i, t := range r.tiers {
+		fmt.Fprintf(tw, "%-*s\t%.2f\t%.0f\t%.2f\t%.0f\t%.0f\t\n", width, t.name, t.writeMiB, t.writes, t.readMiB, t.rd, t.errors)
 		if len(r.stores[i]) > 1 {
 			for _, m := range r.stores[i] {
-				fmt.Fprintf(tw, "  %s\t%.2f\t%.0f\t%.2f\t%.0f\t%.0f\t\n", m.name, m.writeMiB, m.writes, m.readMiB, m.rd, m.errors)
+				fmt.Fprintf(tw, "%-*s\t%.2f\t%.0f\t%.2f\t%.0f\t%.0f\t\n", width, "  "+m.name, m.writeMiB, m.writes, m.readMiB, m.rd, m.errors)
 			}
 		}
 	}

@@ -29,6 +29,7 @@ func (m *Manager) Start(ctx context.Context) error {
 			n += c
 		}
 		m.pendingCount.Store(n)
+		m.notePending(n)
 		m.pendingMu.Unlock()
 	}
 	m.wg.Add(1)
@@ -174,6 +175,7 @@ func (m *Manager) refreshPending(ctx context.Context) {
 		n += c
 	}
 	m.pendingCount.Store(n)
+	m.notePending(n)
 }
 
 func (m *Manager) backfillOne(ctx context.Context, t int, id stores.ID) error {
@@ -210,6 +212,6 @@ func (m *Manager) donePending(ctx context.Context, t int, id stores.ID) error {
 	if err := m.pending.RemovePending(ctx, name, id); err != nil {
 		return fmt.Errorf("backfill %s: clear pending record: %w", id, err)
 	}
-	m.pendingCount.Add(-1)
+	m.notePending(m.pendingCount.Add(-1))
 	return nil
 }

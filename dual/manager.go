@@ -50,6 +50,7 @@ type Manager struct {
 
 	backfillKick chan struct{}
 	pendingCount atomic.Int64
+	pendingSince atomic.Int64 // see notePending
 	stop         chan struct{}
 	stopOnce     sync.Once
 	wg           sync.WaitGroup
@@ -252,7 +253,7 @@ func (m *Manager) oneSided(ctx context.Context, tier string, id stores.ID, cause
 	m.pendingMu.Lock()
 	err := m.pending.AddPending(context.WithoutCancel(ctx), tier, []stores.ID{id})
 	if err == nil {
-		m.pendingCount.Add(1)
+		m.notePending(m.pendingCount.Add(1))
 	}
 	m.pendingMu.Unlock()
 	if err != nil {

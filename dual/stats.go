@@ -22,6 +22,7 @@ type StoreStats struct {
 	Writes    stores.OpStats   `json:"writes"`
 	Reads     stores.ReadStats `json:"reads"`
 	LatencyMS LatencyMS        `json:"latency_ms"`
+	WriteHealth
 }
 
 // TierStats is one tier's counters.
@@ -29,7 +30,30 @@ type TierStats struct {
 	Writes    stores.OpStats   `json:"writes"`
 	Reads     stores.ReadStats `json:"reads"`
 	LatencyMS LatencyMS        `json:"latency_ms"`
-	Stores    []StoreStats     `json:"stores"`
+	WriteHealth
+	Stores []StoreStats `json:"stores"`
+}
+
+// WriteHealth says whether a tier or store is failing writes now: its
+// last write ended in an error (a write that succeeds again, a backfill
+// one included, clears it). The latency histograms and times behind it
+// are for the metrics, not the JSON.
+type WriteHealth struct {
+	WritesFailing bool `json:"writes_failing"`
+	// LastWriteError is when a write last failed (RFC 3339), since the
+	// mount or the last reset-stats.
+	LastWriteError string `json:"last_write_error,omitempty"`
+	// State holds the latency histograms and the times of the last good
+	// and failed write.
+	State stores.WriteState `json:"-"`
+}
+
+func writeHealth(w stores.WriteState) WriteHealth {
+	h := WriteHealth{WritesFailing: w.WritesFailing(), State: w}
+	if !w.LastWriteError.IsZero() {
+		h.LastWriteError = w.LastWriteError.UTC().Format(time.RFC3339)
+	}
+	return h
 }
 
 // Stats is a snapshot of the manager's counters, in the JSON shape of the
@@ -44,12 +68,15 @@ type Stats struct {
 	VerifyFailures  int64                `json:"verify_failures"`
 	OneSidedWrites  int64                `json:"one_sided_writes"`
 	PendingBackfill int64                `json:"pending_backfill"`
-	Backfilled      int64                `json:"backfilled"`
-	BackfillErrors  int64                `json:"backfill_errors"`
-	ChunkWrites     OpCount              `json:"chunk_writes"`
-	ChunkReads      OpCount              `json:"chunk_reads"`
-	SuccessRate     float64              `json:"success_rate"`
-	ErrorRate       float64              `json:"error_rate"`
+	// PendingBackfillAgeSeconds is how long chunks have been pending
+	// without a break (Manager.PendingAge); 0 when none are.
+	PendingBackfillAgeSeconds float64 `json:"pending_backfill_age_seconds"`
+	Backfilled                int64   `json:"backfilled"`
+	BackfillErrors            int64   `json:"backfill_errors"`
+	ChunkWrites               OpCount `json:"chunk_writes"`
+	ChunkReads                OpCount `json:"chunk_reads"`
+	SuccessRate               float64 `json:"success_rate"`
+	ErrorRate                 float64 `json:"error_rate"`
 	// ConsistencyRate is matches/compared of the last comparison, or null
 	// when none has run since the mount.
 	ConsistencyRate *float64 `json:"consistency_rate"`
@@ -69,13 +96,15 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func tierStats(s stores.TierStats) TierStats {
 	t := TierStats{
 		Writes: s.Writes, Reads: s.Reads,
-		LatencyMS: LatencyMS{ms(s.WriteP50), ms(s.WriteP99), ms(s.ReadP50), ms(s.ReadP99)},
-		Stores:    []StoreStats{},
+		LatencyMS:   LatencyMS{ms(s.WriteP50), ms(s.WriteP99), ms(s.ReadP50), ms(s.ReadP99)},
+		WriteHealth: writeHealth(s.WriteState),
+		Stores:      []StoreStats{},
 	}
 	for _, m := range s.Stores {
 		t.Stores = append(t.Stores, StoreStats{
 			Name: m.Name, Type: m.Type, Writes: m.Writes, Reads: m.Reads,
-			LatencyMS: LatencyMS{ms(m.WriteP50), ms(m.WriteP99), ms(m.ReadP50), ms(m.ReadP99)},
+			LatencyMS:   LatencyMS{ms(m.WriteP50), ms(m.WriteP99), ms(m.ReadP50), ms(m.ReadP99)},
+			WriteHealth: writeHealth(m.WriteState),
 		})
 	}
 	return t
@@ -85,20 +114,21 @@ func tierStats(s stores.TierStats) TierStats {
 func (m *Manager) Stats() Stats {
 	c := &m.ctr
 	s := Stats{
-		UptimeSeconds:   time.Since(m.start).Seconds(),
-		ReadPreference:  m.ReadPreference().String(),
-		Tiers:           map[string]TierStats{TierPrimary: tierStats(m.tiers[0].Stats()), TierSafety: tierStats(m.tiers[1].Stats())},
-		Fallbacks:       c.fallbacks.Load(),
-		SelfHeals:       c.selfHeals.Load(),
-		SelfHealErrors:  c.selfHealErrors.Load(),
-		VerifyFailures:  c.verifyFailures.Load(),
-		OneSidedWrites:  c.oneSided.Load(),
-		PendingBackfill: m.pendingCount.Load(),
-		Backfilled:      c.backfilled.Load(),
-		BackfillErrors:  c.backfillErrors.Load(),
-		ChunkWrites:     OpCount{c.putOK.Load(), c.putErr.Load(), c.logicalBytesWrite.Load()},
-		ChunkReads:      OpCount{c.getOK.Load(), c.getErr.Load(), c.logicalBytesRead.Load()},
-		SuccessRate:     1,
+		UptimeSeconds:             time.Since(m.start).Seconds(),
+		ReadPreference:            m.ReadPreference().String(),
+		Tiers:                     map[string]TierStats{TierPrimary: tierStats(m.tiers[0].Stats()), TierSafety: tierStats(m.tiers[1].Stats())},
+		Fallbacks:                 c.fallbacks.Load(),
+		SelfHeals:                 c.selfHeals.Load(),
+		SelfHealErrors:            c.selfHealErrors.Load(),
+		VerifyFailures:            c.verifyFailures.Load(),
+		OneSidedWrites:            c.oneSided.Load(),
+		PendingBackfill:           m.pendingCount.Load(),
+		PendingBackfillAgeSeconds: m.PendingAge().Seconds(),
+		Backfilled:                c.backfilled.Load(),
+		BackfillErrors:            c.backfillErrors.Load(),
+		ChunkWrites:               OpCount{c.putOK.Load(), c.putErr.Load(), c.logicalBytesWrite.Load()},
+		ChunkReads:                OpCount{c.getOK.Load(), c.getErr.Load(), c.logicalBytesRead.Load()},
+		SuccessRate:               1,
 	}
 	ok := s.ChunkWrites.OK + s.ChunkReads.OK
 	bad := s.ChunkWrites.Errors + s.ChunkReads.Errors

@@ -127,6 +127,11 @@ func TestResetStats(t *testing.T) {
 			if f != 1 {
 				t.Errorf("pending_backfill = %v after ResetStats, want 1", f)
 			}
+		case "pending_backfill_age_seconds":
+			// State too: the backlog is as old as it was.
+			if f < before[k].(float64) {
+				t.Errorf("pending_backfill_age_seconds went back from %v to %v", before[k], f)
+			}
 		case "success_rate":
 			if f != 1 {
 				t.Errorf("success_rate = %v after ResetStats, want 1", f)
@@ -159,5 +164,35 @@ func TestStatsNamesAllTiers(t *testing.T) {
 		if len(tier.Stores) != 1 || tier.Stores[0].Type != "local" || !strings.HasSuffix(tier.Stores[0].Name, "0") {
 			t.Errorf("tier %s stores = %+v", name, tier.Stores)
 		}
+	}
+}
+
+// TestPendingAgeAndWritesFailing: a one-sided write starts the backlog's
+// age and marks the tier as failing writes; the backfill that empties the
+// backlog clears both.
+func TestPendingAgeAndWritesFailing(t *testing.T) {
+	r := newRig(t, rigConfig{})
+	if s := r.m.Stats(); s.PendingBackfillAgeSeconds != 0 || r.m.PendingAge() != 0 {
+		t.Fatalf("nothing pending, yet age %v", s.PendingBackfillAgeSeconds)
+	}
+	data, _ := chunk(30, 100)
+	r.s.Set(stores.OpPut, stores.Rule{})
+	r.put(t, data)
+	r.s.Clear()
+	s := r.m.Stats()
+	if s.PendingBackfill != 1 || s.PendingBackfillAgeSeconds <= 0 {
+		t.Errorf("after a one-sided write: pending %d, age %v; want 1 and > 0", s.PendingBackfill, s.PendingBackfillAgeSeconds)
+	}
+	if sf := s.Tiers[dual.TierSafety]; !sf.WritesFailing || sf.LastWriteError == "" || !sf.Stores[0].WritesFailing || s.Tiers[dual.TierPrimary].WritesFailing {
+		t.Errorf("after a one-sided write: safety failing %v (last error %q, store %v), primary failing %v; want true, set, true, false",
+			sf.WritesFailing, sf.LastWriteError, sf.Stores[0].WritesFailing, s.Tiers[dual.TierPrimary].WritesFailing)
+	}
+	if n, err := r.m.BackfillOnce(t.Context()); n != 1 || err != nil {
+		t.Fatalf("BackfillOnce = %d, %v", n, err)
+	}
+	s = r.m.Stats()
+	if s.PendingBackfill != 0 || s.PendingBackfillAgeSeconds != 0 || s.Tiers[dual.TierSafety].WritesFailing {
+		t.Errorf("after the backfill: pending %d, age %v, safety failing %v; want 0, 0, false",
+			s.PendingBackfill, s.PendingBackfillAgeSeconds, s.Tiers[dual.TierSafety].WritesFailing)
 	}
 }

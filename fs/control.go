@@ -215,6 +215,7 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 	case "reset-stats":
 		f.dm.ResetStats()
 		f.vfs.ResetCacheStats()
+		f.ops.reset()
 		c.last = "reset-stats: done"
 	}
 	f.log.Info().Str("command", cmd.Verb).Str("result", c.last).Msg("control command")
@@ -268,6 +269,19 @@ type Stats struct {
 	// the unreferenced bytes against its threshold at the last check.
 	AutoGC AutoGCStats `json:"auto_gc"`
 	Action string      `json:"action"`
+	// FSID is the filesystem's id (the index header's).
+	FSID string `json:"fsid"`
+	// FUSEOps counts the FUSE requests answered, by kind ("read",
+	// "lookup"…; only kinds seen), since the mount or reset-stats.
+	FUSEOps map[string]FUSEOpStats `json:"fuse_ops"`
+	// Health is healthy, or degraded with the problems (CheckHealth).
+	Health Health `json:"health"`
+	// Maintenance is the running or last action's report, without its
+	// details (for the metrics; the JSON has it in `.dualstore/compare`).
+	Maintenance dual.Report `json:"-"`
+	// Started is when the filesystem was set up for the mount (for the
+	// metrics, which want a start time that does not move).
+	Started time.Time `json:"-"`
 }
 
 // Stats returns a snapshot for `.dualstore/stats` and `dualstore stats`.
@@ -296,6 +310,12 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	}
 	s.AutoGC = f.agc.snapshot()
 	s.Action = strings.SplitN(f.ctl.status(), "\n", 2)[0]
+	s.FSID = f.db.Header().FSID
+	s.Started = f.start
+	s.FUSEOps = f.ops.snapshot()
+	s.Maintenance = f.CompareReport()
+	s.Maintenance.Details = nil
+	s.Health = CheckHealth(s, f.opts.Health)
 	return s, nil
 }
 

@@ -63,4 +63,13 @@
 // inode numbers start at 0x7FFFFFFF00000000 (the directory) and count up
 // (stats, ctl, compare, config), far above any the index hands out. Each
 // open of a control file renders a fresh snapshot and is DIRECT_IO.
+//
+// # Statistics and health
+//
+// Stats is the one snapshot every view renders: `.dualstore/stats`,
+// `dualstore stats` and `status`, and the Prometheus collector of
+// package fs/metrics. It counts the FUSE requests by kind with their
+// latency (fuseops.go wraps go-fuse's node bridge, so no node method
+// has to), and carries the health CheckHealth computes from the rest of
+// it: the rules live in one place.
 package fs

@@ -44,6 +44,8 @@ type Options struct {
 	AutoGC AutoGCOptions
 	// Backup reports the index backup's state for the stats (nil: off).
 	Backup func() replica.Stats
+	// Health bounds the health checks of the stats (zero: defaults).
+	Health HealthOptions
 	// Log receives the filesystem's logs.
 	Log zerolog.Logger
 }
@@ -70,6 +72,9 @@ func (o Options) Validate() error {
 	if err := o.AutoGC.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("fs: automatic gc: %w", err))
 	}
+	if err := o.Health.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("fs: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -92,6 +97,7 @@ type FS struct {
 	agc      autoGC
 	ioErrors atomic.Int64
 	maint    *maint.Maintenance
+	ops      fuseOps // FUSE requests by kind (fuseops.go)
 }
 
 // New builds the filesystem over its metadata (the index) and a dual
@@ -183,7 +189,7 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 		NullPermissions: true,
 		RootStableAttr:  &gofs.StableAttr{Ino: index.RootIno},
 	}
-	srv, err := gofs.Mount(mountpoint, f.Root(), opts)
+	srv, err := f.mountServer(mountpoint, opts)
 	if err != nil {
 		return nil, err
 	}

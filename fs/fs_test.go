@@ -30,6 +30,7 @@ type testMount struct {
 	srv     *fuse.Server
 	primary *stores.Mem
 	safety  *stores.Mem
+	env     *dualtest.Env
 }
 
 func requireFUSE(t *testing.T) {
@@ -49,7 +50,7 @@ func newTestMount(t *testing.T) *testMount {
 	tmp := t.TempDir()
 	log := env.Log
 	db := env.DB
-	m := &testMount{db: db, dm: env.DM, primary: env.Primary, safety: env.Safety}
+	m := &testMount{db: db, dm: env.DM, primary: env.Primary, safety: env.Safety, env: env}
 	staging := filepath.Join(tmp, "staging")
 	os.Mkdir(staging, 0o700)
 	o := DefaultOptions()

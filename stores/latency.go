@@ -32,6 +32,7 @@ type Latency struct {
 	counts [latencyBuckets]atomic.Int64
 	total  atomic.Int64
 	max    atomic.Int64 // nanoseconds
+	sum    atomic.Int64 // nanoseconds, for a histogram's _sum
 }
 
 // bucketOf returns the bucket index for d.
@@ -62,6 +63,7 @@ func (l *Latency) Observe(d time.Duration) {
 	d = max(d, 0)
 	l.counts[bucketOf(d)].Add(1)
 	l.total.Add(1)
+	l.sum.Add(int64(d))
 	for {
 		m := l.max.Load()
 		if int64(d) <= m || l.max.CompareAndSwap(m, int64(d)) {
@@ -106,4 +108,45 @@ func (l *Latency) Reset() {
 	}
 	l.total.Store(0)
 	l.max.Store(0)
+	l.sum.Store(0)
+}
+
+// HistogramBuckets is the number of finite buckets of a LatencyHistogram.
+const HistogramBuckets = (latencyBuckets-2)/latencyPerOctave + 1 // 23: 10µs … 41.9s
+
+// HistogramBound returns the upper bound of a LatencyHistogram's bucket
+// i: 10µs·2^i, from 10µs to about 42s, doubling.
+func HistogramBound(i int) time.Duration {
+	return time.Duration(float64(latencyMin) * math.Exp2(float64(i)))
+}
+
+// LatencyHistogram is a snapshot of a Latency in the form monitoring
+// systems take (Prometheus' histogram): cumulative counts below doubling
+// bounds, the total count and the sum. Every fourth of Latency's own
+// bucket bounds is one of these, so the snapshot is exact for its bounds.
+type LatencyHistogram struct {
+	// Count is the number of observations (consistent with Buckets: it is
+	// their sum plus those at or above the last bound).
+	Count uint64
+	// Sum is the total of the observed durations.
+	Sum time.Duration
+	// Buckets[i] counts the observations below HistogramBound(i).
+	Buckets [HistogramBuckets]uint64
+}
+
+// Histogram returns the observations so far as a LatencyHistogram.
+func (l *Latency) Histogram() LatencyHistogram {
+	var h LatencyHistogram
+	var seen uint64
+	for i := range l.counts {
+		seen += uint64(max(l.counts[i].Load(), 0))
+		// Bucket 4k ends at latencyMin·2^k (bucket 0: everything below
+		// latencyMin, k = 0).
+		if i%latencyPerOctave == 0 && i/latencyPerOctave < HistogramBuckets {
+			h.Buckets[i/latencyPerOctave] = seen
+		}
+	}
+	h.Count = seen
+	h.Sum = time.Duration(l.sum.Load())
+	return h
 }

@@ -77,3 +77,36 @@ func TestLatencyConcurrent(t *testing.T) {
 		t.Fatalf("Count = %d, want 8000", l.Count())
 	}
 }
+
+func TestLatencyHistogram(t *testing.T) {
+	var l Latency
+	for _, d := range []time.Duration{5 * time.Microsecond, 15 * time.Microsecond, time.Millisecond, 100 * time.Second} {
+		l.Observe(d)
+	}
+	h := l.Histogram()
+	if h.Count != 4 || h.Sum != 5*time.Microsecond+15*time.Microsecond+time.Millisecond+100*time.Second {
+		t.Errorf("count %d, sum %v; want 4 and the sum of the observations", h.Count, h.Sum)
+	}
+	if got := HistogramBound(0); got != 10*time.Microsecond {
+		t.Errorf("first bound %v, want 10µs", got)
+	}
+	if got := HistogramBound(HistogramBuckets - 1); got < 40*time.Second || got > 60*time.Second {
+		t.Errorf("last bound %v, want about 42s (below Latency's 60s top)", got)
+	}
+	// Cumulative: below 10µs one, below 20µs two, below 1.28ms three, and
+	// the 100s one only in the count.
+	for i, want := range map[int]uint64{0: 1, 1: 2, 6: 2, 7: 3, HistogramBuckets - 1: 3} {
+		if h.Buckets[i] != want {
+			t.Errorf("below %v: %d, want %d", HistogramBound(i), h.Buckets[i], want)
+		}
+	}
+	for i := 1; i < HistogramBuckets; i++ {
+		if h.Buckets[i] < h.Buckets[i-1] {
+			t.Errorf("buckets not cumulative at %d: %v", i, h.Buckets)
+		}
+	}
+	l.Reset()
+	if h := l.Histogram(); h.Count != 0 || h.Sum != 0 || h.Buckets[HistogramBuckets-1] != 0 {
+		t.Errorf("after Reset: %+v", h)
+	}
+}

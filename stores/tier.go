@@ -42,6 +42,7 @@ type MemberStats struct {
 	WriteP99 time.Duration `json:"-"`
 	ReadP50  time.Duration `json:"-"`
 	ReadP99  time.Duration `json:"-"`
+	WriteState
 }
 
 // TierStats is a snapshot of a tier's counters. At tier level a read is OK
@@ -57,14 +58,46 @@ type TierStats struct {
 	WriteP99 time.Duration `json:"-"`
 	ReadP50  time.Duration `json:"-"`
 	ReadP99  time.Duration `json:"-"`
-	Stores   []MemberStats `json:"stores"`
+	WriteState
+	Stores []MemberStats `json:"stores"`
 }
+
+// WriteState is the latency histograms and when writes last succeeded
+// and failed, for monitoring (not in the JSON of the stats): a store
+// whose last write failed is failing now, whatever its totals say.
+type WriteState struct {
+	WriteLatency LatencyHistogram `json:"-"`
+	ReadLatency  LatencyHistogram `json:"-"`
+	// LastWriteOK and LastWriteError are the ends of the last write that
+	// succeeded and of the last that failed (zero: none since the start
+	// or the last ResetStats). Cancelled writes count as neither.
+	LastWriteOK    time.Time `json:"-"`
+	LastWriteError time.Time `json:"-"`
+}
+
+// WritesFailing reports whether the last write ended in an error.
+func (w WriteState) WritesFailing() bool { return w.LastWriteError.After(w.LastWriteOK) }
 
 // counters are the atomics behind OpStats, ReadStats and the latencies.
 type counters struct {
 	writesOK, writesErr, writesBytes                       atomic.Int64
 	readsOK, readsErr, readsNotFound, readsBad, readsBytes atomic.Int64
 	readLatency, writeLatency                              Latency
+	lastWriteOK, lastWriteErr                              atomic.Int64 // unix nanoseconds
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func (c *counters) writeState() WriteState {
+	return WriteState{
+		WriteLatency: c.writeLatency.Histogram(), ReadLatency: c.readLatency.Histogram(),
+		LastWriteOK: unixTime(c.lastWriteOK.Load()), LastWriteError: unixTime(c.lastWriteErr.Load()),
+	}
 }
 
 func (c *counters) writes() OpStats {
@@ -85,6 +118,7 @@ func (c *counters) reset() {
 	for _, v := range []*atomic.Int64{
 		&c.writesOK, &c.writesErr, &c.writesBytes,
 		&c.readsOK, &c.readsErr, &c.readsNotFound, &c.readsBad, &c.readsBytes,
+		&c.lastWriteOK, &c.lastWriteErr,
 	} {
 		v.Store(0)
 	}
@@ -183,15 +217,19 @@ func (t *Tier) Put(ctx context.Context, id ID, data []byte) error {
 		err := m.Put(ctx, id, data)
 		c.writeLatency.Observe(time.Since(mstart))
 		if err == nil {
+			now := time.Now().UnixNano()
 			c.writesOK.Add(1)
 			c.writesBytes.Add(int64(len(data)))
+			c.lastWriteOK.Store(now)
 			t.total.writesOK.Add(1)
 			t.total.writesBytes.Add(int64(len(data)))
+			t.total.lastWriteOK.Store(now)
 			t.total.writeLatency.Observe(time.Since(start))
 			return nil
 		}
 		if !cancelled(ctx, err) {
 			c.writesErr.Add(1)
+			c.lastWriteErr.Store(time.Now().UnixNano())
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", m.Name(), err))
 	}
@@ -202,6 +240,7 @@ func (t *Tier) Put(ctx context.Context, id ID, data []byte) error {
 	joined := errors.Join(errs...)
 	if !cancelled(ctx, joined) {
 		t.total.writesErr.Add(1)
+		t.total.lastWriteErr.Store(time.Now().UnixNano())
 	}
 	return fmt.Errorf("tier %s: put %s: %w", t.name, id, joined)
 }
@@ -467,6 +506,7 @@ func (t *Tier) Stats() TierStats {
 		ReadP99:  t.total.readLatency.Quantile(0.99),
 		Stores:   make([]MemberStats, len(t.members)),
 	}
+	s.WriteState = t.total.writeState()
 	for i, m := range t.members {
 		c := &t.stats[i]
 		s.Stores[i] = MemberStats{
@@ -479,6 +519,7 @@ func (t *Tier) Stats() TierStats {
 			ReadP50:  c.readLatency.Quantile(0.5),
 			ReadP99:  c.readLatency.Quantile(0.99),
 		}
+		s.Stores[i].WriteState = c.writeState()
 	}
 	return s
 }

@@ -470,3 +470,42 @@ func TestTierDeleteOwned(t *testing.T) {
 		t.Errorf("shared member lost the chunk: %v", err)
 	}
 }
+
+// TestTierWritesFailing: a store (and its tier) whose last write failed is
+// failing writes, until a write succeeds again; a member the tier fails
+// over from is failing while the tier is not.
+func TestTierWritesFailing(t *testing.T) {
+	ctx := context.Background()
+	first := stores.NewFault(stores.NewMem("s-0"))
+	tier := stores.NewTier("safety", []stores.Store{first, stores.NewMem("s-1")}, storetest.Verify)
+	t.Cleanup(func() { tier.Close() })
+	put := func(seed byte) {
+		t.Helper()
+		data := []byte{seed, 1, 2, 3}
+		if err := tier.Put(ctx, id(string(data)), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := tier.Stats(); s.WritesFailing() || !s.LastWriteOK.IsZero() || !s.LastWriteError.IsZero() {
+		t.Fatalf("a fresh tier: failing %v, last ok %v, last error %v", s.WritesFailing(), s.LastWriteOK, s.LastWriteError)
+	}
+	first.Set(stores.OpPut, stores.Rule{})
+	put(1)
+	s := tier.Stats()
+	if s.WritesFailing() || !s.Stores[0].WritesFailing() || s.Stores[1].WritesFailing() {
+		t.Errorf("first member refusing writes: tier failing %v, members %v %v; want false, true, false",
+			s.WritesFailing(), s.Stores[0].WritesFailing(), s.Stores[1].WritesFailing())
+	}
+	if s.WriteLatency.Count != 1 || s.Stores[0].WriteLatency.Count != 1 {
+		t.Errorf("write latency counts: tier %d, first member %d; want 1, 1", s.WriteLatency.Count, s.Stores[0].WriteLatency.Count)
+	}
+	first.Clear(stores.OpPut)
+	put(2)
+	if s := tier.Stats(); s.Stores[0].WritesFailing() || s.Stores[0].LastWriteError.IsZero() {
+		t.Errorf("after a good write: first member failing %v, last error %v; want false and kept", s.Stores[0].WritesFailing(), s.Stores[0].LastWriteError)
+	}
+	tier.ResetStats()
+	if s := tier.Stats(); !s.Stores[0].LastWriteError.IsZero() || s.WriteLatency.Count != 0 {
+		t.Errorf("after ResetStats: last error %v, latency count %d", s.Stores[0].LastWriteError, s.WriteLatency.Count)
+	}
+}

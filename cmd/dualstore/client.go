@@ -62,12 +62,19 @@ func sendCommand(mnt, line string) error {
 }
 
 func statsCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, watch bool
+	var wo watchOptions
 	c := &cobra.Command{
-		Use:   "stats MOUNTPOINT",
-		Short: "Show live statistics of a mount",
+		Use:   "stats [--json | --watch [--interval 1s] [--count N]] MOUNTPOINT",
+		Short: "Show live statistics of a mount (--watch: rates every interval)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if watch {
+				if asJSON {
+					return usageErr(fmt.Errorf("stats: --json and --watch do not go together"))
+				}
+				return watchStats(args[0], wo, os.Stdout)
+			}
 			b, err := readControl(args[0], "stats")
 			if err != nil {
 				return err
@@ -85,11 +92,17 @@ func statsCmd() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON")
+	c.Flags().BoolVarP(&watch, "watch", "w", false, "show per-second rates every interval (redrawn on a terminal, a line per interval when piped)")
+	c.Flags().DurationVarP(&wo.interval, "interval", "i", time.Second, "with --watch: time between samples")
+	c.Flags().IntVarP(&wo.count, "count", "n", 0, "with --watch: stop after N intervals (0: until interrupted)")
 	return c
 }
 
 func printStats(w io.Writer, s dsfs.Stats) {
 	fmt.Fprintf(w, "uptime %s, read preference %s, action: %s\n", time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second), s.ReadPreference, s.Action)
+	if s.Health.State != "" && s.Health.State != dsfs.Healthy {
+		fmt.Fprintf(w, "health: %s, %d problems (dualstore status shows them)\n", s.Health.State, len(s.Health.Problems))
+	}
 	fmt.Fprintf(w, "files %d, dirs %d, logical %s, unique chunks %d (%s), dedup ratio %.2f\n",
 		s.Files, s.Dirs, human(s.LogicalBytes), s.UniqueChunks, human(s.UniqueBytes), s.DedupRatio)
 	cr := "n/a (no comparison yet)"

@@ -5,7 +5,8 @@
 // Exit codes:
 //
 //	0  success
-//	1  runtime error (a store, the index or the mount failed)
+//	1  runtime error (a store, the index or the mount failed); `status`:
+//	   the mount is degraded
 //	2  bad usage or configuration
 //	3  differences remain: a comparison found some, a repair or migration
 //	   could not fix all, fsck found problems
@@ -70,7 +71,7 @@ func main() {
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (index, staging, default local stores)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(mountCmd(&g), statsCmd(), compareCmd(&g), repairCmd(&g), migrateCmd(&g), gcCmd(&g), fsckCmd(&g), restoreCmd(&g), exportCmd(&g), importCmd(),
-		unmountCmd(), ctlCmd())
+		unmountCmd(), ctlCmd(), statusCmd())
 
 	os.Exit(run(root))
 }

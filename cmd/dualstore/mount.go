@@ -30,6 +30,7 @@ type mountFlags struct {
 	comparisonLogging string
 	require           string
 	cacheMB           int
+	metricsAddr       string
 }
 
 func mountCmd(g *globals) *cobra.Command {
@@ -56,6 +57,7 @@ func mountCmd(g *globals) *cobra.Command {
 	f.StringVar(&mf.comparisonLogging, "comparison-logging", "", "true|false: log every difference a comparison finds")
 	f.StringVar(&mf.require, "require", "", "primary|both|any: tiers that must accept a write")
 	f.IntVar(&mf.cacheMB, "cache-mb", 0, "chunk cache size in MiB")
+	f.StringVar(&mf.metricsAddr, "metrics-addr", "", `serve Prometheus metrics on host:port (127.0.0.1:9567), or "off" (the default)`)
 	return c
 }
 
@@ -78,6 +80,9 @@ func resolveConfig(g *globals, cmd *cobra.Command, mf *mountFlags) (Config, erro
 		}
 		if mf.cacheMB != 0 {
 			cfg.Mount.CacheMB = mf.cacheMB
+		}
+		if mf.metricsAddr != "" {
+			cfg.Mount.MetricsAddr = mf.metricsAddr
 		}
 		for _, b := range []struct {
 			flag, val string
@@ -199,6 +204,9 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return usageErr(err)
 	}
+	if err := checkMetricsAddr(cfg); err != nil {
+		return err
+	}
 	// Every byte written passes through a fresh chunk buffer, so the heap
 	// turns over about once per 50 MiB written: with Go's default GOGC=100
 	// the collector runs constantly. 400 measured 12-15% more write
@@ -246,6 +254,7 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	fo.AttrTimeout, fo.EntryTimeout = cfg.Mount.AttrTimeout.D(), cfg.Mount.EntryTimeout.D()
 	fo.Config = cfg.RedactedJSON
 	fo.Tuning = cfg.Compare
+	fo.Health = healthOptions(cfg)
 	pct, minUnused, rate, err := cfg.GC.Limits()
 	if err != nil {
 		return usageErr(err) // Complete checked them: not reached
@@ -269,6 +278,7 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	}
 	log.Info().Str("mountpoint", mnt).Str("data_dir", cfg.DataDir).Msg("mounted")
 	fmt.Fprintf(os.Stderr, "dualstore: mounted %s (data dir %s); Ctrl-C or `dualstore unmount %s` to unmount\n", mnt, cfg.DataDir, mnt)
+	stopMetrics := startMetrics(cfg.Mount.MetricsAddr, fsys, e.Index.Header().FSID, mnt, log)
 
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
@@ -278,6 +288,7 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 		log.Info().Str("signal", s.String()).Msg("unmounting")
 		unmountServer(srv, mnt, log, done)
 	}
+	stopMetrics()
 	fsys.Close()
 	return nil
 }

@@ -44,6 +44,8 @@ type Config struct {
 	IndexBackup IndexBackupConfig `yaml:"index_backup" json:"index_backup"`
 	// GC is the mount's background gc.
 	GC GCConfig `yaml:"gc" json:"gc"`
+	// Health bounds the health checks.
+	Health HealthConfig `yaml:"health" json:"health"`
 
 	// Primary and Safety are the tiers: ordered lists of stores (writes go
 	// to the first that succeeds, reads try each in turn). Empty means a
@@ -72,8 +74,22 @@ type MountConfig struct {
 	// 16 TiB, so the staging file (sparse, on local disk) is never the
 	// limit. Binary units (KiB … TiB) or bytes.
 	MaxFileSize string `yaml:"max_file_size" json:"max_file_size"`
+	// MetricsAddr is where the Prometheus metrics are served: host:port
+	// (port 0: one the kernel picks, logged) or "off", the default.
+	MetricsAddr string `yaml:"metrics_addr" json:"metrics_addr"`
 	// maxFileSize is MaxFileSize parsed by Complete.
 	maxFileSize uint64
+}
+
+// HealthConfig bounds what the stats' health, `dualstore status` and the
+// health metrics call degraded.
+type HealthConfig struct {
+	// BackfillAge: chunks pending backfill for longer than this (the
+	// pending list non-empty without a break). Default 10m.
+	BackfillAge Duration `yaml:"backfill_age" json:"backfill_age"`
+	// BackupLag: a tier's copy of the index lagging more than this.
+	// Default 5m.
+	BackupLag Duration `yaml:"backup_lag" json:"backup_lag"`
 }
 
 // MaxFileBytes is mount.max_file_size in bytes (after Complete).
@@ -230,6 +246,15 @@ func (c *Config) Complete(reg *Registry) error {
 	}
 	if c.Mount.MaxFileSize == "" {
 		c.Mount.MaxFileSize = "8TiB"
+	}
+	if c.Mount.MetricsAddr == "" {
+		c.Mount.MetricsAddr = "off"
+	}
+	if c.Health.BackfillAge == 0 {
+		c.Health.BackfillAge = Duration(10 * time.Minute)
+	}
+	if c.Health.BackupLag == 0 {
+		c.Health.BackupLag = Duration(5 * time.Minute)
 	}
 	if n, err := ParseBytes(c.Mount.MaxFileSize); err != nil || n < 1<<20 || n > 1<<60 {
 		errs = append(errs, fmt.Errorf("mount.max_file_size %q: want a size from 1MiB to 1EiB (%v)", c.Mount.MaxFileSize, err))

@@ -17,6 +17,7 @@ var (
 		"name", "type", "path", "sync", "endpoint", "bucket", "prefix", "region", "path_style",
 		"profile", "credentials_file", // where credentials are, not what
 		"max_file_size",
+		"metrics_addr",                     // mount: where the metrics are served
 		"layout",                           // local: dualstore or casync
 		"max_unused", "min_unused", "rate", // gc: a percentage, sizes
 	}

@@ -219,6 +219,11 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 		return err
 	}
 	defer closeEngine(e, log)
+	// Before anything starts that writes (the index backup): a mount
+	// refused for its index touches nothing.
+	if err := dsfs.CheckRoot(ctx, e.Index); err != nil {
+		return fmt.Errorf("index %s: %w", e.Index.File(), err)
+	}
 	// The kernel already applied the caller's umask to every mode it sends;
 	// the daemon's own would strip bits a second time.
 	syscall.Umask(0)
@@ -267,18 +272,44 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", mnt, err)
 	}
-	log.Info().Str("mountpoint", mnt).Str("data_dir", cfg.DataDir).Msg("mounted")
-	fmt.Fprintf(os.Stderr, "dualstore: mounted %s (data dir %s); Ctrl-C or `dualstore unmount %s` to unmount\n", mnt, cfg.DataDir, mnt)
+	err = serveMount(srv, mnt, log, sigs, func() {
+		log.Info().Str("mountpoint", mnt).Str("data_dir", cfg.DataDir).Msg("mounted")
+		fmt.Fprintf(os.Stderr, "dualstore: mounted %s (data dir %s); Ctrl-C or `dualstore unmount %s` to unmount\n", mnt, cfg.DataDir, mnt)
+	})
+	fsys.Close()
+	return err
+}
 
+// serveMount runs from the kernel mount to its end: it calls started,
+// then waits until the mount goes away or a signal asks for an unmount.
+// Whatever ends it, the mount is gone when it returns: a panic on this
+// goroutine is recovered, the mount taken down, and the panic returned as
+// an error (exit 1), so the mount point is never left answering ENOTCONN.
+//
+// What Go cannot recover from ends the process with the mount still in
+// place, dead: a panic on another goroutine (go-fuse recovers those of
+// request handlers and answers EIO), a fatal runtime error (out of
+// memory, a concurrent map write), SIGKILL. `dualstore unmount` takes such
+// a dead mount down.
+func serveMount(srv *fuse.Server, mnt string, log zerolog.Logger, sigs <-chan os.Signal, started func()) (err error) {
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("internal error while mounted: unmounting")
+		unmountServer(srv, mnt, log, done)
+		err = fmt.Errorf("internal error while serving %s: %v (unmounted)", mnt, r)
+	}()
+	started()
 	select {
 	case <-done:
 	case s := <-sigs:
 		log.Info().Str("signal", s.String()).Msg("unmounting")
 		unmountServer(srv, mnt, log, done)
 	}
-	fsys.Close()
 	return nil
 }
 

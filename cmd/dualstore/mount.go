@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/dualstore/dualstore/dual/bounds"
 	"github.com/dualstore/dualstore/dual/engine"
 	dsfs "github.com/dualstore/dualstore/fs"
 )
@@ -77,6 +78,9 @@ func resolveConfig(g *globals, cmd *cobra.Command, mf *mountFlags) (Config, erro
 			cfg.Mount.AllowOther = true
 		}
 		if mf.cacheMB != 0 {
+			if err := bounds.Of(bounds.MountCacheMB).Check("--cache-mb", int64(mf.cacheMB)); err != nil {
+				return cfg, usageErr(err)
+			}
 			cfg.Mount.CacheMB = mf.cacheMB
 		}
 		for _, b := range []struct {

@@ -17,10 +17,12 @@ import (
 
 	"github.com/dualstore/dualstore/chunker"
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/bounds"
 	"github.com/dualstore/dualstore/dual/maint"
 	"github.com/dualstore/dualstore/fs/vfs"
 	"github.com/dualstore/dualstore/stores"
 	"github.com/dualstore/dualstore/stores/local"
+	"github.com/dualstore/dualstore/stores/s3"
 )
 
 // Duration is a time.Duration written as "5s" in YAML and JSON alike, so
@@ -219,9 +221,6 @@ func (c *Config) Complete(reg *Registry) error {
 	if c.Mount.CacheMB == 0 {
 		c.Mount.CacheMB = int(files.CacheBytes >> 20)
 	}
-	if c.Mount.CacheMB < 0 {
-		errs = append(errs, fmt.Errorf("mount.cache_mb %d: want > 0", c.Mount.CacheMB))
-	}
 	if c.Mount.Prefetch == 0 {
 		c.Mount.Prefetch = files.Prefetch
 	}
@@ -231,13 +230,12 @@ func (c *Config) Complete(reg *Registry) error {
 	if c.Mount.MaxFileSize == "" {
 		c.Mount.MaxFileSize = "8TiB"
 	}
-	if n, err := ParseBytes(c.Mount.MaxFileSize); err != nil || n < 1<<20 || n > 1<<60 {
-		errs = append(errs, fmt.Errorf("mount.max_file_size %q: want a size from 1MiB to 1EiB (%v)", c.Mount.MaxFileSize, err))
+	if n, err := ParseBytes(c.Mount.MaxFileSize); err != nil {
+		errs = append(errs, fmt.Errorf("mount.max_file_size %w", err))
+	} else if err := bounds.Check(bounds.MountMaxFileSize, n); err != nil {
+		errs = append(errs, err)
 	} else {
 		c.Mount.maxFileSize = uint64(n)
-	}
-	if c.Mount.Prefetch < 0 || c.Mount.Prefetch > vfs.MaxPrefetch {
-		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..%d", c.Mount.Prefetch, vfs.MaxPrefetch))
 	}
 	def := chunker.DefaultParams()
 	hashSet := c.Chunker.Hash != ""
@@ -257,18 +255,21 @@ func (c *Config) Complete(reg *Registry) error {
 		c.Chunker.MaxSize = def.MaxSize
 	}
 	// The chunker's own rules, checked here so the key is named and
-	// nothing is created with sizes the chunker would refuse.
+	// nothing is created with sizes the chunker would refuse: each size's
+	// bounds, then how they relate.
+	sizeErrs := checkAll(
+		check{bounds.ChunkerMinSize, sizeValue(c.Chunker.MinSize)},
+		check{bounds.ChunkerAvgSize, sizeValue(c.Chunker.AvgSize)},
+		check{bounds.ChunkerMaxSize, sizeValue(c.Chunker.MaxSize)})
+	errs = append(errs, sizeErrs...)
 	switch mn, av, mx := c.Chunker.MinSize, c.Chunker.AvgSize, c.Chunker.MaxSize; {
-	case mn < chunker.MinSizeLimit:
-		errs = append(errs, fmt.Errorf("chunker.min_size %d: want at least %d (the rolling hash window)", mn, chunker.MinSizeLimit))
+	case len(sizeErrs) > 0:
 	case av&(av-1) != 0:
 		errs = append(errs, fmt.Errorf("chunker.avg_size %d: want a power of two", av))
 	case av <= mn:
 		errs = append(errs, fmt.Errorf("chunker.avg_size %d: want more than chunker.min_size %d", av, mn))
 	case mx <= av:
 		errs = append(errs, fmt.Errorf("chunker.max_size %d: want more than chunker.avg_size %d", mx, av))
-	case mx > chunker.MaxSizeLimit:
-		errs = append(errs, fmt.Errorf("chunker.max_size %d: want at most %d", mx, chunker.MaxSizeLimit))
 	}
 	// Fill every default, so `.dualstore/config` shows what is in effect.
 	if c.Mount.AttrTimeout == 0 {
@@ -293,16 +294,6 @@ func (c *Config) Complete(reg *Registry) error {
 	if ib.SpoolMB == 0 {
 		ib.SpoolMB = 256
 	}
-	switch {
-	case ib.Interval.D() < 200*time.Millisecond:
-		errs = append(errs, fmt.Errorf("index_backup.interval %s: want at least 200ms", ib.Interval.D()))
-	case ib.SnapshotInterval.D() < time.Minute:
-		errs = append(errs, fmt.Errorf("index_backup.snapshot_interval %s: want at least 1m", ib.SnapshotInterval.D()))
-	case ib.Retention.D() < 0:
-		errs = append(errs, fmt.Errorf("index_backup.retention %s: want 0 or more", ib.Retention.D()))
-	case ib.SpoolMB < 1 || ib.SpoolMB > 1<<16:
-		errs = append(errs, fmt.Errorf("index_backup.spool_mb %d: want 1..65536", ib.SpoolMB))
-	}
 	dd := dual.DefaultOptions()
 	if c.Dual.WriteToBoth == nil {
 		c.Dual.WriteToBoth = boolPtr(dd.WriteToBoth)
@@ -326,8 +317,24 @@ func (c *Config) Complete(reg *Registry) error {
 	// and offline: maint's, so they live in one place.
 	c.Compare = c.Compare.WithDefaults()
 	if err := c.Compare.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("compare: %w", err))
+		errs = append(errs, err)
 	}
+	// Every other number against the bounds table (the ones above are
+	// checked where they are parsed).
+	errs = append(errs, checkAll(
+		check{bounds.MountCacheMB, int64(c.Mount.CacheMB)},
+		check{bounds.MountPrefetch, int64(c.Mount.Prefetch)},
+		check{bounds.MountAttrTimeout, int64(c.Mount.AttrTimeout)},
+		check{bounds.MountEntryTimeout, int64(c.Mount.EntryTimeout)},
+		check{bounds.MountSyncInterval, int64(c.Mount.SyncInterval)},
+		check{bounds.DualWriteConcurrent, int64(c.Dual.WriteConcurrency)},
+		check{bounds.DualStoreTimeout, int64(c.Dual.StoreTimeout)},
+		check{bounds.DualBackfill, int64(c.Dual.BackfillInterval)},
+		check{bounds.BackupInterval, int64(ib.Interval)},
+		check{bounds.BackupSnapshot, int64(ib.SnapshotInterval)},
+		check{bounds.BackupRetention, int64(ib.Retention)},
+		check{bounds.BackupSpoolMB, int64(ib.SpoolMB)},
+	)...)
 	errs = append(errs, c.GC.complete(c.Compare.Rate)...)
 	if c.Dual.ReadPreference == "" {
 		c.Dual.ReadPreference = "primary"
@@ -356,6 +363,8 @@ func (c *Config) Complete(reg *Registry) error {
 			}
 			if err := s.complete(reg, key); err != nil {
 				errs = append(errs, err)
+			} else {
+				errs = append(errs, storeBounds(key, s.Options)...)
 			}
 		}
 	}
@@ -437,12 +446,65 @@ func (g *GCConfig) complete(compareRate int64) []error {
 	if r, err := ParseBytes(g.Rate); strings.TrimSpace(g.Rate) == "" || (err == nil && r == 0) {
 		g.Rate = strconv.FormatInt(compareRate, 10)
 	}
-	_, _, _, errs := g.limits()
-	if g.Interval.D() < time.Second {
-		errs = append(errs, fmt.Errorf("gc.interval %s: want at least 1s", g.Interval.D()))
+	pct, minUnused, rate, errs := g.limits()
+	if len(errs) == 0 {
+		if err := bounds.Of(bounds.GCMaxUnused).CheckFloat(bounds.GCMaxUnused, pct); err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, checkAll(check{bounds.GCMinUnused, minUnused}, check{bounds.GCRate, rate})...)
 	}
-	if g.CheckInterval.D() < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("gc.check_interval %s: want at least 100ms", g.CheckInterval.D()))
+	return append(errs, checkAll(
+		check{bounds.GCInterval, int64(g.Interval)},
+		check{bounds.GCCheckInterval, int64(g.CheckInterval)})...)
+}
+
+// check is one value to check against the bounds table.
+type check struct {
+	key string
+	v   int64
+}
+
+// checkAll checks values against the bounds table, each error naming
+// its key.
+func checkAll(cs ...check) []error {
+	var errs []error
+	for _, c := range cs {
+		if err := bounds.Check(c.key, c.v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// sizeValue is a chunk size as the table's int64; one too large for it
+// stays out of range.
+func sizeValue(n uint) int64 {
+	if uint64(n) > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(n)
+}
+
+// storeBounds checks the numbers of a store entry (key "safety[0]")
+// against the bounds table's entries of its type.
+func storeBounds(key string, o stores.Config) []error {
+	c, ok := o.(*s3.Config)
+	if !ok || c.Retries == nil {
+		return nil
+	}
+	var errs []error
+	for _, v := range []struct {
+		bound, name string
+		v           int64
+	}{
+		{bounds.S3Timeout, "timeout", int64(c.Timeout)},
+		{bounds.S3Retries, "retries", int64(*c.Retries)},
+		{bounds.S3Concurrency, "concurrency", int64(c.Concurrency)},
+		{bounds.S3OutageBackoff, "outage_backoff", int64(c.OutageBackoff)},
+	} {
+		if err := bounds.Of(v.bound).Check(key+"."+v.name, v.v); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errs
 }

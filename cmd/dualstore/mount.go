@@ -203,6 +203,11 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return usageErr(err)
 	}
+	// Before anything is created: a store made inside the mount point
+	// would be hidden by the mount and written through it.
+	if err := cfg.CheckMountpoint(mnt); err != nil {
+		return usageErr(err)
+	}
 	// Every byte written passes through a fresh chunk buffer, so the heap
 	// turns over about once per 50 MiB written: with Go's default GOGC=100
 	// the collector runs constantly. 400 measured 12-15% more write

@@ -368,6 +368,11 @@ func (c *Config) Complete(reg *Registry) error {
 			}
 		}
 	}
+	// Symlinks resolved once, here: the stores use the resolved paths,
+	// so a link to /etc is refused, not followed later.
+	_, placeErrs := c.resolvePlaces()
+	errs = append(errs, placeErrs...)
+	errs = append(errs, c.checkNames()...)
 	if err := checkIndependent(c.Primary, c.Safety); err != nil {
 		errs = append(errs, err)
 	}

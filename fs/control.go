@@ -267,6 +267,9 @@ type Stats struct {
 	// the unreferenced bytes against its threshold at the last check.
 	AutoGC AutoGCStats `json:"auto_gc"`
 	Action string      `json:"action"`
+	// Warnings are what is unsafe about the setup (Options.Warnings);
+	// empty, not absent, when nothing is.
+	Warnings []string `json:"warnings"`
 }
 
 // Stats returns a snapshot for `.dualstore/stats` and `dualstore stats`.
@@ -295,6 +298,7 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	}
 	s.AutoGC = f.agc.snapshot()
 	s.Action = strings.SplitN(f.ctl.status(), "\n", 2)[0]
+	s.Warnings = append([]string{}, f.opts.Warnings...)
 	return s, nil
 }
 

@@ -45,6 +45,9 @@ type Options struct {
 	AutoGC AutoGCOptions
 	// Backup reports the index backup's state for the stats (nil: off).
 	Backup func() replica.Stats
+	// Warnings are what is unsafe about the setup (a data dir others may
+	// write, a config with secrets others may read), listed in the stats.
+	Warnings []string
 	// Log receives the filesystem's logs.
 	Log zerolog.Logger
 }

@@ -89,6 +89,9 @@ func statsCmd() *cobra.Command {
 }
 
 func printStats(w io.Writer, s dsfs.Stats) {
+	for _, warning := range s.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warning)
+	}
 	fmt.Fprintf(w, "uptime %s, read preference %s, action: %s\n", time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second), s.ReadPreference, s.Action)
 	fmt.Fprintf(w, "files %d, dirs %d, logical %s, unique chunks %d (%s), dedup ratio %.2f\n",
 		s.Files, s.Dirs, human(s.LogicalBytes), s.UniqueChunks, human(s.UniqueBytes), s.DedupRatio)

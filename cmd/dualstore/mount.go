@@ -44,7 +44,7 @@ func mountCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runMount(cfg, args[0], mf)
+			return runMount(cfg, args[0], mf, g.cfgFile)
 		},
 	}
 	f := c.Flags()
@@ -194,7 +194,7 @@ func lookPath(names ...string) (string, error) {
 	return "", errors.New("not found")
 }
 
-func runMount(cfg Config, mnt string, mf mountFlags) error {
+func runMount(cfg Config, mnt string, mf mountFlags, cfgFile string) error {
 	log, err := logger(cfg.LogLevel)
 	if err != nil {
 		return err
@@ -256,6 +256,13 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	fo.Files = e.FilesOptions(fo.Files)
 	if e.Backup != nil {
 		fo.Backup = e.Backup.Stats
+	}
+	// What is unsafe about the setup: logged (the engine logged its own
+	// at open) and listed in the stats.
+	fo.Warnings = e.Warnings()
+	if w := configFileWarning(cfgFile, &cfg); w != "" {
+		log.Warn().Msg(w)
+		fo.Warnings = append(fo.Warnings, w)
 	}
 	fo.AttrTimeout, fo.EntryTimeout = cfg.Mount.AttrTimeout.D(), cfg.Mount.EntryTimeout.D()
 	fo.Config = cfg.RedactedJSON

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -599,12 +600,18 @@ func (c *Config) RedactedJSON() []byte {
 	return append(out, '\n')
 }
 
+// isSecretKey is the rule of what RedactedJSON hides: every key whose
+// name suggests a credential.
+func isSecretKey(k string) bool {
+	lk := strings.ToLower(k)
+	return strings.Contains(lk, "secret") || strings.Contains(lk, "password") || strings.Contains(lk, "token") || strings.Contains(lk, "access_key")
+}
+
 func redact(v any) {
 	switch t := v.(type) {
 	case map[string]any:
 		for k, x := range t {
-			lk := strings.ToLower(k)
-			if strings.Contains(lk, "secret") || strings.Contains(lk, "password") || strings.Contains(lk, "token") || strings.Contains(lk, "access_key") {
+			if isSecretKey(k) {
 				if s, ok := x.(string); ok && s != "" {
 					t[k] = "REDACTED"
 				}
@@ -617,6 +624,40 @@ func redact(v any) {
 			redact(x)
 		}
 	}
+}
+
+// SecretKeys lists the keys of c that hold a secret (the ones
+// RedactedJSON hides), as "safety[0].secret_key", sorted: a config file
+// that has any should be readable by its owner only.
+func (c *Config) SecretKeys() []string {
+	b, _ := json.Marshal(c)
+	var m any
+	_ = json.Unmarshal(b, &m)
+	var keys []string
+	var walk func(v any, path string)
+	walk = func(v any, path string) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, x := range t {
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if s, ok := x.(string); ok && s != "" && isSecretKey(k) {
+					keys = append(keys, p)
+					continue
+				}
+				walk(x, p)
+			}
+		case []any:
+			for i, x := range t {
+				walk(x, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(m, "")
+	sort.Strings(keys)
+	return keys
 }
 
 // checkIndependent asks every pair of stores, in either tier or across

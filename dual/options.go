@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dualstore/dualstore/dual/bounds"
 	"github.com/dualstore/dualstore/stores"
 )
 
@@ -188,8 +189,8 @@ func (o Options) Validate() error {
 	if !o.WriteToBoth && o.Require != RequirePrimary {
 		errs = append(errs, fmt.Errorf("dual: require %s needs write_to_both", o.Require))
 	}
-	if o.WriteConcurrency < 1 || o.WriteConcurrency > 1024 {
-		errs = append(errs, fmt.Errorf("dual: write_concurrency %d: want 1..1024", o.WriteConcurrency))
+	if err := bounds.Of(bounds.DualWriteConcurrent).Check("dual: write_concurrency", int64(o.WriteConcurrency)); err != nil {
+		errs = append(errs, err)
 	}
 	if o.BackfillInterval <= 0 {
 		errs = append(errs, fmt.Errorf("dual: backfill_interval %s: want > 0", o.BackfillInterval))

@@ -9,11 +9,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/dualstore/dualstore/dual/maint"
-
-	"github.com/dualstore/dualstore/dual/engine"
-
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/bounds"
+	"github.com/dualstore/dualstore/dual/engine"
+	"github.com/dualstore/dualstore/dual/maint"
 )
 
 // errBadCommand is wrapped by every error parseCommand returns; it maps to
@@ -74,13 +73,20 @@ func parseCommand(b []byte) (command, error) {
 			if err != nil {
 				return command{}, fmt.Errorf("%w: rate: %w", errBadCommand, err)
 			}
+			// The bounds of the config's compare.rate and the CLI's --rate.
+			if err := bounds.Of(bounds.CompareRate).Check("rate", n); err != nil {
+				return command{}, fmt.Errorf("%w: %w", errBadCommand, err)
+			}
 			c.Tuning.Rate = &n
 		case "concurrency":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > maint.MaxConcurrency {
-				return command{}, fmt.Errorf("%w: concurrency %q: want 1..%d", errBadCommand, v, maint.MaxConcurrency)
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return command{}, fmt.Errorf("%w: concurrency %q: want a number", errBadCommand, v)
 			}
-			c.Tuning.Concurrency = n
+			if err := bounds.Of(bounds.CompareConcurrency).Check("concurrency", n); err != nil {
+				return command{}, fmt.Errorf("%w: %w", errBadCommand, err)
+			}
+			c.Tuning.Concurrency = int(n)
 		default:
 			return command{}, fmt.Errorf("%w: %s: unknown option %q (want rate=N or concurrency=N)", errBadCommand, c.Verb, k)
 		}

@@ -48,6 +48,10 @@ func TestParseCommand(t *testing.T) {
 		{in: "compare rate=fast", bad: true},
 		{in: "compare rate=-1", bad: true},
 		{in: "compare concurrency=0", bad: true},
+		// The bounds table's compare.concurrency and compare.rate.
+		{in: "compare concurrency=1025", bad: true},
+		{in: "compare concurrency=100000000000000000000", bad: true},
+		{in: "repair rate=2T", bad: true},
 		{in: "compare speed=3", bad: true},
 		{in: "read-preference", bad: true},
 		{in: "read-preference slowest", bad: true},

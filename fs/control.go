@@ -282,6 +282,9 @@ type Stats struct {
 	// Started is when the filesystem was set up for the mount (for the
 	// metrics, which want a start time that does not move).
 	Started time.Time `json:"-"`
+	// Warnings are what is unsafe about the setup (Options.Warnings);
+	// empty, not absent, when nothing is.
+	Warnings []string `json:"warnings"`
 }
 
 // Stats returns a snapshot for `.dualstore/stats` and `dualstore stats`.
@@ -315,6 +318,7 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	s.FUSEOps = f.ops.snapshot()
 	s.Maintenance = f.CompareReport()
 	s.Maintenance.Details = nil
+	s.Warnings = append([]string{}, f.opts.Warnings...)
 	s.Health = CheckHealth(s, f.opts.Health)
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ type Options struct {
 	Backup func() replica.Stats
 	// Health bounds the health checks of the stats (zero: defaults).
 	Health HealthOptions
+	// Warnings are what is unsafe about the setup (a data dir others may
+	// write, a config with secrets others may read), listed in the stats.
+	Warnings []string
 	// Log receives the filesystem's logs.
 	Log zerolog.Logger
 }
@@ -157,7 +161,17 @@ type MountOptions struct {
 // checks permissions (default_permissions) against the modes we store and
 // applies the caller's umask, null permissions stay null, and writes
 // arrive in pieces of up to 1 MiB.
+//
+// A mount that fails leaves no mount behind: the root directory, the
+// kernel's first question, is read from the index before the kernel
+// mount, and if the kernel mount is made but its first requests fail
+// (go-fuse's check that it answers), it is unmounted again before Mount
+// returns the error. Otherwise the mount point would be left answering
+// ENOTCONN to everyone until someone unmounts it by hand.
 func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
+	if err := CheckRoot(context.Background(), f.db); err != nil {
+		return nil, err
+	}
 	name := mo.FsName
 	if name == "" {
 		name = "dualstore"
@@ -182,6 +196,13 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 			// for every read reply first (and logs a failure for every
 			// 1 MiB one, which does not fit the pipe).
 			DisableSplice: true,
+			// go-fuse recovers a panic in a request handler and answers
+			// EIO; this logs it like every other EIO, with the stack.
+			PanicHandler: func(r any) fuse.Status {
+				f.ioErrors.Add(1)
+				f.log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("internal error in a request handler: answered EIO")
+				return fuse.EIO
+			},
 		},
 		EntryTimeout:    &f.opts.EntryTimeout,
 		AttrTimeout:     &f.opts.AttrTimeout,
@@ -189,9 +210,25 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 		NullPermissions: true,
 		RootStableAttr:  &gofs.StableAttr{Ino: index.RootIno},
 	}
-	srv, err := f.mountServer(mountpoint, opts)
+	// gofs.Mount, but keeping the server when its first requests fail, so
+	// that the mount can be undone, and counting every request.
+	before := mountIDs(mountpoint)
+	srv, err := fuse.NewServer(f.countingRawFS(opts), mountpoint, &opts.MountOptions)
 	if err != nil {
+		// NewServer fails after the kernel mount too (its INIT
+		// handshake), and then leaves it.
+		if uerr := detachNew(mountpoint, before); uerr != nil {
+			return nil, fmt.Errorf("%w; and undoing the mount: %w", err, uerr)
+		}
 		return nil, err
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		err = fmt.Errorf("the new mount failed its first requests: %w", err)
+		if uerr := unmountFailed(srv, mountpoint); uerr != nil {
+			return nil, fmt.Errorf("%w; and unmounting it again: %w", err, uerr)
+		}
+		return nil, fmt.Errorf("%w (unmounted again)", err)
 	}
 	ra := mo.ReadaheadKB
 	if ra == 0 {
@@ -203,6 +240,67 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 		}
 	}
 	return srv, nil
+}
+
+// CheckRoot reads the root directory's attributes from db, what the
+// kernel asks for first: an index that cannot give them (a missing or
+// damaged root inode, or one that is not a directory) cannot be mounted.
+// Mount checks it before the kernel mount; a caller that does more before
+// mounting (starting the index backup) checks it before that.
+func CheckRoot(ctx context.Context, db Meta) error {
+	a, err := db.GetAttr(ctx, index.RootIno)
+	if err != nil {
+		return fmt.Errorf("the index cannot serve the root directory (inode %d): %w", index.RootIno, err)
+	}
+	if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return fmt.Errorf("the index's root (inode %d) is not a directory (mode %#o): %w", index.RootIno, a.Mode, index.ErrCorrupt)
+	}
+	return nil
+}
+
+// unmountFailed takes down a mount whose server never served: a plain
+// unmount (nothing can be using it), else a lazy one, which the kernel
+// completes at once since nothing holds the mount.
+func unmountFailed(srv *fuse.Server, mountpoint string) error {
+	err := srv.Unmount()
+	if err == nil {
+		return nil
+	}
+	if derr := syscall.Unmount(mountpoint, syscall.MNT_DETACH); derr != nil {
+		return fmt.Errorf("unmount %s: %w; lazily: %w", mountpoint, err, derr)
+	}
+	return nil
+}
+
+// mountIDs returns the mount ids (the first field of
+// /proc/self/mountinfo) of the mounts on mountpoint.
+func mountIDs(mountpoint string) map[string]bool {
+	ids := map[string]bool{}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ids
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && unescapeMountinfo(f[4]) == mountpoint {
+			ids[f[0]] = true
+		}
+	}
+	return ids
+}
+
+// detachNew lazily unmounts the mounts on mountpoint that were not there
+// before (the ids mountIDs returned): ours, made by a mount that failed
+// half-way. Nothing else's is touched.
+func detachNew(mountpoint string, before map[string]bool) error {
+	for id := range mountIDs(mountpoint) {
+		if before[id] {
+			continue
+		}
+		if err := syscall.Unmount(mountpoint, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s: %w", mountpoint, err)
+		}
+	}
+	return nil
 }
 
 // setReadahead sets the readahead of the mount's backing device info

@@ -95,20 +95,11 @@ func (o *fuseOps) snapshot() map[string]FUSEOpStats {
 	return out
 }
 
-// mountServer is gofs.Mount with every request counted: go-fuse's node
+// countingRawFS is what the mount serves: go-fuse's node
 // bridge wrapped in countingFS, so the counting sits in one place instead
 // of in every node method, and covers the file handles' requests too.
-func (f *FS) mountServer(dir string, opts *gofs.Options) (*fuse.Server, error) {
-	raw := &countingFS{RawFileSystem: gofs.NewNodeFS(f.Root(), opts), ops: &f.ops}
-	srv, err := fuse.NewServer(raw, dir, &opts.MountOptions)
-	if err != nil {
-		return nil, err
-	}
-	go srv.Serve()
-	if err := srv.WaitMount(); err != nil {
-		return nil, err
-	}
-	return srv, nil
+func (f *FS) countingRawFS(opts *gofs.Options) fuse.RawFileSystem {
+	return &countingFS{RawFileSystem: gofs.NewNodeFS(f.Root(), opts), ops: &f.ops}
 }
 
 // countingFS passes every request to go-fuse's bridge and counts it.

@@ -76,7 +76,9 @@
 //     errors wrapping ErrCorrupt that name the table, never a panic.
 //   - Open never modifies a file that is not a dualstore index: a file that
 //     is not SQLite (ErrCorrupt) or an SQLite database of another application
-//     (ErrForeign) is reported, naming the file, and left byte-identical. A
+//     (ErrForeign) is reported, naming the file, and left byte-identical; so
+//     is one whose pages fail SQLite's quick check (ErrCorrupt), run before
+//     anything writes. A
 //     new index is built in a temporary file and linked into place, so a
 //     crash during creation never leaves a half-made index at Path.
 package index

@@ -189,6 +189,66 @@ func TestOpenGarbage(t *testing.T) {
 	}
 }
 
+// TestOpenDamagedPages: a valid header (page 1 and the header table)
+// over pages of garbage. The open refuses it with ErrCorrupt, naming the
+// file, before anything writes to it: a mount over it would otherwise
+// come up and fail at its first request for the root.
+func TestOpenDamagedPages(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		table string // whose root page is overwritten; "" = every page past the header's
+	}{
+		{"inodes", "inodes"},
+		{"dentries", "dentries"},
+		{"an index of chunks", "chunks_unref"},
+		{"every page past the header", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db, path := newDB(t)
+			d := mkdir(t, db, RootIno, "dir")
+			for i := range 50 {
+				mkfile(t, db, d.Ino, fmt.Sprintf("file-%03d", i))
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			rawExec(t, path, "PRAGMA wal_checkpoint(TRUNCATE)")
+			var page, header int64
+			sq, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sq.QueryRow("SELECT max(rootpage) FROM sqlite_master WHERE tbl_name = 'header'").Scan(&header); err != nil {
+				t.Fatal(err)
+			}
+			if tt.table != "" {
+				if err := sq.QueryRow("SELECT rootpage FROM sqlite_master WHERE name = ?", tt.table).Scan(&page); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sq.Close()
+			for _, s := range []string{"-wal", "-shm"} {
+				os.Remove(path + s)
+			}
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, _ := f.Stat()
+			garbage := bytes.Repeat([]byte{0xa5, 0x17, 0x00, 0xff}, 1024) // one 4 KiB page
+			for p := int64(1); p*4096 < st.Size(); p++ {
+				if (tt.table == "" && p+1 > header) || p+1 == page {
+					if _, err := f.WriteAt(garbage, p*4096); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			f.Close()
+			untouched(t, path, ErrCorrupt)
+		})
+	}
+}
+
 // makeSQLite creates an SQLite database with another schema.
 func makeSQLite(t *testing.T, path string, stmts ...string) {
 	t.Helper()

@@ -164,7 +164,11 @@ func (m *Mount) start() {
 		go func() { _, err := os.Stat(stats); probe <- err }()
 		select {
 		case err := <-probe:
-			if err == nil {
+			// And the daemon said so: until then go-fuse's check of the
+			// new mount may hold a file open in it, and a SIGKILL then
+			// leaves the daemon stuck in its exit, flushing that file to
+			// itself.
+			if err == nil && strings.Contains(d.stderr.String(), "dualstore: mounted") {
 				return
 			}
 		case <-time.After(time.Until(deadline)):

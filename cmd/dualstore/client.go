@@ -99,6 +99,9 @@ func statsCmd() *cobra.Command {
 }
 
 func printStats(w io.Writer, s dsfs.Stats) {
+	for _, warning := range s.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warning)
+	}
 	fmt.Fprintf(w, "uptime %s, read preference %s, action: %s\n", time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second), s.ReadPreference, s.Action)
 	if s.Health.State != "" && s.Health.State != dsfs.Healthy {
 		fmt.Fprintf(w, "health: %s, %d problems (dualstore status shows them)\n", s.Health.State, len(s.Health.Problems))
@@ -217,6 +220,27 @@ func runAction(mnt, line string, wait, asJSON bool) error {
 	return finish(r, asJSON)
 }
 
+// mountinfoPath undoes the escapes of the paths in /proc/self/mountinfo
+// (the kernel escapes space, tab, newline and backslash).
+var mountinfoPath = strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+
+// deadMount reports whether /proc/self/mountinfo lists a dualstore mount
+// (file system type fuse.dualstore) on mnt.
+func deadMount(mnt string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if ok && len(f) > 4 && len(g) > 0 && mountinfoPath.Replace(f[4]) == mnt && g[0] == "fuse.dualstore" {
+			return true
+		}
+	}
+	return false
+}
+
 func unmountCmd() *cobra.Command {
 	var lazy bool
 	c := &cobra.Command{
@@ -225,10 +249,17 @@ func unmountCmd() *cobra.Command {
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mnt, _ := filepath.Abs(args[0])
-			if _, err := controlPath(mnt, "stats"); err != nil {
-				return err
-			}
 			flags := 0
+			if _, err := controlPath(mnt, "stats"); err != nil {
+				// A daemon that died (SIGKILL, a fatal runtime error)
+				// leaves its mount dead: ENOTCONN to everyone until it is
+				// unmounted. Nothing can be served from it any more, so
+				// it goes lazily.
+				if !errors.Is(err, syscall.ENOTCONN) || !deadMount(mnt) {
+					return err
+				}
+				lazy = true
+			}
 			if lazy {
 				flags = syscall.MNT_DETACH
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/dualstore/dualstore/dual/engine"
 )
@@ -26,4 +27,23 @@ func loadConfig(path string) (Config, error) {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// configFileWarning says what is unsafe about the config file at path:
+// readable by others while it holds secrets (an S3 secret key). ""
+// when nothing is, or there is no file.
+func configFileWarning(path string, cfg *Config) string {
+	if path == "" {
+		return ""
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm()&0o004 == 0 {
+		return ""
+	}
+	keys := cfg.SecretKeys()
+	if len(keys) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("config %s is readable by others (mode %04o) and holds secrets (%s): chmod o-r %s, or take the credentials from the environment or a credentials_file",
+		path, st.Mode().Perm(), strings.Join(keys, ", "), path)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/bounds"
 	"github.com/dualstore/dualstore/dual/engine"
 	"github.com/dualstore/dualstore/dual/maint"
 )
@@ -48,10 +49,24 @@ func (t *tuning) flags(c *cobra.Command, withWait bool) {
 // with the same limits online and offline.
 func (t *tuning) overrides() (maint.Overrides, error) {
 	o := maint.Overrides{Concurrency: t.concurrency, BatchSize: t.batchSize}
+	// The bounds of the config's compare section, naming the flags.
+	for _, f := range []struct {
+		flag, key string
+		v         int
+	}{{"--concurrency", bounds.CompareConcurrency, t.concurrency}, {"--batch-size", bounds.CompareBatchSize, t.batchSize}} {
+		if f.v != 0 {
+			if err := bounds.Of(f.key).Check(f.flag, int64(f.v)); err != nil {
+				return o, usageErr(err)
+			}
+		}
+	}
 	if t.rate != "" {
 		n, err := engine.ParseBytes(t.rate)
 		if err != nil {
 			return o, usageErr(fmt.Errorf("--rate %w", err))
+		}
+		if err := bounds.Of(bounds.CompareRate).Check("--rate", n); err != nil {
+			return o, usageErr(err)
 		}
 		o.Rate = &n
 	}

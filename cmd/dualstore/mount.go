@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/dualstore/dualstore/dual/bounds"
 	"github.com/dualstore/dualstore/dual/engine"
 	dsfs "github.com/dualstore/dualstore/fs"
 )
@@ -44,7 +45,7 @@ func mountCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runMount(cfg, args[0], mf)
+			return runMount(cfg, args[0], mf, g.cfgFile)
 		},
 	}
 	f := c.Flags()
@@ -79,6 +80,9 @@ func resolveConfig(g *globals, cmd *cobra.Command, mf *mountFlags) (Config, erro
 			cfg.Mount.AllowOther = true
 		}
 		if mf.cacheMB != 0 {
+			if err := bounds.Of(bounds.MountCacheMB).Check("--cache-mb", int64(mf.cacheMB)); err != nil {
+				return cfg, usageErr(err)
+			}
 			cfg.Mount.CacheMB = mf.cacheMB
 		}
 		if mf.metricsAddr != "" {
@@ -195,7 +199,7 @@ func lookPath(names ...string) (string, error) {
 	return "", errors.New("not found")
 }
 
-func runMount(cfg Config, mnt string, mf mountFlags) error {
+func runMount(cfg Config, mnt string, mf mountFlags, cfgFile string) error {
 	log, err := logger(cfg.LogLevel)
 	if err != nil {
 		return err
@@ -206,6 +210,11 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	}
 	if err := checkMetricsAddr(cfg); err != nil {
 		return err
+	}
+	// Before anything is created: a store made inside the mount point
+	// would be hidden by the mount and written through it.
+	if err := cfg.CheckMountpoint(mnt); err != nil {
+		return usageErr(err)
 	}
 	// Every byte written passes through a fresh chunk buffer, so the heap
 	// turns over about once per 50 MiB written: with Go's default GOGC=100
@@ -227,6 +236,11 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 		return err
 	}
 	defer closeEngine(e, log)
+	// Before anything starts that writes (the index backup): a mount
+	// refused for its index touches nothing.
+	if err := dsfs.CheckRoot(ctx, e.Index); err != nil {
+		return fmt.Errorf("index %s: %w", e.Index.File(), err)
+	}
 	// The kernel already applied the caller's umask to every mode it sends;
 	// the daemon's own would strip bits a second time.
 	syscall.Umask(0)
@@ -250,6 +264,13 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	fo.Files = e.FilesOptions(fo.Files)
 	if e.Backup != nil {
 		fo.Backup = e.Backup.Stats
+	}
+	// What is unsafe about the setup: logged (the engine logged its own
+	// at open) and listed in the stats.
+	fo.Warnings = e.Warnings()
+	if w := configFileWarning(cfgFile, &cfg); w != "" {
+		log.Warn().Msg(w)
+		fo.Warnings = append(fo.Warnings, w)
 	}
 	fo.AttrTimeout, fo.EntryTimeout = cfg.Mount.AttrTimeout.D(), cfg.Mount.EntryTimeout.D()
 	fo.Config = cfg.RedactedJSON
@@ -276,20 +297,47 @@ func runMount(cfg Config, mnt string, mf mountFlags) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", mnt, err)
 	}
-	log.Info().Str("mountpoint", mnt).Str("data_dir", cfg.DataDir).Msg("mounted")
-	fmt.Fprintf(os.Stderr, "dualstore: mounted %s (data dir %s); Ctrl-C or `dualstore unmount %s` to unmount\n", mnt, cfg.DataDir, mnt)
-	stopMetrics := startMetrics(cfg.Mount.MetricsAddr, fsys, e.Index.Header().FSID, mnt, log)
+	stopMetrics := func() {}
+	err = serveMount(srv, mnt, log, sigs, func() {
+		log.Info().Str("mountpoint", mnt).Str("data_dir", cfg.DataDir).Msg("mounted")
+		fmt.Fprintf(os.Stderr, "dualstore: mounted %s (data dir %s); Ctrl-C or `dualstore unmount %s` to unmount\n", mnt, cfg.DataDir, mnt)
+		stopMetrics = startMetrics(cfg.Mount.MetricsAddr, fsys, e.Index.Header().FSID, mnt, log)
+	})
+	stopMetrics()
+	fsys.Close()
+	return err
+}
 
+// serveMount runs from the kernel mount to its end: it calls started,
+// then waits until the mount goes away or a signal asks for an unmount.
+// Whatever ends it, the mount is gone when it returns: a panic on this
+// goroutine is recovered, the mount taken down, and the panic returned as
+// an error (exit 1), so the mount point is never left answering ENOTCONN.
+//
+// What Go cannot recover from ends the process with the mount still in
+// place, dead: a panic on another goroutine (go-fuse recovers those of
+// request handlers and answers EIO), a fatal runtime error (out of
+// memory, a concurrent map write), SIGKILL. `dualstore unmount` takes such
+// a dead mount down.
+func serveMount(srv *fuse.Server, mnt string, log zerolog.Logger, sigs <-chan os.Signal, started func()) (err error) {
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("internal error while mounted: unmounting")
+		unmountServer(srv, mnt, log, done)
+		err = fmt.Errorf("internal error while serving %s: %v (unmounted)", mnt, r)
+	}()
+	started()
 	select {
 	case <-done:
 	case s := <-sigs:
 		log.Info().Str("signal", s.String()).Msg("unmounting")
 		unmountServer(srv, mnt, log, done)
 	}
-	stopMetrics()
-	fsys.Close()
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -17,10 +18,12 @@ import (
 
 	"github.com/dualstore/dualstore/chunker"
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/bounds"
 	"github.com/dualstore/dualstore/dual/maint"
 	"github.com/dualstore/dualstore/fs/vfs"
 	"github.com/dualstore/dualstore/stores"
 	"github.com/dualstore/dualstore/stores/local"
+	"github.com/dualstore/dualstore/stores/s3"
 )
 
 // Duration is a time.Duration written as "5s" in YAML and JSON alike, so
@@ -235,9 +238,6 @@ func (c *Config) Complete(reg *Registry) error {
 	if c.Mount.CacheMB == 0 {
 		c.Mount.CacheMB = int(files.CacheBytes >> 20)
 	}
-	if c.Mount.CacheMB < 0 {
-		errs = append(errs, fmt.Errorf("mount.cache_mb %d: want > 0", c.Mount.CacheMB))
-	}
 	if c.Mount.Prefetch == 0 {
 		c.Mount.Prefetch = files.Prefetch
 	}
@@ -256,13 +256,12 @@ func (c *Config) Complete(reg *Registry) error {
 	if c.Health.BackupLag == 0 {
 		c.Health.BackupLag = Duration(5 * time.Minute)
 	}
-	if n, err := ParseBytes(c.Mount.MaxFileSize); err != nil || n < 1<<20 || n > 1<<60 {
-		errs = append(errs, fmt.Errorf("mount.max_file_size %q: want a size from 1MiB to 1EiB (%v)", c.Mount.MaxFileSize, err))
+	if n, err := ParseBytes(c.Mount.MaxFileSize); err != nil {
+		errs = append(errs, fmt.Errorf("mount.max_file_size %w", err))
+	} else if err := bounds.Check(bounds.MountMaxFileSize, n); err != nil {
+		errs = append(errs, err)
 	} else {
 		c.Mount.maxFileSize = uint64(n)
-	}
-	if c.Mount.Prefetch < 0 || c.Mount.Prefetch > vfs.MaxPrefetch {
-		errs = append(errs, fmt.Errorf("mount.prefetch %d: want 0..%d", c.Mount.Prefetch, vfs.MaxPrefetch))
 	}
 	def := chunker.DefaultParams()
 	hashSet := c.Chunker.Hash != ""
@@ -282,18 +281,21 @@ func (c *Config) Complete(reg *Registry) error {
 		c.Chunker.MaxSize = def.MaxSize
 	}
 	// The chunker's own rules, checked here so the key is named and
-	// nothing is created with sizes the chunker would refuse.
+	// nothing is created with sizes the chunker would refuse: each size's
+	// bounds, then how they relate.
+	sizeErrs := checkAll(
+		check{bounds.ChunkerMinSize, sizeValue(c.Chunker.MinSize)},
+		check{bounds.ChunkerAvgSize, sizeValue(c.Chunker.AvgSize)},
+		check{bounds.ChunkerMaxSize, sizeValue(c.Chunker.MaxSize)})
+	errs = append(errs, sizeErrs...)
 	switch mn, av, mx := c.Chunker.MinSize, c.Chunker.AvgSize, c.Chunker.MaxSize; {
-	case mn < chunker.MinSizeLimit:
-		errs = append(errs, fmt.Errorf("chunker.min_size %d: want at least %d (the rolling hash window)", mn, chunker.MinSizeLimit))
+	case len(sizeErrs) > 0:
 	case av&(av-1) != 0:
 		errs = append(errs, fmt.Errorf("chunker.avg_size %d: want a power of two", av))
 	case av <= mn:
 		errs = append(errs, fmt.Errorf("chunker.avg_size %d: want more than chunker.min_size %d", av, mn))
 	case mx <= av:
 		errs = append(errs, fmt.Errorf("chunker.max_size %d: want more than chunker.avg_size %d", mx, av))
-	case mx > chunker.MaxSizeLimit:
-		errs = append(errs, fmt.Errorf("chunker.max_size %d: want at most %d", mx, chunker.MaxSizeLimit))
 	}
 	// Fill every default, so `.dualstore/config` shows what is in effect.
 	if c.Mount.AttrTimeout == 0 {
@@ -318,16 +320,6 @@ func (c *Config) Complete(reg *Registry) error {
 	if ib.SpoolMB == 0 {
 		ib.SpoolMB = 256
 	}
-	switch {
-	case ib.Interval.D() < 200*time.Millisecond:
-		errs = append(errs, fmt.Errorf("index_backup.interval %s: want at least 200ms", ib.Interval.D()))
-	case ib.SnapshotInterval.D() < time.Minute:
-		errs = append(errs, fmt.Errorf("index_backup.snapshot_interval %s: want at least 1m", ib.SnapshotInterval.D()))
-	case ib.Retention.D() < 0:
-		errs = append(errs, fmt.Errorf("index_backup.retention %s: want 0 or more", ib.Retention.D()))
-	case ib.SpoolMB < 1 || ib.SpoolMB > 1<<16:
-		errs = append(errs, fmt.Errorf("index_backup.spool_mb %d: want 1..65536", ib.SpoolMB))
-	}
 	dd := dual.DefaultOptions()
 	if c.Dual.WriteToBoth == nil {
 		c.Dual.WriteToBoth = boolPtr(dd.WriteToBoth)
@@ -351,8 +343,26 @@ func (c *Config) Complete(reg *Registry) error {
 	// and offline: maint's, so they live in one place.
 	c.Compare = c.Compare.WithDefaults()
 	if err := c.Compare.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("compare: %w", err))
+		errs = append(errs, err)
 	}
+	// Every other number against the bounds table (the ones above are
+	// checked where they are parsed).
+	errs = append(errs, checkAll(
+		check{bounds.MountCacheMB, int64(c.Mount.CacheMB)},
+		check{bounds.MountPrefetch, int64(c.Mount.Prefetch)},
+		check{bounds.MountAttrTimeout, int64(c.Mount.AttrTimeout)},
+		check{bounds.MountEntryTimeout, int64(c.Mount.EntryTimeout)},
+		check{bounds.MountSyncInterval, int64(c.Mount.SyncInterval)},
+		check{bounds.DualWriteConcurrent, int64(c.Dual.WriteConcurrency)},
+		check{bounds.DualStoreTimeout, int64(c.Dual.StoreTimeout)},
+		check{bounds.DualBackfill, int64(c.Dual.BackfillInterval)},
+		check{bounds.BackupInterval, int64(ib.Interval)},
+		check{bounds.BackupSnapshot, int64(ib.SnapshotInterval)},
+		check{bounds.BackupRetention, int64(ib.Retention)},
+		check{bounds.BackupSpoolMB, int64(ib.SpoolMB)},
+		check{bounds.HealthBackfillAge, int64(c.Health.BackfillAge)},
+		check{bounds.HealthBackupLag, int64(c.Health.BackupLag)},
+	)...)
 	errs = append(errs, c.GC.complete(c.Compare.Rate)...)
 	if c.Dual.ReadPreference == "" {
 		c.Dual.ReadPreference = "primary"
@@ -381,9 +391,16 @@ func (c *Config) Complete(reg *Registry) error {
 			}
 			if err := s.complete(reg, key); err != nil {
 				errs = append(errs, err)
+			} else {
+				errs = append(errs, storeBounds(key, s.Options)...)
 			}
 		}
 	}
+	// Symlinks resolved once, here: the stores use the resolved paths,
+	// so a link to /etc is refused, not followed later.
+	_, placeErrs := c.resolvePlaces()
+	errs = append(errs, placeErrs...)
+	errs = append(errs, c.checkNames()...)
 	if err := checkIndependent(c.Primary, c.Safety); err != nil {
 		errs = append(errs, err)
 	}
@@ -462,12 +479,65 @@ func (g *GCConfig) complete(compareRate int64) []error {
 	if r, err := ParseBytes(g.Rate); strings.TrimSpace(g.Rate) == "" || (err == nil && r == 0) {
 		g.Rate = strconv.FormatInt(compareRate, 10)
 	}
-	_, _, _, errs := g.limits()
-	if g.Interval.D() < time.Second {
-		errs = append(errs, fmt.Errorf("gc.interval %s: want at least 1s", g.Interval.D()))
+	pct, minUnused, rate, errs := g.limits()
+	if len(errs) == 0 {
+		if err := bounds.Of(bounds.GCMaxUnused).CheckFloat(bounds.GCMaxUnused, pct); err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, checkAll(check{bounds.GCMinUnused, minUnused}, check{bounds.GCRate, rate})...)
 	}
-	if g.CheckInterval.D() < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("gc.check_interval %s: want at least 100ms", g.CheckInterval.D()))
+	return append(errs, checkAll(
+		check{bounds.GCInterval, int64(g.Interval)},
+		check{bounds.GCCheckInterval, int64(g.CheckInterval)})...)
+}
+
+// check is one value to check against the bounds table.
+type check struct {
+	key string
+	v   int64
+}
+
+// checkAll checks values against the bounds table, each error naming
+// its key.
+func checkAll(cs ...check) []error {
+	var errs []error
+	for _, c := range cs {
+		if err := bounds.Check(c.key, c.v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// sizeValue is a chunk size as the table's int64; one too large for it
+// stays out of range.
+func sizeValue(n uint) int64 {
+	if uint64(n) > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(n)
+}
+
+// storeBounds checks the numbers of a store entry (key "safety[0]")
+// against the bounds table's entries of its type.
+func storeBounds(key string, o stores.Config) []error {
+	c, ok := o.(*s3.Config)
+	if !ok || c.Retries == nil {
+		return nil
+	}
+	var errs []error
+	for _, v := range []struct {
+		bound, name string
+		v           int64
+	}{
+		{bounds.S3Timeout, "timeout", int64(c.Timeout)},
+		{bounds.S3Retries, "retries", int64(*c.Retries)},
+		{bounds.S3Concurrency, "concurrency", int64(c.Concurrency)},
+		{bounds.S3OutageBackoff, "outage_backoff", int64(c.OutageBackoff)},
+	} {
+		if err := bounds.Of(v.bound).Check(key+"."+v.name, v.v); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errs
 }
@@ -557,12 +627,18 @@ func (c *Config) RedactedJSON() []byte {
 	return append(out, '\n')
 }
 
+// isSecretKey is the rule of what RedactedJSON hides: every key whose
+// name suggests a credential.
+func isSecretKey(k string) bool {
+	lk := strings.ToLower(k)
+	return strings.Contains(lk, "secret") || strings.Contains(lk, "password") || strings.Contains(lk, "token") || strings.Contains(lk, "access_key")
+}
+
 func redact(v any) {
 	switch t := v.(type) {
 	case map[string]any:
 		for k, x := range t {
-			lk := strings.ToLower(k)
-			if strings.Contains(lk, "secret") || strings.Contains(lk, "password") || strings.Contains(lk, "token") || strings.Contains(lk, "access_key") {
+			if isSecretKey(k) {
 				if s, ok := x.(string); ok && s != "" {
 					t[k] = "REDACTED"
 				}
@@ -575,6 +651,40 @@ func redact(v any) {
 			redact(x)
 		}
 	}
+}
+
+// SecretKeys lists the keys of c that hold a secret (the ones
+// RedactedJSON hides), as "safety[0].secret_key", sorted: a config file
+// that has any should be readable by its owner only.
+func (c *Config) SecretKeys() []string {
+	b, _ := json.Marshal(c)
+	var m any
+	_ = json.Unmarshal(b, &m)
+	var keys []string
+	var walk func(v any, path string)
+	walk = func(v any, path string) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, x := range t {
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if s, ok := x.(string); ok && s != "" && isSecretKey(k) {
+					keys = append(keys, p)
+					continue
+				}
+				walk(x, p)
+			}
+		case []any:
+			for i, x := range t {
+				walk(x, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(m, "")
+	sort.Strings(keys)
+	return keys
 }
 
 // checkIndependent asks every pair of stores, in either tier or across

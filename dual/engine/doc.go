@@ -23,5 +23,11 @@
 //     a filesystem whose index was lost);
 //   - a failed open or create leaves nothing behind that it created;
 //   - a setting the user must fix fails with a *ConfigError naming the key,
-//     before anything is created.
+//     before anything is created;
+//   - every number is within its entry of the bounds table (dual/bounds);
+//   - the data dir and every local store's path are resolved once, every
+//     symlink followed, in Complete, and used resolved from then on; none
+//     is at / or in a system directory, none collides with the data dir or
+//     its staging area, and (CheckMountpoint, at mount time) none is
+//     inside the mount point; no two stores share a name.
 package engine

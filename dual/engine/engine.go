@@ -7,6 +7,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/dualstore/dualstore/index"
 	"github.com/dualstore/dualstore/index/replica"
 	"github.com/dualstore/dualstore/stores"
+	"github.com/dualstore/dualstore/stores/local"
 )
 
 // ConfigError marks a failure the user fixes in the configuration or the
@@ -46,6 +48,8 @@ type Engine struct {
 
 	log  zerolog.Logger
 	lock *os.File
+	// warnings are setupWarnings' at open.
+	warnings []string
 }
 
 // mode says whether an open may create the filesystem.
@@ -249,8 +253,63 @@ func open(ctx context.Context, cfg Config, log zerolog.Logger, m mode) (*Engine,
 	}
 	h := e.Index.Header()
 	e.Config.Chunker = ChunkerConfig{Hash: h.Hash, MinSize: uint(h.MinSize), AvgSize: uint(h.AvgSize), MaxSize: uint(h.MaxSize)}
+	e.warnings = setupWarnings(cfg)
+	for _, w := range e.warnings {
+		log.Warn().Str("component", "engine").Msg(w)
+	}
 	ok = true
 	return e, nil
+}
+
+// Warnings are what is unsafe about the setup without stopping it: the
+// data dir or a local store's directory writable by others, or owned by
+// another user than the one running dualstore. Each was logged at warn
+// level at open; a mount lists them in its stats.
+func (e *Engine) Warnings() []string { return slices.Clone(e.warnings) }
+
+// setupWarnings checks the directories of cfg's data: whoever else may
+// write them may replace the index or chunks, or remove them.
+func setupWarnings(cfg Config) []string {
+	var w []string
+	check := func(what, path string) {
+		if d := dirWarning(what, path); d != "" {
+			w = append(w, d)
+		}
+	}
+	check("data_dir "+cfg.DataDir, cfg.DataDir)
+	for _, t := range []struct {
+		tier string
+		list []StoreConfig
+	}{{"primary", cfg.Primary}, {"safety", cfg.Safety}} {
+		for i, sc := range t.list {
+			if lc, ok := sc.Options.(*local.Config); ok {
+				check(fmt.Sprintf("%s[%d].path %s (store %s)", t.tier, i, lc.Path, sc.Name), lc.Path)
+			}
+		}
+	}
+	return w
+}
+
+// dirWarning says what is unsafe about directory path (what names it,
+// with its config key): writable by others, or owned by another user than
+// the process's; "" when nothing is (or it cannot be looked at: the open
+// reports that).
+func dirWarning(what, path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	var problems []string
+	if perm := st.Mode().Perm(); perm&0o002 != 0 {
+		problems = append(problems, fmt.Sprintf("is writable by others (mode %04o; chmod o-w %s)", perm, path))
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		problems = append(problems, fmt.Sprintf("is owned by uid %d, not by uid %d running dualstore", sys.Uid, os.Geteuid()))
+	}
+	if len(problems) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s %s: another user can replace or remove what it holds", what, strings.Join(problems, " and "))
 }
 
 // openTier opens a tier's stores, each through its backend's config. It

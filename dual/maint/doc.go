@@ -11,8 +11,8 @@
 //
 // Invariants:
 //   - DefaultTuning is the one place the defaults of a run live; the same
-//     limits (MaxConcurrency, a batch size of at least 1, a rate of at
-//     least 0) hold online and offline.
+//     limits, the bounds table's compare.* entries (dual/bounds), hold
+//     online and offline.
 //   - fsck never deletes a file or a chunk; its chunk phase is a dual
 //     scrub, so it has the scrub's rate limit, stop and progress.
 package maint

@@ -2,17 +2,19 @@ package maint
 
 import (
 	"errors"
-	"fmt"
+	"strings"
 
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/bounds"
 )
 
-// MaxConcurrency bounds the chunks a run handles at once.
-const MaxConcurrency = 1024
+// MaxConcurrency bounds the chunks a run handles at once (the bounds
+// table's compare.concurrency).
+const MaxConcurrency = bounds.MaxConcurrency
 
 // ErrOutOfRange is wrapped by every error about a tuning value out of
-// range.
-var ErrOutOfRange = errors.New("tuning out of range")
+// range: the bounds table's.
+var ErrOutOfRange = bounds.ErrOutOfRange
 
 // Tuning is how maintenance runs go by default (the config's `compare`
 // section): a zero field takes DefaultTuning's value.
@@ -51,21 +53,29 @@ func (t Tuning) WithDefaults() Tuning {
 }
 
 // Validate reports the values of t that are out of range once its zero
-// fields take their defaults, in errors wrapping ErrOutOfRange.
+// fields take their defaults (the bounds table's compare.* entries), in
+// errors wrapping ErrOutOfRange that name the config keys.
 func (t Tuning) Validate() error {
+	return t.validate("compare.")
+}
+
+// validate checks t against the bounds table, naming each value with
+// prefix and its key's last part ("compare.concurrency", "concurrency").
+func (t Tuning) validate(prefix string) error {
 	t = t.WithDefaults()
 	var errs []error
-	if t.Concurrency < 1 || t.Concurrency > MaxConcurrency {
-		errs = append(errs, fmt.Errorf("%w: concurrency %d, want 1..%d", ErrOutOfRange, t.Concurrency, MaxConcurrency))
-	}
-	if t.BatchSize < 1 {
-		errs = append(errs, fmt.Errorf("%w: batch size %d, want at least 1", ErrOutOfRange, t.BatchSize))
-	}
-	if t.Rate < 0 {
-		errs = append(errs, fmt.Errorf("%w: rate %d, want at least 0 (0 is unlimited)", ErrOutOfRange, t.Rate))
-	}
-	if t.MaxDetails < 1 {
-		errs = append(errs, fmt.Errorf("%w: max details %d, want at least 1", ErrOutOfRange, t.MaxDetails))
+	for _, c := range []struct {
+		key string
+		v   int64
+	}{
+		{bounds.CompareConcurrency, int64(t.Concurrency)},
+		{bounds.CompareBatchSize, int64(t.BatchSize)},
+		{bounds.CompareRate, t.Rate},
+		{bounds.CompareMaxDetails, int64(t.MaxDetails)},
+	} {
+		if err := bounds.Of(c.key).Check(prefix+strings.TrimPrefix(c.key, "compare."), c.v); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -81,13 +91,14 @@ type Overrides struct {
 }
 
 // Validate reports the overrides that are out of range, with the same
-// limits and texts as Tuning.Validate.
+// limits as Tuning.Validate, naming them without the config's "compare."
+// (a ctl option or a flag sets them).
 func (o Overrides) Validate() error {
 	t := Tuning{Concurrency: o.Concurrency, BatchSize: o.BatchSize}
 	if o.Rate != nil {
 		t.Rate = *o.Rate
 	}
-	return t.Validate()
+	return t.validate("")
 }
 
 // Apply returns t with o applied and zero fields defaulted, or an error

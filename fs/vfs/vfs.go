@@ -13,6 +13,7 @@ import (
 
 	"github.com/dualstore/dualstore/chunker"
 	"github.com/dualstore/dualstore/dual"
+	"github.com/dualstore/dualstore/dual/bounds"
 	"github.com/dualstore/dualstore/index"
 	"github.com/dualstore/dualstore/stores"
 )
@@ -69,8 +70,9 @@ type Options struct {
 	Log zerolog.Logger
 }
 
-// MaxPrefetch bounds Options.Prefetch.
-const MaxPrefetch = 64
+// MaxPrefetch bounds Options.Prefetch (the bounds table's
+// mount.prefetch).
+const MaxPrefetch = bounds.MaxPrefetch
 
 // DefaultOptions returns the defaults (StagingDir must still be set). New
 // also takes a zero CacheBytes or Prefetch to mean the default.

@@ -38,6 +38,11 @@ type Config struct {
 	// and the default local stores primary/ and safety/.
 	DataDir  string `yaml:"data_dir" json:"data_dir"`
 	LogLevel string `yaml:"log_level" json:"log_level"`
+	// LogFile is where a mount writes its log (JSON lines, appended),
+	// reopened on SIGHUP after logrotate moved it; empty: stderr. Its
+	// directory must exist; Complete makes it absolute and resolves its
+	// symlinks, and CheckMountpoint refuses it inside the mount.
+	LogFile string `yaml:"log_file" json:"log_file"`
 
 	Mount   MountConfig   `yaml:"mount" json:"mount"`
 	Chunker ChunkerConfig `yaml:"chunker" json:"chunker"`
@@ -233,6 +238,9 @@ func (c *Config) Complete(reg *Registry) error {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "warn"
+	}
+	if err := c.completeLogFile(); err != nil {
+		errs = append(errs, err)
 	}
 	files := vfs.DefaultOptions() // the file layer's defaults, in one place
 	if c.Mount.CacheMB == 0 {

@@ -29,5 +29,7 @@
 //     symlink followed, in Complete, and used resolved from then on; none
 //     is at / or in a system directory, none collides with the data dir or
 //     its staging area, and (CheckMountpoint, at mount time) none is
-//     inside the mount point; no two stores share a name.
+//     inside the mount point; no two stores share a name;
+//   - log_file, if set, is resolved the same way, its directory exists,
+//     and (CheckMountpoint) it is not inside the mount point.
 package engine

@@ -197,8 +197,8 @@ func (c *Config) checkNames() []error {
 }
 
 // CheckMountpoint refuses a mount at mnt that would put the filesystem's
-// own data inside its mount (a store or the data dir there: every chunk
-// write would go through the mount itself, and fail), or the mount inside
+// own data inside its mount (a store, the data dir or the log file there:
+// every chunk write would go through the mount itself, and fail), or the mount inside
 // a store or the staging area (a store lists its directory; every mount
 // empties staging). Called with the mount point once it is known; c must
 // be completed (its paths are resolved then).
@@ -215,6 +215,9 @@ func (c *Config) CheckMountpoint(mnt string) error {
 	if m != mnt {
 		shown = fmt.Sprintf("%s (resolves to %s)", mnt, m)
 	}
+	if c.LogFile != "" && within(c.LogFile, m) {
+		errs = append(errs, fmt.Errorf("log_file %s is inside the mount point %s: the daemon would write its log through its own mount", c.LogFile, shown))
+	}
 	for _, p := range places {
 		switch {
 		case within(p.path, m):
@@ -226,4 +229,39 @@ func (c *Config) CheckMountpoint(mnt string) error {
 		}
 	}
 	return joinOneLine(errs)
+}
+
+// completeLogFile checks log_file: its directory must exist (a mount
+// that cannot log there fails before it mounts, not at the first log
+// line), and the file, if it exists, must be a regular file (a FIFO would
+// block the daemon's every log line, a directory cannot be appended to).
+// The path is made absolute and its symlinks resolved, so the mount
+// point check sees where it really is and a SIGHUP reopens that same
+// place.
+func (c *Config) completeLogFile() error {
+	if c.LogFile == "" {
+		return nil
+	}
+	given := c.LogFile
+	abs, err := filepath.Abs(given)
+	if err != nil {
+		return fmt.Errorf("log_file %s: %w", given, err)
+	}
+	dir := filepath.Dir(abs)
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("log_file %s: its directory %s: %w (create it first)", given, dir, err)
+	case !st.IsDir():
+		return fmt.Errorf("log_file %s: %s is not a directory", given, dir)
+	}
+	r, err := resolvePath(abs)
+	if err != nil {
+		return fmt.Errorf("log_file %s: %w", given, err)
+	}
+	if st, err := os.Stat(r); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("log_file %s: not a regular file (%s)", given, st.Mode().Type())
+	}
+	c.LogFile = r
+	return nil
 }

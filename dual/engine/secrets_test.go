@@ -13,7 +13,7 @@ import (
 // of the lists: TestConfigSecretsClassified fails until it is.
 var (
 	configPublicKeys = []string{
-		"data_dir", "log_level", "hash", "read_preference", "require",
+		"data_dir", "log_level", "log_file", "hash", "read_preference", "require",
 		"name", "type", "path", "sync", "endpoint", "bucket", "prefix", "region", "path_style",
 		"profile", "credentials_file", // where credentials are, not what
 		"max_file_size",

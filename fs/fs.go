@@ -154,6 +154,8 @@ type MountOptions struct {
 	// KiB; default 1024 (one request per MiB, the most MaxPages allows).
 	// Negative leaves the kernel's value.
 	ReadaheadKB int
+	// NoExec mounts noexec: no program on the mount can be executed.
+	NoExec bool
 }
 
 // Mount mounts f at mountpoint and returns the running server. The
@@ -177,6 +179,10 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 		name = "dualstore"
 	}
 	neg := f.opts.NegativeTimeout
+	kernelOpts := []string{"default_permissions"}
+	if mo.NoExec {
+		kernelOpts = append(kernelOpts, "noexec")
+	}
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName:        name,
@@ -185,7 +191,7 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 			AllowOther:    mo.AllowOther,
 			MaxWrite:      1 << 20,
 			MaxReadAhead:  1 << 20,
-			Options:       []string{"default_permissions"},
+			Options:       kernelOpts,
 			Debug:         mo.Debug,
 			DisableXAttrs: false,
 			// MAP_SHARED on a FOPEN_DIRECT_IO handle (a reader of a file

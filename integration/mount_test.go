@@ -124,8 +124,15 @@ func (m *Mount) cmdline() []string {
 // the watchdog know it, and d.done closes when it exits.
 func startDaemon(t *testing.T, bin string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{stderr: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, args...)
+	return startDaemonCmd(t, exec.Command(bin, args...))
+}
+
+// startDaemonCmd is startDaemon for a command prepared by the caller (its
+// environment, say); its output and process attributes are set here.
+func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
+	t.Helper()
+	bin := cmd.Path
+	d := &daemon{stderr: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	// If the test binary dies (a -timeout panic), the daemon dies too and
 	// the kernel aborts its FUSE connection instead of leaving a hung

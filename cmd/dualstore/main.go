@@ -96,7 +96,9 @@ func run(root *cobra.Command) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(os.Stderr, "dualstore:", err)
+	if !errors.Is(err, errReported) {
+		fmt.Fprintln(os.Stderr, "dualstore:", err)
+	}
 	var ce *codeError
 	if errors.As(err, &ce) {
 		return ce.code

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -32,20 +31,34 @@ type mountFlags struct {
 	require           string
 	cacheMB           int
 	metricsAddr       string
+	daemon            bool
+	logFile           string
+	fsName            string
+	noExec            bool
+	// svc is how the mount runs as a service (daemon.go).
+	svc *service
 }
 
 func mountCmd(g *globals) *cobra.Command {
 	var mf mountFlags
 	c := &cobra.Command{
-		Use:   "mount [--config FILE] [--data-dir DIR] MOUNTPOINT",
-		Short: "Mount in the foreground; SIGINT/SIGTERM unmount cleanly",
+		Use:   "mount [--config FILE] [--data-dir DIR] [--daemon] MOUNTPOINT",
+		Short: "Mount in the foreground (--daemon: in the background, once ready); SIGINT/SIGTERM unmount cleanly",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := resolveConfig(g, cmd, &mf)
+			svc, err := newService()
 			if err != nil {
 				return err
 			}
-			return runMount(cfg, args[0], mf, g.cfgFile)
+			if mf.daemon && !svc.background() {
+				return startDaemon(os.Args[1:], daemonOptions{})
+			}
+			mf.svc = svc
+			cfg, err := resolveConfig(g, cmd, &mf)
+			if err == nil {
+				err = runMount(cfg, args[0], mf, g.cfgFile)
+			}
+			return svc.exit(err)
 		},
 	}
 	f := c.Flags()
@@ -59,6 +72,10 @@ func mountCmd(g *globals) *cobra.Command {
 	f.StringVar(&mf.require, "require", "", "primary|both|any: tiers that must accept a write")
 	f.IntVar(&mf.cacheMB, "cache-mb", 0, "chunk cache size in MiB")
 	f.StringVar(&mf.metricsAddr, "metrics-addr", "", `serve Prometheus metrics on host:port (127.0.0.1:9567), or "off" (the default)`)
+	f.BoolVar(&mf.daemon, "daemon", false, "mount in the background: return once the mount is ready (or with its error)")
+	f.StringVar(&mf.logFile, "log-file", "", "log to this file instead of stderr (appended; SIGHUP reopens it)")
+	f.StringVar(&mf.fsName, "fsname", "", `the mount's source in /proc/mounts (default "dualstore")`)
+	f.BoolVar(&mf.noExec, "noexec", false, "let no program on the mount be executed")
 	return c
 }
 
@@ -87,6 +104,9 @@ func resolveConfig(g *globals, cmd *cobra.Command, mf *mountFlags) (Config, erro
 		}
 		if mf.metricsAddr != "" {
 			cfg.Mount.MetricsAddr = mf.metricsAddr
+		}
+		if mf.logFile != "" {
+			cfg.LogFile = mf.logFile
 		}
 		for _, b := range []struct {
 			flag, val string
@@ -216,6 +236,10 @@ func runMount(cfg Config, mnt string, mf mountFlags, cfgFile string) error {
 	if err := cfg.CheckMountpoint(mnt); err != nil {
 		return usageErr(err)
 	}
+	if log, err = mf.svc.logger(cfg, log); err != nil {
+		return err
+	}
+	defer mf.svc.closeLog()
 	// Every byte written passes through a fresh chunk buffer, so the heap
 	// turns over about once per 50 MiB written: with Go's default GOGC=100
 	// the collector runs constantly. 400 measured 12-15% more write
@@ -290,19 +314,20 @@ func runMount(cfg Config, mnt string, mf mountFlags, cfgFile string) error {
 	// Catch SIGINT/SIGTERM before mounting: a signal that killed the
 	// daemon while the kernel waits on its first requests leaves an
 	// unkillable process and a dead mount.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	srv, err := fsys.Mount(mnt, dsfs.MountOptions{AllowOther: cfg.Mount.AllowOther, Debug: mf.debugFuse})
+	sigs, stopSignals := mf.svc.signals(log)
+	defer stopSignals()
+	srv, err := fsys.Mount(mnt, dsfs.MountOptions{AllowOther: cfg.Mount.AllowOther, Debug: mf.debugFuse, FsName: mf.fsName, NoExec: mf.noExec})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", mnt, err)
 	}
 	stopMetrics := func() {}
 	err = serveMount(srv, mnt, log, sigs, func() {
 		log.Info().Str("mountpoint", mnt).Str("data_dir", cfg.DataDir).Msg("mounted")
-		fmt.Fprintf(os.Stderr, "dualstore: mounted %s (data dir %s); Ctrl-C or `dualstore unmount %s` to unmount\n", mnt, cfg.DataDir, mnt)
+		mf.svc.announce(mnt, cfg.DataDir)
 		stopMetrics = startMetrics(cfg.Mount.MetricsAddr, fsys, e.Index.Header().FSID, mnt, log)
+		mf.svc.isReady(mnt, log)
 	})
+	mf.svc.stopping(log)
 	stopMetrics()
 	fsys.Close()
 	return err

@@ -1,0 +1,441 @@
+package integration
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Running it for real: `mount --daemon`, the fstab helper, systemd's
+// sd_notify, and the log file that SIGHUP reopens. A daemon started in the
+// background is not a child of the test: it is found by the pid the data
+// dir's lock names, and every test makes sure it is gone (unmounted,
+// else killed) before it ends.
+
+// lockHolder is the pid the data dir's lock file names: "the mount at
+// MNT (dualstore pid N)".
+var lockHolder = regexp.MustCompile(`\(dualstore pid (\d+)\)`)
+
+// daemonPID returns the pid of the daemon holding dataDir.
+func daemonPID(t *testing.T, dataDir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "lock"))
+	if err != nil {
+		t.Fatalf("the data dir's lock: %v", err)
+	}
+	m := lockHolder.FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("the data dir's lock names no daemon: %q", b)
+	}
+	pid, _ := strconv.Atoi(string(m[1]))
+	return pid
+}
+
+// dataDirFree reports whether no process holds dataDir's lock (the
+// daemon closed everything: exited, or as good as, a zombie nobody
+// reaps holding nothing).
+func dataDirFree(dataDir string) error {
+	f, err := os.OpenFile(filepath.Join(dataDir, "lock"), os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("%s is still locked: %w", dataDir, err)
+	}
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+}
+
+// cleanupBackground makes sure a background daemon of the test on mnt
+// with dataDir is gone when the test ends: unmounted if still mounted
+// (then it exits by itself), killed past the deadline.
+func cleanupBackground(t *testing.T, mnt, dataDir string) {
+	t.Cleanup(func() {
+		if isMounted(mnt) {
+			if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+				t.Logf("umount %s: %v %s: detaching it", mnt, err, out)
+				_ = exec.Command("umount", "-l", mnt).Run()
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dataDir, "lock")); err != nil {
+			return
+		}
+		if err := waitFor(unmountDeadline, func() error { return dataDirFree(dataDir) }); err != nil {
+			pid := daemonPID(t, dataDir)
+			t.Errorf("the background daemon (pid %d) did not exit after its unmount: %v; killing it", pid, err)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+}
+
+// answers checks, with a deadline, that the mount at mnt answers (a
+// stat of its stats file that hangs means a mount that does not).
+func answers(t *testing.T, mnt string) {
+	t.Helper()
+	probe := make(chan error, 1)
+	go func() { _, err := os.Stat(filepath.Join(mnt, ".dualstore", "stats")); probe <- err }()
+	select {
+	case err := <-probe:
+		if err != nil {
+			t.Fatalf("the mount at %s does not answer: %v", mnt, err)
+		}
+	case <-time.After(mountDeadline):
+		t.Fatalf("stat in %s hung for %s", mnt, mountDeadline)
+	}
+}
+
+// TestDaemonMount: `mount --daemon` returns once the mount answers (no
+// polling here: the first stat after it returns must work), says where
+// the daemon is, forwards what the daemon wrote until then, and keeps
+// logging to a journald stderr afterwards; `umount` ends it and loses
+// nothing. Errors reach the caller with the foreground's exit codes: a
+// bad config 2, a mount that fails 1, nothing mounted either way.
+func TestDaemonMount(t *testing.T) {
+	t.Parallel()
+	requireFUSE(t)
+	tmp := t.TempDir()
+	mnt, data := filepath.Join(tmp, "mnt"), filepath.Join(tmp, "data")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cleanupBackground(t, mnt, data)
+
+	// stderr is a file, which JOURNAL_STREAM names as journald's stream
+	// would be named: the daemon keeps it after readiness.
+	errPath := filepath.Join(tmp, "stderr")
+	errFile, err := os.Create(errPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errFile.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(errFile.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "mount", "--daemon", "--data-dir", data, "--log-level", "info", mnt)
+	cmd.Stdout, cmd.Stderr = errFile, errFile
+	cmd.Env = append(os.Environ(), fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino))
+	start := time.Now()
+	if err := runWithin(cmd, mountDeadline); err != nil {
+		b, _ := os.ReadFile(errPath)
+		t.Fatalf("mount --daemon: %v\n%s", err, b)
+	}
+	t.Logf("mount --daemon returned after %s", time.Since(start).Round(time.Millisecond))
+	answers(t, mnt)
+	if !isMounted(mnt) {
+		t.Fatalf("%s is not in /proc/mounts after mount --daemon returned", mnt)
+	}
+	pid := daemonPID(t, data)
+	out, _ := os.ReadFile(errPath)
+	if want := fmt.Sprintf("dualstore: mounted %s (data dir %s) in the background, pid %d", mnt, data, pid); !strings.Contains(string(out), want) {
+		t.Errorf("mount --daemon's stderr does not say %q:\n%s", want, out)
+	}
+	if !strings.Contains(string(out), `"message":"index created"`) {
+		t.Errorf("the daemon's log before readiness did not reach mount --daemon's stderr:\n%s", out)
+	}
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != "/" {
+		t.Errorf("the daemon's working directory is %q (%v), want / (it would keep another filesystem busy)", cwd, err)
+	}
+
+	data1 := randBytes(1701, 3<<20)
+	writeFile(t, filepath.Join(mnt, "photos", "a.jpg"), data1)
+	// After readiness the daemon logs to the journal, here the file.
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(actionDeadline, func() error {
+		b, _ := os.ReadFile(errPath)
+		if !strings.Contains(string(b), "SIGHUP: no log file to reopen") {
+			return errors.New("no SIGHUP line in the journal stream")
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("the daemon's log after readiness: %v", err)
+	}
+	if !isMounted(mnt) {
+		t.Fatalf("SIGHUP ended the mount")
+	}
+
+	// umount(8) ends the daemon, and the file is there after a new
+	// mount (in the foreground, the suite's own).
+	runTool(t, "umount", mnt)
+	if err := waitFor(unmountDeadline, func() error { return dataDirFree(data) }); err != nil {
+		t.Fatalf("the daemon did not exit after umount: %v", err)
+	}
+	m := mount(t, withData(data))
+	if b, err := os.ReadFile(m.Path("photos", "a.jpg")); err != nil || string(b) != string(data1) {
+		t.Errorf("after umount and a new mount: %d bytes, %v; want the %d written", len(b), err, len(data1))
+	}
+
+	// Errors, with a foreground mount holding the data dir.
+	t.Run("errors", func(t *testing.T) {
+		other := filepath.Join(t.TempDir(), "mnt")
+		if err := os.Mkdir(other, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		bad := writeConfig(t, "data_dir: "+data+"\nmount:\n  cache_mb: -3\n")
+		mountMustFail(t, 2, other, []string{"mount.cache_mb"}, "mount", "--daemon", "--config", bad, other)
+		mountMustFail(t, 1, other, []string{"data dir " + data + " is in use"}, "mount", "--daemon", "--data-dir", data, other)
+		writeFile(t, filepath.Join(other, "x"), []byte("x"))
+		mountMustFail(t, 2, other, []string{"not empty"}, "mount", "--daemon", "--data-dir", filepath.Join(t.TempDir(), "d"), other)
+	})
+}
+
+// runWithin runs cmd, killing it past deadline.
+func runWithin(cmd *exec.Cmd, deadline time.Duration) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(deadline):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("did not return within %s", deadline)
+	}
+}
+
+// TestDaemonDiesBeforeReady: a daemon that dies before its mount is
+// ready (here SIGKILLed while its S3 store does not answer) makes `mount
+// --daemon` fail, exit 1, saying so, with nothing mounted.
+func TestDaemonDiesBeforeReady(t *testing.T) {
+	t.Parallel()
+	requireFUSE(t)
+	// An S3 endpoint that accepts connections and never answers: the
+	// daemon waits in its first request, long before the kernel mount.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	tmp := t.TempDir()
+	mnt := filepath.Join(tmp, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, fmt.Sprintf("data_dir: %s/data\nsafety:\n  - type: s3\n    endpoint: http://%s\n    bucket: never-answers\n    region: us-east-1\n    access_key: a\n    secret_key: b\n    timeout: 10m\n", tmp, ln.Addr()))
+	cmd := exec.Command(bin, "mount", "--daemon", "--config", cfg, mnt)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var child int
+	if err := waitFor(mountDeadline, func() error {
+		child = backgroundProcess(cmd.Process.Pid, cfg)
+		if child == 0 {
+			return errors.New("no background process yet")
+		}
+		return nil
+	}); err != nil {
+		_ = cmd.Process.Kill()
+		t.Fatalf("the background process of mount --daemon: %v", err)
+	}
+	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var werr error
+	select {
+	case werr = <-done:
+	case <-time.After(failDeadline):
+		_ = cmd.Process.Kill()
+		t.Fatalf("mount --daemon did not return within %s of its background process's death", failDeadline)
+	}
+	var ee *exec.ExitError
+	if !errors.As(werr, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("mount --daemon after its background process died: %v, want exit 1", werr)
+	}
+	want := fmt.Sprintf("background mount process (pid %d) ended before the mount was ready: signal: killed", child)
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("mount --daemon's stderr does not say %q:\n%s", want, stderr.String())
+	}
+	noMountLeft(t, mnt, "the background process's death")
+}
+
+// backgroundProcess finds the process started by parent whose command
+// line names cfg (the background process of `mount --daemon`), or 0.
+func backgroundProcess(parent int, cfg string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == parent {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(string(b), cfg) {
+			continue
+		}
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if strings.Contains(string(env), "DUALSTORE_DAEMON=") {
+			return pid
+		}
+	}
+	return 0
+}
+
+// TestSystemdNotify: as systemd's Type=notify service, the foreground
+// mount says READY=1 once the mount point answers and STOPPING=1 when
+// SIGTERM (systemctl stop, shutdown) unmounts it; the daemon exits 0,
+// the mount is gone, and everything written is there after a new mount.
+// The test is systemd: NOTIFY_SOCKET names a datagram socket it reads.
+func TestSystemdNotify(t *testing.T) {
+	t.Parallel()
+	requireFUSE(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	// next waits for a message holding want, failing on anything else.
+	next := func(want string) {
+		t.Helper()
+		select {
+		case msg, ok := <-msgs:
+			if !ok || !strings.Contains("\n"+msg+"\n", "\n"+want+"\n") {
+				t.Fatalf("sd_notify message %q, want one with %s", msg, want)
+			}
+		case <-time.After(mountDeadline):
+			t.Fatalf("no sd_notify %s within %s", want, mountDeadline)
+		}
+	}
+
+	tmp := t.TempDir()
+	mnt, data := filepath.Join(tmp, "mnt"), filepath.Join(tmp, "data")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "mount", "--data-dir", data, mnt)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	d := startDaemonCmd(t, cmd)
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			_ = d.cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case <-d.done:
+			case <-time.After(unmountDeadline):
+				_ = exec.Command("umount", "-l", mnt).Run()
+				_ = d.cmd.Process.Kill()
+				<-d.done
+			}
+		}
+		if t.Failed() {
+			t.Logf("daemon stderr:\n%s", tailLog(d.stderr.String(), 100, 400))
+		}
+	})
+	next("READY=1")
+	answers(t, mnt)
+
+	data1 := randBytes(1702, 2<<20)
+	writeFile(t, filepath.Join(mnt, "kept"), data1)
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	next("STOPPING=1")
+	select {
+	case <-d.done:
+		if d.err != nil {
+			t.Errorf("the daemon exited with %v after SIGTERM, want 0", d.err)
+		}
+	case <-time.After(unmountDeadline):
+		t.Fatalf("the daemon did not exit within %s of SIGTERM", unmountDeadline)
+	}
+	if isMounted(mnt) {
+		t.Fatalf("%s still mounted after SIGTERM", mnt)
+	}
+	m := mount(t, withData(data))
+	if b, err := os.ReadFile(m.Path("kept")); err != nil || string(b) != string(data1) {
+		t.Errorf("after SIGTERM and a new mount: %d bytes, %v; want the %d written", len(b), err, len(data1))
+	}
+}
+
+// TestLogFileReopen: with log_file set, the mount logs there; after
+// logrotate's move and `kill -HUP`, the next lines go to a new file at
+// the path and the moved one gets no more.
+func TestLogFileReopen(t *testing.T) {
+	t.Parallel()
+	logs := t.TempDir()
+	path := filepath.Join(logs, "dualstore.log")
+	m := mount(t, withConfig("log_level: info\nlog_file: "+path+"\n"))
+	has := func(p, what string) error {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), what) {
+			return fmt.Errorf("%s does not have %q yet:\n%s", p, what, b)
+		}
+		return nil
+	}
+	if err := waitFor(actionDeadline, func() error { return has(path, `"message":"mounted"`) }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(m.Logs(), `"level"`) {
+		t.Errorf("with a log file, stderr has log lines:\n%s", m.Logs())
+	}
+	rotated := path + ".1"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.proc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(actionDeadline, func() error { return has(path, "SIGHUP: reopened the log file") }); err != nil {
+		t.Fatalf("after the move and SIGHUP: %v", err)
+	}
+	writeFile(t, m.Path("still-mounted"), []byte("yes\n"))
+	m.Unmount()
+	if err := has(path, `"message":"unmounting"`); err != nil {
+		t.Errorf("the unmount's log line is not in the new file: %v", err)
+	}
+	b, err := os.ReadFile(rotated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"message":"mounted"`) || strings.Contains(string(b), "reopened") || strings.Contains(string(b), "unmounting") {
+		t.Errorf("the moved log file should end before the SIGHUP:\n%s", b)
+	}
+}

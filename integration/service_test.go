@@ -439,3 +439,104 @@ func TestLogFileReopen(t *testing.T) {
 		t.Errorf("the moved log file should end before the SIGHUP:\n%s", b)
 	}
 }
+
+// helperPath is where mount(8) looks for the helper of type
+// fuse.dualstore (libmount's search path starts with /sbin).
+const helperPath = "/sbin/mount.fuse.dualstore"
+
+// installHelper makes /sbin/mount.fuse.dualstore the binary under test,
+// as the README's install step does, for the test's duration. It is
+// created ONLY if no such file exists (and removed at the end only if it
+// is still the test's link): a helper installed on this machine is never
+// replaced. Another one there skips the test (fails it in CI, whose
+// machine should have none).
+func installHelper(t *testing.T) {
+	t.Helper()
+	if target, err := os.Readlink(helperPath); err == nil && target == bin {
+		t.Fatalf("%s already points at the binary under test: left behind by an interrupted run? Remove it and run again", helperPath)
+	} else if _, err := os.Lstat(helperPath); err == nil {
+		if inCI {
+			t.Fatalf("CI=true and %s exists already (not the binary under test): the fstab test would not test this build", helperPath)
+		}
+		t.Skipf("SKIP: %s exists already and is not the binary under test; this test does not replace it", helperPath)
+	}
+	if err := os.Symlink(bin, helperPath); err != nil {
+		t.Fatalf("installing the mount helper: %v", err)
+	}
+	t.Cleanup(func() {
+		if target, err := os.Readlink(helperPath); err == nil && target == bin {
+			if err := os.Remove(helperPath); err != nil {
+				t.Errorf("removing %s: %v", helperPath, err)
+			}
+		}
+	})
+}
+
+// TestFstabMountAll: an fstab line of type fuse.dualstore mounts with
+// `mount -a` (a test fstab, mount -T), which returns once the mount
+// answers; a second `mount -a` sees it mounted; `umount` ends the daemon
+// and loses nothing, without an fsync: the unmount commits. A line with
+// an option dualstore cannot honour fails, naming it, mounting nothing.
+func TestFstabMountAll(t *testing.T) {
+	requireFUSE(t)
+	needTool(t, "mount", "mount")
+	installHelper(t)
+	tmp := t.TempDir()
+	mnt, data := filepath.Join(tmp, "mnt"), filepath.Join(tmp, "data")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, "data_dir: "+data+"\n")
+	fstab := filepath.Join(tmp, "fstab")
+	line := fmt.Sprintf("%s %s fuse.dualstore allow_other,_netdev,nofail,x-systemd.requires=network-online.target,cache_mb=32,comment=test 0 0\n", cfg, mnt)
+	writeFile(t, fstab, []byte("# a test fstab\n"+line))
+	cleanupBackground(t, mnt, data)
+
+	runTool(t, "mount", "-T", fstab, "-a")
+	answers(t, mnt)
+	b, _ := os.ReadFile("/proc/mounts")
+	var entry string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 3 && unescapeMount(f[1]) == mnt {
+			entry = l
+		}
+	}
+	if f := strings.Fields(entry); len(f) < 4 || unescapeMount(f[0]) != cfg || f[2] != "fuse.dualstore" || !strings.Contains(f[3], "allow_other") {
+		t.Errorf("/proc/mounts: %q, want source %s, type fuse.dualstore, allow_other", entry, cfg)
+	}
+	pid := daemonPID(t, data)
+	data1 := randBytes(1703, 3<<20)
+	writeFile(t, filepath.Join(mnt, "docs", "report.pdf"), data1)
+
+	if out := runTool(t, "mount", "-T", fstab, "-a", "-v"); !strings.Contains(out, "already mounted") {
+		t.Errorf("a second mount -a: %q, want it to see the line mounted", out)
+	}
+	if again := daemonPID(t, data); again != pid {
+		t.Errorf("the daemon is pid %d after a second mount -a, was %d", again, pid)
+	}
+
+	runTool(t, "umount", mnt)
+	if err := waitFor(unmountDeadline, func() error { return dataDirFree(data) }); err != nil {
+		t.Fatalf("the daemon did not exit after umount: %v", err)
+	}
+	m := mount(t, withData(data))
+	if b, err := os.ReadFile(m.Path("docs", "report.pdf")); err != nil || string(b) != string(data1) {
+		t.Errorf("after umount and a new mount: %d bytes, %v; want the %d written", len(b), err, len(data1))
+	}
+	m.Unmount()
+
+	t.Run("refused options", func(t *testing.T) {
+		for _, tc := range []struct{ opts, want string }{
+			{"ro", "option ro: read-only mounts are not supported"},
+			{"allow_other,bogus_opt=1", "unknown option bogus_opt=1"},
+		} {
+			fstab := filepath.Join(t.TempDir(), "fstab")
+			writeFile(t, fstab, []byte(fmt.Sprintf("%s %s fuse.dualstore %s 0 0\n", cfg, mnt, tc.opts)))
+			out := toolFails(t, "mount", "-T", fstab, "-a")
+			if !strings.Contains(out, "mount.fuse.dualstore: "+tc.want) {
+				t.Errorf("mount -a of a line with %s: %q, want it to say %q", tc.opts, out, tc.want)
+			}
+			noMountLeft(t, mnt, "mount -a with "+tc.opts)
+		}
+	})
+}

@@ -10,6 +10,11 @@
 //	2  bad usage or configuration
 //	3  differences remain: a comparison found some, a repair or migration
 //	   could not fix all, fsck found problems
+//
+// Run as mount.fuse.dualstore (a symlink in /sbin), the binary is mount(8)'s
+// helper for fstab lines of type fuse.dualstore (mounthelper.go), which
+// exits with mount(8)'s codes. `mount --daemon`, the helper, sd_notify and
+// the log file are in daemon.go and logfile.go.
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes (documented in the package comment and the README).
@@ -59,6 +65,11 @@ type globals struct {
 }
 
 func main() {
+	// Run as /sbin/mount.fuse.dualstore (a symlink to this binary),
+	// mount(8) asks for an fstab mount.
+	if isMountHelper(os.Args[0]) {
+		os.Exit(mountHelper(os.Args[0], os.Args[1:]))
+	}
 	var g globals
 	root := &cobra.Command{
 		Use:           "dualstore",
@@ -66,14 +77,19 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default warn)")
-	root.PersistentFlags().StringVarP(&g.cfgFile, "config", "c", "", "YAML config file")
-	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (index, staging, default local stores)")
+	globalFlags(root.PersistentFlags(), &g)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(mountCmd(&g), statsCmd(), compareCmd(&g), repairCmd(&g), migrateCmd(&g), gcCmd(&g), fsckCmd(&g), restoreCmd(&g), exportCmd(&g), importCmd(),
 		unmountCmd(), ctlCmd(), statusCmd())
 
 	os.Exit(run(root))
+}
+
+// globalFlags are the flags of every command.
+func globalFlags(f *pflag.FlagSet, g *globals) {
+	f.StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default warn)")
+	f.StringVarP(&g.cfgFile, "config", "c", "", "YAML config file")
+	f.StringVar(&g.dataDir, "data-dir", "", "data directory (index, staging, default local stores)")
 }
 
 func run(root *cobra.Command) int {

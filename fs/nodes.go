@@ -36,6 +36,11 @@ type nodeLRU struct {
 	// epoch counts the pruning rounds (wrapping); a node remembers the
 	// one it was added in (see victims).
 	epoch uint16
+	// added counts the nodes added since the last round began: the next
+	// one waits for max/16 of them, so that nodes the kernel keeps (in
+	// use) cannot make every lookup start a round, and the FORGETs of
+	// the last round have come in before the list is measured again.
+	added int
 
 	pruning atomic.Bool
 	// fallback is set once the kernel refused a prune notification:
@@ -56,9 +61,10 @@ func (l *nodeLRU) touch(n *node) bool {
 		l.unlinkLocked(n)
 	} else {
 		n.lruEpoch = l.epoch
+		l.added++
 	}
 	l.pushLocked(n)
-	return l.max > 0 && l.n > l.max
+	return l.max > 0 && l.n > l.max && l.added >= l.max/16
 }
 
 // remove takes n out of the list (the kernel forgot it).
@@ -116,6 +122,7 @@ func (l *nodeLRU) victims(k int) []victim {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.epoch++
+	l.added = 0
 	out := make([]victim, 0, min(k, l.n))
 	for range min(k, l.n) {
 		n := l.head

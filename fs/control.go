@@ -238,10 +238,15 @@ type Stats struct {
 		Bytes  int64 `json:"bytes"`
 	} `json:"cache"`
 	FS struct {
-		OpenFiles  int   `json:"open_files"`
-		ChunksCut  int64 `json:"chunks_cut"`
-		DedupHits  int64 `json:"dedup_hits"`
-		DedupBytes int64 `json:"dedup_bytes"`
+		OpenFiles int `json:"open_files"`
+		// Nodes are the inodes the kernel may hold through the mount
+		// (see Options.MaxNodes); NodesPruned how many it was asked to
+		// forget.
+		Nodes       int   `json:"nodes"`
+		NodesPruned int64 `json:"nodes_pruned"`
+		ChunksCut   int64 `json:"chunks_cut"`
+		DedupHits   int64 `json:"dedup_hits"`
+		DedupBytes  int64 `json:"dedup_bytes"`
 		// ChunksPredicted are the chunks cut without the rolling hash,
 		// because the bytes were a chunk the index knew to come next.
 		ChunksPredicted int64 `json:"chunks_predicted"`
@@ -302,6 +307,7 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	v := f.vfs.Stats()
 	s.Cache.Hits, s.Cache.Misses, s.Cache.Bytes = v.CacheHits, v.CacheMisses, v.CacheBytes
 	s.FS.OpenFiles = v.OpenFiles
+	s.FS.Nodes, s.FS.NodesPruned = f.nodes.len(), f.nodes.pruned.Load()
 	s.FS.ChunksCut, s.FS.DedupHits, s.FS.DedupBytes = v.ChunksCut, v.DedupHits, v.DedupBytes
 	s.FS.ChunksPredicted = v.ChunksPredicted
 	s.FS.BytesWritten, s.FS.BytesRead, s.FS.IOErrors = v.BytesWritten, v.BytesRead, f.ioErrors.Load()

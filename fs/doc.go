@@ -56,6 +56,21 @@
 // open, sent from its own goroutine because the kernel may wait in it for
 // reads this server has yet to answer.
 //
+// # Memory: the nodes the kernel holds
+//
+// go-fuse keeps a node (about 450 bytes with its tables) for every inode
+// the kernel has looked up, until the kernel forgets it, which it does
+// only under memory pressure: a find over a million files would leave
+// 450 MB in the daemon. nodeLRU (nodes.go) tracks them, least recently
+// looked up first, and past Options.MaxNodes (100,000) a background round
+// asks the kernel to forget the oldest eighth (FUSE_NOTIFY_PRUNE; on
+// kernels before 6.16, which refuse it, their entries are invalidated
+// instead). The kernel keeps the ones in use (open files, working
+// directories, directories with cached entries below them) and sends
+// FORGET for the rest; a later access costs a LOOKUP. A Lookup of a name
+// go-fuse still holds returns that node, so the kernel's revalidations
+// allocate nothing.
+//
 // # Control files
 //
 // `.dualstore/` at the root (stats, compare, config, ctl) is virtual and

@@ -30,6 +30,12 @@ type Options struct {
 	// chunk cache and the prefetch of sequential reads. Its Log is set
 	// from Log.
 	Files vfs.Options
+	// MaxNodes bounds the inodes the kernel holds through the mount:
+	// past it the kernel is asked to forget the least recently looked up
+	// ones it does not use (see nodes.go), so that a walk of a big tree
+	// does not leave the daemon with a node for every file. Default
+	// DefaultMaxNodes; negative: no bound.
+	MaxNodes int
 	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's
 	// caching times. Every change goes through this mount, so the kernel's
 	// copies stay right; defaults 1s, 1s, 0.
@@ -54,10 +60,14 @@ type Options struct {
 	Log zerolog.Logger
 }
 
+// DefaultMaxNodes is the default of Options.MaxNodes: about 45 MB of
+// nodes, and more inodes than most working sets touch.
+const DefaultMaxNodes = 100_000
+
 // DefaultOptions returns every default of the front end and the file
 // layer (Files.StagingDir must still be set).
 func DefaultOptions() Options {
-	return Options{Files: vfs.DefaultOptions(), EntryTimeout: time.Second, AttrTimeout: time.Second,
+	return Options{Files: vfs.DefaultOptions(), MaxNodes: DefaultMaxNodes, EntryTimeout: time.Second, AttrTimeout: time.Second,
 		Tuning: maint.DefaultTuning(), AutoGC: DefaultAutoGC(), Log: zerolog.Nop()}
 }
 
@@ -96,6 +106,10 @@ type FS struct {
 
 	// kcache decides which opens keep the kernel's page cache.
 	kcache keepCache
+	// nodes are the nodes the kernel holds, pruned past MaxNodes.
+	nodes nodeLRU
+	// root is the mounted root node (set by Mount).
+	root *node
 
 	ctl      control
 	agc      autoGC
@@ -117,6 +131,9 @@ func New(db Meta, dm *dual.Manager, opts Options) (*FS, error) {
 	if opts.AttrTimeout == 0 {
 		opts.AttrTimeout = time.Second
 	}
+	if opts.MaxNodes == 0 {
+		opts.MaxNodes = DefaultMaxNodes
+	}
 	opts.Tuning = opts.Tuning.WithDefaults()
 	opts.AutoGC = opts.AutoGC.withDefaults()
 	opts.Files.Log = opts.Log // one logger for the mount; vfs tags its own lines
@@ -130,15 +147,13 @@ func New(db Meta, dm *dual.Manager, opts Options) (*FS, error) {
 		db: db, dm: dm, opts: opts, start: time.Now(), vfs: v,
 		log: opts.Log.With().Str("component", "fs").Logger(),
 	}
+	f.nodes.max = max(opts.MaxNodes, 0)
 	f.maint = maint.New(db, dm)
 	f.ctl.init(f)
 	f.agc.opts = opts.AutoGC
 	f.startAutoGC()
 	return f, nil
 }
-
-// Root returns the root node to mount.
-func (f *FS) Root() gofs.InodeEmbedder { return &node{fs: f} }
 
 // MountOptions are what a mount needs besides the filesystem.
 type MountOptions struct {
@@ -218,6 +233,7 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 	}
 	// gofs.Mount, but keeping the server when its first requests fail, so
 	// that the mount can be undone, and counting every request.
+	f.root = &node{fs: f}
 	before := mountIDs(mountpoint)
 	srv, err := fuse.NewServer(f.countingRawFS(opts), mountpoint, &opts.MountOptions)
 	if err != nil {

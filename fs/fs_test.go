@@ -45,6 +45,12 @@ func requireFUSE(t *testing.T) {
 
 func newTestMount(t *testing.T) *testMount {
 	t.Helper()
+	return newTestMountWith(t, nil)
+}
+
+// newTestMountWith is newTestMount with the options changed by set.
+func newTestMountWith(t *testing.T, set func(*Options)) *testMount {
+	t.Helper()
 	requireFUSE(t)
 	env := dualtest.New(t)
 	tmp := t.TempDir()
@@ -55,6 +61,9 @@ func newTestMount(t *testing.T) *testMount {
 	os.Mkdir(staging, 0o700)
 	o := DefaultOptions()
 	o.Files.StagingDir, o.Files.CacheBytes, o.Log = staging, 1<<20, log
+	if set != nil {
+		set(&o)
+	}
 	var err error
 	m.fs, err = New(db, m.dm, o)
 	if err != nil {

@@ -99,7 +99,7 @@ func (o *fuseOps) snapshot() map[string]FUSEOpStats {
 // bridge wrapped in countingFS, so the counting sits in one place instead
 // of in every node method, and covers the file handles' requests too.
 func (f *FS) countingRawFS(opts *gofs.Options) fuse.RawFileSystem {
-	return &countingFS{RawFileSystem: gofs.NewNodeFS(f.Root(), opts), ops: &f.ops}
+	return &countingFS{RawFileSystem: gofs.NewNodeFS(f.root, opts), ops: &f.ops}
 }
 
 // countingFS passes every request to go-fuse's bridge and counts it.

@@ -20,11 +20,17 @@ const controlName = ".dualstore"
 type node struct {
 	gofs.Inode
 	fs *FS
+	// The node's place in FS.nodes, guarded by that list's mutex (fields, not a
+	// struct, and in this order, so that the node fits Go's 160-byte size
+	// class: there is one per inode the kernel holds).
+	lruPrev, lruNext *node
 	// noXattr is set on an inode this mount created, which has no extended
 	// attributes until Setxattr: Getxattr and Listxattr answer without the
 	// index. The kernel asks for security.capability at every write(2), so
 	// for a new file that is one index query per write saved.
-	noXattr atomic.Bool
+	noXattr  atomic.Bool
+	lruEpoch uint16
+	lruIn    bool
 }
 
 var (
@@ -95,11 +101,21 @@ func (f *FS) entry(out *fuse.EntryOut, a index.Attr) {
 	out.SetAttrTimeout(f.opts.AttrTimeout)
 }
 
-// newChild returns the go-fuse inode for a, reusing the live one when the
-// kernel already knows the inode number (hard links).
-func (n *node) newChild(ctx context.Context, a index.Attr) *gofs.Inode {
+// newChild returns the go-fuse inode for a named name in n: the one
+// go-fuse has under that name if it is a's (the kernel looking the name
+// up again), else a new one, which go-fuse replaces with the live one when
+// it already knows the inode number (hard links).
+func (n *node) newChild(ctx context.Context, name string, a index.Attr) *gofs.Inode {
 	n.fs.vfs.Ref(a.Ino)
-	return n.NewInode(ctx, &node{fs: n.fs}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+	id := gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino}
+	ch := n.GetChild(name)
+	if ch == nil || ch.StableAttr() != id {
+		ch = n.NewInode(ctx, &node{fs: n.fs}, id)
+	}
+	if c, ok := ch.Operations().(*node); ok && n.fs.nodes.touch(c) {
+		n.fs.pruneIfOver()
+	}
+	return ch
 }
 
 // Fsync of a directory (FSYNCDIR, and fsync without an open file) makes
@@ -121,7 +137,10 @@ func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) sysc
 
 // OnForget runs when the kernel has forgotten the inode: an unlinked one
 // can be purged once no file is open on it.
-func (n *node) OnForget() { n.fs.kernelForgot(n.ino()) }
+func (n *node) OnForget() {
+	n.fs.nodes.remove(n)
+	n.fs.kernelForgot(n.ino())
+}
 
 // attr returns the inode's attributes, with the size and mtime of an open
 // file's unflushed writes (vfs.FS.Attr).
@@ -149,7 +168,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		return nil, n.fs.fail("lookup", n.ino(), err)
 	}
 	n.fs.entry(out, a)
-	return n.newChild(ctx, a), 0
+	return n.newChild(ctx, name, a), 0
 }
 
 func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -257,7 +276,7 @@ func (n *node) create(ctx context.Context, name string, nn index.NewNode, out *f
 		return nil, a, n.fs.fail("create", n.ino(), err)
 	}
 	n.fs.entry(out, a)
-	ch := n.newChild(ctx, a)
+	ch := n.newChild(ctx, name, a)
 	if c, ok := ch.Operations().(*node); ok {
 		c.noXattr.Store(true) // a new inode number: no xattr rows
 	}
@@ -350,7 +369,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 		return nil, n.fs.fail("link", t.ino(), err)
 	}
 	n.fs.entry(out, a)
-	return n.newChild(ctx, a), 0
+	return n.newChild(ctx, name, a), 0
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {

@@ -133,6 +133,9 @@ func samplesForTable() []sample {
 		add("small-create", "", "dualstore-both", run, 300*k, "files/s", map[string]float64{"files": 10000, "daemon_cpu_seconds": 15 * k})
 	}
 	add("rss-peak", "random", "dualstore-both", 0, 300, "MiB", nil)
+	add("rss-walk-settled", "", "dualstore-both", 0, 300, "MiB", nil)
+	add("rss-files", "", "dualstore-both", 0, 700, "files/s", map[string]float64{"files": 100000, "daemon_cpu_seconds": 110})
+	add("rss-files-peak", "", "dualstore-both", 0, 230, "MiB", nil)
 	return ss
 }
 
@@ -151,6 +154,7 @@ func TestSummarize(t *testing.T) {
 		"read-cold/random/loopback", "read-cold/random/dualstore-both",
 		"small-create//loopback", "small-create//dualstore-both",
 		"rss-peak/random/dualstore-both",
+		"rss-files//dualstore-both", "rss-files-peak//dualstore-both", "rss-walk-settled//dualstore-both",
 	}
 	if strings.Join(order, " ") != strings.Join(want, " ") {
 		t.Errorf("row order\n got %v\nwant %v", order, want)
@@ -167,6 +171,9 @@ func TestSummarize(t *testing.T) {
 		{"read-cold/random/dualstore-both", 700, 0.7, "pass"},
 		{"small-create//dualstore-both", 300, 0.05, "miss"},
 		{"rss-peak/random/dualstore-both", 300, math.NaN(), "miss"},
+		{"rss-files//dualstore-both", 700, math.NaN(), ""},
+		{"rss-files-peak//dualstore-both", 230, math.NaN(), "pass"},
+		{"rss-walk-settled//dualstore-both", 300, math.NaN(), "miss"},
 	} {
 		r := got[tc.key]
 		if r.Median != tc.median || r.Result != tc.result {
@@ -186,7 +193,8 @@ func TestSummarize(t *testing.T) {
 
 func TestMarkdown(t *testing.T) {
 	m := meta{Date: "2030-01-02 03:04 UTC", Host: "h", CPU: "cpu", Cores: 2, MemGiB: 8, Kernel: "6.1", Go: "go1.26",
-		WorkFS: "ext4 (/dev/x)", DropCaches: true, Size: 1 << 30, BigSize: 4 << 30, Small: 10000, Runs: 3}
+		WorkFS: "ext4 (/dev/x)", DropCaches: true, Size: 1 << 30, BigSize: 4 << 30, Small: 10000, Runs: 3,
+		Files: 100000, WalkFiles: 1000000}
 	out := markdown(m, summarize(samplesForTable()))
 	for _, want := range []string{
 		"Median of 3 run(s)",
@@ -199,6 +207,10 @@ func TestMarkdown(t *testing.T) {
 		"| daemon peak RSS, big write | random | (d) dualstore, both tiers | 300 MiB | – | – | < 256 MiB | **miss** |",
 		"- create+write, (d) dualstore, both tiers: 0.05× (b), target ≥ 0.50× (b)",
 		"- daemon peak RSS, big write, random, (d) dualstore, both tiers: 300 MiB, target < 256 MiB",
+		"Daemon resources with many files (one run): 100000 files of 4 KiB created through the mount; 1000000 files put into the index",
+		"| create 4 KiB files | – | (d) dualstore, both tiers | 700 files/s | 1.10 s/1k files | – |  |  |",
+		"| daemon peak RSS, create | – | (d) dualstore, both tiers | 230 MiB | – | – | < 256 MiB | pass |",
+		"- daemon RSS after the walk, idle, (d) dualstore, both tiers: 300 MiB, target < 256 MiB",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q\n%s", want, out)

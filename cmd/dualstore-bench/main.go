@@ -32,8 +32,10 @@
 // (1 MiB writes, fsync, close), a second copy of it (dedup), cold and warm
 // sequential reads, for a random and a text-like (≈2.8× zstd) data set; the
 // create, `ls -l`, read and delete of many 4 KiB files; the daemon's peak
-// RSS while writing a big file, and its CPU time per GiB (or per 1000
-// files) in every case. Every dualstore value is also
+// RSS while writing a big file, and with many files in the tree (after
+// creating -files through the mount; after a find -ls of -walk-files put
+// into the index), and its CPU time per GiB (or per 1000 files) in every
+// case. Every dualstore value is also
 // given as the median of its per-run ratios to (b), which is what the
 // targets of issue #6 are stated in: the machine may be noisy, but both
 // sides of a ratio see the same noise.
@@ -41,12 +43,13 @@
 // Usage:
 //
 //	dualstore-bench -bin bin/dualstore [-size 1GiB] [-runs 3] [-small 10000]
-//	    [-rss-size 4GiB] [-dir DIR] [-json bench.json] [-only REGEXP] [-quick]
-//	    [-compress] [-mount-args '--cache-mb=256'] [-verify=true]
-//	    [-desync bin/desync]
+//	    [-rss-size 4GiB] [-files 100000] [-walk-files 1000000] [-dir DIR]
+//	    [-json bench.json] [-only REGEXP] [-quick] [-compress]
+//	    [-mount-args '--cache-mb=256'] [-verify=true] [-desync bin/desync]
 //
 // -only selects cases by name: seq/random/dualstore-both,
-// seq/compressible/loopback, small/disk, rss/dualstore-both… Ratios need
+// seq/compressible/loopback, small/disk, rss/dualstore-both,
+// rss-files/dualstore-both, rss-walk/dualstore-both… Ratios need
 // the loopback of the same case, so keep it in: -only 'random/(loopback|dualstore-both)'.
 //
 // Needs /dev/fuse and the right to mount (root, or fusermount3), and for
@@ -79,18 +82,21 @@ import (
 
 // options are the command line.
 type options struct {
-	bin       string
-	desync    string
-	size      int64
-	runs      int
-	small     int
-	bigSize   int64
-	dir       string
-	jsonPath  string
-	only      *regexp.Regexp
-	compress  bool
-	mountArgs []string
-	verify    bool
+	bin     string
+	desync  string
+	size    int64
+	runs    int
+	small   int
+	bigSize int64
+	// files and walkFiles are the sizes of the many-files cases: created
+	// through the mount, and put into the index for a walk.
+	files, walkFiles int
+	dir              string
+	jsonPath         string
+	only             *regexp.Regexp
+	compress         bool
+	mountArgs        []string
+	verify           bool
 }
 
 // bench is one benchmark run.
@@ -150,7 +156,7 @@ func main() {
 }
 
 func parseFlags(args []string) (options, error) {
-	o := options{size: gib, bigSize: 4 * gib}
+	o := options{size: gib, bigSize: 4 * gib, files: 100_000, walkFiles: 1_000_000}
 	fs := flag.NewFlagSet("dualstore-bench", flag.ContinueOnError)
 	fs.StringVar(&o.bin, "bin", "bin/dualstore", "the dualstore binary to mount with")
 	fs.StringVar(&o.desync, "desync", "bin/desync", "the desync binary of the peer baselines (make desync); without it their rows are skipped")
@@ -158,10 +164,12 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs of every case; the table shows medians")
 	fs.IntVar(&o.small, "small", 10000, "number of 4 KiB files in the small-file cases")
 	fs.Var((*byteSize)(&o.bigSize), "rss-size", "size of the big write that measures the daemon's peak RSS")
+	fs.IntVar(&o.files, "files", o.files, "files of 4 KiB created through the mount for the daemon's RSS with many files (rss-files)")
+	fs.IntVar(&o.walkFiles, "walk-files", o.walkFiles, "files put into the index, then walked with find -ls, for the daemon's RSS with many files (rss-walk)")
 	fs.StringVar(&o.dir, "dir", "", "directory for the work dir (default: the temp dir if it is on the same disk as the current directory and not tmpfs, else the current directory)")
 	fs.StringVar(&o.jsonPath, "json", "bench.json", "where to write every raw run as JSON")
 	only := fs.String("only", "", "run only the cases whose name matches this regexp (seq/random/dualstore-both, small/loopback, rss/dualstore-both…)")
-	quick := fs.Bool("quick", false, "a smoke run: -size 256MiB -runs 1 -small 1000 -rss-size 1GiB unless given")
+	quick := fs.Bool("quick", false, "a smoke run: -size 256MiB -runs 1 -small 1000 -rss-size 1GiB -files 5000 -walk-files 50000 unless given")
 	fs.BoolVar(&o.compress, "compress", false, "zstd-compress dualstore's local stores (default off, as in dualstore)")
 	mountArgs := fs.String("mount-args", "", "extra arguments for dualstore mount, e.g. --cache-mb=256")
 	fs.BoolVar(&o.verify, "verify", true, "compare the files of each variant's first run with the source (untimed)")
@@ -193,9 +201,18 @@ func parseFlags(args []string) (options, error) {
 		if !set["rss-size"] {
 			o.bigSize = gib
 		}
+		if !set["files"] {
+			o.files = 5000
+		}
+		if !set["walk-files"] {
+			o.walkFiles = 50_000
+		}
 	}
 	if o.runs < 1 || o.small < 1 || o.size < mib || o.bigSize < mib {
 		return o, fmt.Errorf("-runs and -small must be ≥ 1, -size and -rss-size ≥ 1MiB")
+	}
+	if o.files < 1 || o.walkFiles < walkReadEvery {
+		return o, fmt.Errorf("-files must be ≥ 1 and -walk-files ≥ %d", walkReadEvery)
 	}
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -227,11 +244,12 @@ func caseNames() []string {
 	for _, k := range smallVariants {
 		out = append(out, "small/"+k)
 	}
-	return append(out, "rss/"+rssVariant)
+	return append(out, "rss/"+rssVariant, rssFilesCase, rssWalkCase)
 }
 
 // The small-file cases run against (a), (b), (c), (d) and (g): (c) shows
-// what the second store costs, (g) what the index backup costs. The big write runs against (d).
+// what the second store costs, (g) what the index backup costs. The big
+// write and the many-files cases run against (d).
 var smallVariants = []string{"disk", "loopback", "dualstore-one", "dualstore-both", "dualstore-nobackup"}
 
 const rssVariant = "dualstore-both"
@@ -341,6 +359,7 @@ func (b *bench) setup() (meta, error) {
 	m := hostMeta(b.work)
 	m.DropCaches = b.dropCaches
 	m.Size, m.BigSize, m.Small, m.Runs = o.size, o.bigSize, o.small, o.runs
+	m.Files, m.WalkFiles = o.files, o.walkFiles
 	m.Compress, m.MountArgs = o.compress, o.mountArgs
 	if o.only != nil {
 		m.Only = o.only.String()
@@ -423,6 +442,16 @@ func (b *bench) runAll(ctx context.Context) error {
 	if b.selected("rss/" + rssVariant) {
 		if err := b.rssOnce(ctx); err != nil {
 			return err
+		}
+	}
+	if b.selected(rssFilesCase) {
+		if err := b.rssFilesOnce(ctx); err != nil {
+			return fmt.Errorf("%s: %w", rssFilesCase, err)
+		}
+	}
+	if b.selected(rssWalkCase) {
+		if err := b.rssWalkOnce(ctx); err != nil {
+			return fmt.Errorf("%s: %w", rssWalkCase, err)
 		}
 	}
 	return nil

@@ -20,6 +20,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"runtime/pprof"
 
@@ -108,6 +111,15 @@ func run(root *cobra.Command) int {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
+	// Live profiles of a running process (heap, goroutines, CPU): `go
+	// tool pprof http://ADDR/debug/pprof/heap`. Debugging only: anyone
+	// who can reach ADDR can read them, so give a loopback address.
+	if addr := os.Getenv("DUALSTORE_PPROF"); addr != "" {
+		if err := servePprof(addr); err != nil {
+			fmt.Fprintln(os.Stderr, "dualstore: DUALSTORE_PPROF:", err)
+			return exitUsage
+		}
+	}
 	err := root.Execute()
 	if err == nil {
 		return exitOK
@@ -120,6 +132,23 @@ func run(root *cobra.Command) int {
 		return ce.code
 	}
 	return exitError
+}
+
+// servePprof serves net/http/pprof's handlers on addr, in the background,
+// for the life of the process.
+func servePprof(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	go func() { _ = http.Serve(ln, mux) }()
+	return nil
 }
 
 // logger builds the process logger: structured JSON on stderr, quiet (warn)

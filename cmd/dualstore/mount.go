@@ -286,6 +286,7 @@ func runMount(cfg Config, mnt string, mf mountFlags, cfgFile string) error {
 	fo.Files.StagingDir = cfg.StagingDir()
 	fo.Files.CacheBytes = int64(cfg.Mount.CacheMB) << 20
 	fo.Files.Prefetch = cfg.Mount.Prefetch
+	fo.MaxNodes = cfg.Mount.MaxNodes
 	fo.Files.SyncInterval = cfg.Mount.SyncInterval.D()
 	fo.Files.MaxFileSize = cfg.Mount.MaxFileBytes()
 	fo.Files = e.FilesOptions(fo.Files)

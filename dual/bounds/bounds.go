@@ -48,6 +48,7 @@ const (
 const (
 	MountCacheMB        = "mount.cache_mb"
 	MountPrefetch       = "mount.prefetch"
+	MountMaxNodes       = "mount.max_nodes"
 	MountAttrTimeout    = "mount.attr_timeout"
 	MountEntryTimeout   = "mount.entry_timeout"
 	MountSyncInterval   = "mount.sync_interval"
@@ -116,6 +117,8 @@ func table() []Bound {
 			Why: "the chunk cache is RAM (the daemon's soft memory limit is 192 MiB plus it); 64 GiB is more than any working set needs"},
 		{Key: MountPrefetch, Min: 1, Max: MaxPrefetch, Unit: Count,
 			Why: "chunks a sequential reader fetches ahead, each up to chunker.max_size in memory"},
+		{Key: MountMaxNodes, Min: 1000, Max: 10_000_000, Unit: Count,
+			Why: "inodes the kernel holds through the mount, about 450 bytes of daemon memory each; fewer than 1000 would make the kernel forget what a single directory listing just looked up"},
 		{Key: MountAttrTimeout, Min: 0, Max: d(time.Hour), Unit: Duration,
 			Why: "how long the kernel keeps attributes; every change goes through the mount, so longer only saves requests, but not past an hour"},
 		{Key: MountEntryTimeout, Min: 0, Max: d(time.Hour), Unit: Duration,

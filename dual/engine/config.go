@@ -69,6 +69,10 @@ type MountConfig struct {
 	CacheMB int `yaml:"cache_mb" json:"cache_mb"`
 	// Prefetch is how many chunks ahead sequential reads fetch.
 	Prefetch int `yaml:"prefetch" json:"prefetch"`
+	// MaxNodes bounds the inodes the kernel holds through the mount
+	// (about 450 bytes of daemon memory each): past it the kernel is asked
+	// to forget the oldest. Default 100000.
+	MaxNodes int `yaml:"max_nodes" json:"max_nodes"`
 	// AttrTimeout and EntryTimeout are the kernel's caching times.
 	AttrTimeout  Duration `yaml:"attr_timeout" json:"attr_timeout"`
 	EntryTimeout Duration `yaml:"entry_timeout" json:"entry_timeout"`
@@ -246,6 +250,9 @@ func (c *Config) Complete(reg *Registry) error {
 	if c.Mount.CacheMB == 0 {
 		c.Mount.CacheMB = int(files.CacheBytes >> 20)
 	}
+	if c.Mount.MaxNodes == 0 {
+		c.Mount.MaxNodes = 100_000
+	}
 	if c.Mount.Prefetch == 0 {
 		c.Mount.Prefetch = files.Prefetch
 	}
@@ -358,6 +365,7 @@ func (c *Config) Complete(reg *Registry) error {
 	errs = append(errs, checkAll(
 		check{bounds.MountCacheMB, int64(c.Mount.CacheMB)},
 		check{bounds.MountPrefetch, int64(c.Mount.Prefetch)},
+		check{bounds.MountMaxNodes, int64(c.Mount.MaxNodes)},
 		check{bounds.MountAttrTimeout, int64(c.Mount.AttrTimeout)},
 		check{bounds.MountEntryTimeout, int64(c.Mount.EntryTimeout)},
 		check{bounds.MountSyncInterval, int64(c.Mount.SyncInterval)},

@@ -152,11 +152,7 @@ func TestBadInputIndex(t *testing.T) {
 	}
 
 	// Refused at mount.
-	for _, tc := range []struct {
-		name     string
-		damage   func(t *testing.T, index string)
-		mentions []string
-	}{
+	refusedMounts(t, golden, []indexDamage{
 		{"garbage", func(t *testing.T, index string) {
 			if err := os.WriteFile(index, randBytes(501, 100000), 0o644); err != nil {
 				t.Fatal(err)
@@ -205,22 +201,7 @@ func TestBadInputIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{"quick check"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "data")
-			badCopyDir(t, golden, dir)
-			index := filepath.Join(dir, "index.db")
-			tc.damage(t, index)
-			before := badSnapshot(t, dir, func(rel string) bool { return rel == "lock" || rel == "staging" })
-			mp := filepath.Join(t.TempDir(), "mnt")
-			if err := os.Mkdir(mp, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			mountMustFail(t, 1, mp, append([]string{index}, tc.mentions...), "mount", "--data-dir", dir, mp)
-			after := badSnapshot(t, dir, func(rel string) bool { return rel == "lock" || rel == "staging" })
-			badSameFiles(t, "after the refused mount", before, after)
-		})
-	}
+	})
 
 	// A garbage write-ahead log: SQLite checks each frame's checksum, so
 	// garbage is ignored and the committed data is all there.
@@ -572,4 +553,35 @@ func TestBadInputSetupMistakes(t *testing.T) {
 			t.Errorf("refused with exit %d and %q; want exit 1 naming %s", code, stderr, safe)
 		}
 	})
+}
+
+// indexDamage is one way to damage the index of a data dir, and what the
+// refused mount's message must name besides the index file.
+type indexDamage struct {
+	name     string
+	damage   func(t *testing.T, index string)
+	mentions []string
+}
+
+// refusedMounts damages a copy of golden's index each way: the mount must
+// exit 1 naming the index, leave no mount behind and change no file.
+func refusedMounts(t *testing.T, golden string, cases []indexDamage) {
+	t.Helper()
+	skip := func(rel string) bool { return rel == "lock" || rel == "staging" }
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			badCopyDir(t, golden, dir)
+			index := filepath.Join(dir, "index.db")
+			tc.damage(t, index)
+			before := badSnapshot(t, dir, skip)
+			mp := filepath.Join(t.TempDir(), "mnt")
+			if err := os.Mkdir(mp, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			mountMustFail(t, 1, mp, append([]string{index}, tc.mentions...), "mount", "--data-dir", dir, mp)
+			noMountLeft(t, mp, "the refused mount")
+			badSameFiles(t, "after the refused mount", before, badSnapshot(t, dir, skip))
+		})
+	}
 }

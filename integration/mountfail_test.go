@@ -97,11 +97,7 @@ func TestMountFailsCleanly(t *testing.T) {
 			}
 		}
 	}
-	for _, tc := range []struct {
-		name     string
-		damage   func(t *testing.T, index string)
-		mentions []string
-	}{
+	refusedMounts(t, golden, []indexDamage{
 		{"garbage inodes pages", garbagePages("inodes"), []string{"quick check", "index corrupt"}},
 		{"garbage pages", garbagePages("inodes", "dentries", "chunks", "file_chunks", "dentries_ino"), []string{"quick check"}},
 		{"root inode missing", func(t *testing.T, index string) {
@@ -110,22 +106,7 @@ func TestMountFailsCleanly(t *testing.T) {
 		{"root not a directory", func(t *testing.T, index string) {
 			badSQL(t, index, "UPDATE inodes SET mode = 33188 WHERE ino = 1") // S_IFREG|0644
 		}, []string{"root", "not a directory"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "data")
-			badCopyDir(t, golden, dir)
-			index := filepath.Join(dir, "index.db")
-			tc.damage(t, index)
-			before := badSnapshot(t, dir, func(rel string) bool { return rel == "lock" || rel == "staging" })
-			mp := filepath.Join(t.TempDir(), "mnt")
-			if err := os.Mkdir(mp, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			mountMustFail(t, 1, mp, append([]string{index}, tc.mentions...), "mount", "--data-dir", dir, mp)
-			noMountLeft(t, mp, "the failed mount")
-			badSameFiles(t, "after the refused mount", before, badSnapshot(t, dir, func(rel string) bool { return rel == "lock" || rel == "staging" }))
-		})
-	}
+	})
 }
 
 // TestUnmountDeadMount: a daemon killed with SIGKILL (as a fatal runtime

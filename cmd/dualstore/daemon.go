@@ -292,6 +292,7 @@ func startDaemon(args []string, o daemonOptions) error {
 	// A session of its own: no controlling terminal, so neither Ctrl-C
 	// nor a closed terminal reaches it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	stopProfiling()
 	err = cmd.Start()
 	readyW.Close()
 	errW.Close()

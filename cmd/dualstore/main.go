@@ -96,30 +96,10 @@ func globalFlags(f *pflag.FlagSet, g *globals) {
 }
 
 func run(root *cobra.Command) int {
-	// Profiling for performance work (see README, Performance): the whole
-	// process, e.g. a mount from start to unmount.
-	if p := os.Getenv("DUALSTORE_CPUPROFILE"); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "dualstore: DUALSTORE_CPUPROFILE:", err)
-			return exitUsage
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "dualstore: DUALSTORE_CPUPROFILE:", err)
-			return exitUsage
-		}
-		defer f.Close()
-		defer pprof.StopCPUProfile()
+	if code := startProfiling(); code != exitOK {
+		return code
 	}
-	// Live profiles of a running process (heap, goroutines, CPU): `go
-	// tool pprof http://ADDR/debug/pprof/heap`. Debugging only: anyone
-	// who can reach ADDR can read them, so give a loopback address.
-	if addr := os.Getenv("DUALSTORE_PPROF"); addr != "" {
-		if err := servePprof(addr); err != nil {
-			fmt.Fprintln(os.Stderr, "dualstore: DUALSTORE_PPROF:", err)
-			return exitUsage
-		}
-	}
+	defer stopProfiling()
 	err := root.Execute()
 	if err == nil {
 		return exitOK
@@ -136,19 +116,63 @@ func run(root *cobra.Command) int {
 
 // servePprof serves net/http/pprof's handlers on addr, in the background,
 // for the life of the process.
-func servePprof(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
+// profiling is what DUALSTORE_CPUPROFILE and DUALSTORE_PPROF started.
+var profiling struct {
+	cpu *os.File
+	ln  net.Listener
+}
+
+// startProfiling starts what the environment asks for, for performance
+// work (see README, Performance): a CPU profile of the whole process
+// (DUALSTORE_CPUPROFILE=FILE, e.g. a mount from start to unmount), and
+// live profiles (DUALSTORE_PPROF=ADDR: `go tool pprof
+// http://ADDR/debug/pprof/heap`). Debugging only: anyone who can reach
+// ADDR can read them, so give a loopback address.
+func startProfiling() int {
+	if p := os.Getenv("DUALSTORE_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dualstore: DUALSTORE_CPUPROFILE:", err)
+			return exitUsage
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			fmt.Fprintln(os.Stderr, "dualstore: DUALSTORE_CPUPROFILE:", err)
+			return exitUsage
+		}
+		profiling.cpu = f
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", httppprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
-	go func() { _ = http.Serve(ln, mux) }()
-	return nil
+	if addr := os.Getenv("DUALSTORE_PPROF"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dualstore: DUALSTORE_PPROF:", err)
+			return exitUsage
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+		go func() { _ = http.Serve(ln, mux) }()
+		profiling.ln = ln
+	}
+	return exitOK
+}
+
+// stopProfiling ends both. `mount --daemon` calls it before it starts the
+// background process, which then profiles the mount itself: the caller's
+// listener would hold the address, and its profile the same file.
+func stopProfiling() {
+	if profiling.cpu != nil {
+		pprof.StopCPUProfile()
+		profiling.cpu.Close()
+		profiling.cpu = nil
+	}
+	if profiling.ln != nil {
+		profiling.ln.Close()
+		profiling.ln = nil
+	}
 }
 
 // logger builds the process logger: structured JSON on stderr, quiet (warn)

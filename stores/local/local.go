@@ -804,6 +804,23 @@ func (l *Local) write(id stores.ID, payload []byte, state *atomic.Int32) error {
 	if err != nil {
 		return err
 	}
+	if err := placeTemp(tmp, payload, syncNow, state, final); err != nil {
+		return err
+	}
+	if syncNow {
+		return syncDir(dir)
+	}
+	l.wrote(final, dir)
+	return nil
+}
+
+// placeTemp writes data into the new temp file tmp, makes it durable
+// (sync) or starts its writeback (a big one), closes it and renames it to
+// final, unless its caller gave up first (state, see fsCallFlag): whoever
+// moves state first decides, the caller, which then reports a failure,
+// or this write, whose rename then decides what the call reports. On any
+// failure tmp is removed. Syncing the directory is the caller's.
+func placeTemp(tmp *os.File, data []byte, sync bool, state *atomic.Int32, final string) error {
 	done := false
 	defer func() {
 		if !done {
@@ -811,21 +828,19 @@ func (l *Local) write(id stores.ID, payload []byte, state *atomic.Int32) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := tmp.Write(payload); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		return err
 	}
-	if syncNow {
+	if sync {
 		if err := tmp.Sync(); err != nil {
 			return err
 		}
-	} else if len(payload) >= writebackMin {
+	} else if len(data) >= writebackMin {
 		startWriteback(tmp)
 	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	// Whoever moves state first decides: the caller, which then reports
-	// a failure, or this write, whose rename then decides what Put reports.
 	if !state.CompareAndSwap(writeRunning, writeCommitting) {
 		os.Remove(tmp.Name())
 		done = true
@@ -835,10 +850,6 @@ func (l *Local) write(id stores.ID, payload []byte, state *atomic.Int32) error {
 		return err
 	}
 	done = true
-	if syncNow {
-		return syncDir(dir)
-	}
-	l.wrote(final, dir)
 	return nil
 }
 

@@ -106,31 +106,9 @@ func (l *Local) writeMeta(name string, data []byte, state *atomic.Int32) error {
 	if err != nil {
 		return err
 	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
+	if err := placeTemp(tmp, data, true, state, final); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if !state.CompareAndSwap(writeRunning, writeCommitting) {
-		os.Remove(tmp.Name())
-		done = true
-		return errors.New("abandoned at the caller's deadline")
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return err
-	}
-	done = true
 	return syncDir(dir)
 }
 

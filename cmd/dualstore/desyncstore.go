@@ -166,7 +166,7 @@ func (d *desyncStore) Get(ctx context.Context, id [32]byte, size uint64) ([]byte
 		return data, nil
 	}
 	p := d.chunkPath(id)
-	raw, err := readBounded(p, int64(zstdBound(size)))
+	raw, err := readBounded(p, stores.CompressedBound(int64(size)))
 	if err != nil {
 		return nil, err
 	}
@@ -176,10 +176,6 @@ func (d *desyncStore) Get(ctx context.Context, id [32]byte, size uint64) ([]byte
 	}
 	return data, nil
 }
-
-// zstdBound is the largest zstd frame of n bytes of content (the format's
-// worst case: stored blocks, with headers, plus a checksum).
-func zstdBound(n uint64) uint64 { return n + n>>7 + 1<<10 }
 
 // readBounded reads a chunk file, refusing one that is not a regular file
 // or is larger than max (a damaged or hostile store) without reading it.

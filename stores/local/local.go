@@ -656,7 +656,11 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	p := l.path(id)
 	b := stores.BoundOf(ctx, id)
 	limit := b.StoredLimit()
-	data, err := fsCall(l, ctx, func() ([]byte, error) { return readChunk(p, limit) })
+	// A frame's buffer is given back once decoded; after an error it is
+	// left alone (an abandoned read may still be writing into it), and a
+	// raw chunk is returned in it.
+	rb := new(readBuf)
+	data, err := fsCall(l, ctx, func() ([]byte, error) { return readChunk(p, limit, rb) })
 	if errors.Is(err, iofs.ErrNotExist) {
 		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, stores.ErrNotFound)
 	}
@@ -673,6 +677,7 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 		return data, nil
 	}
 	out, err := zchunk.Decode(l.dec, data, b)
+	rb.release()
 	if err != nil {
 		return nil, fmt.Errorf("local %s: get %s: %s: %w", l.root, id, p, err)
 	}

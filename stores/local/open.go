@@ -78,8 +78,9 @@ func notRegular(p string, fi iofs.FileInfo) error {
 // or that is larger than limit bytes (more than any stored form of the
 // chunk can take), is refused with an error wrapping stores.ErrCorrupt
 // without being read; no more than the size it had when opened is read,
-// whatever happens to it meanwhile.
-func readChunk(p string, limit int64) ([]byte, error) {
+// whatever happens to it meanwhile. It reads into rb's buffer (see
+// readBuf; nil: a new one).
+func readChunk(p string, limit int64, rb *readBuf) ([]byte, error) {
 	f, fi, err := openRegular(p)
 	if err != nil {
 		return nil, err
@@ -88,12 +89,13 @@ func readChunk(p string, limit int64) ([]byte, error) {
 	if fi.Size() > limit {
 		return nil, fmt.Errorf("%s: %w: %d bytes, more than the chunk can take stored (%d)", p, stores.ErrCorrupt, fi.Size(), limit)
 	}
-	return readWhole(f, int(fi.Size()))
+	return readWhole(f, int(fi.Size()), rb)
 }
 
-// readPlain reads the first size bytes of f (fewer if it is shorter now).
-func readPlain(f *os.File, size int) ([]byte, error) {
-	buf := make([]byte, size)
+// readPlain reads the first size bytes of f (fewer if it is shorter now)
+// into rb's buffer.
+func readPlain(f *os.File, size int, rb *readBuf) ([]byte, error) {
+	buf := rb.bytes(size)
 	n, err := f.ReadAt(buf, 0)
 	if err != nil && err != io.EOF {
 		return nil, err

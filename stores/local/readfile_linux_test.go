@@ -34,7 +34,7 @@ func TestReadFile(t *testing.T) {
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := readChunk(p, int64(n))
+			got, err := readChunk(p, int64(n), nil)
 			if err != nil {
 				t.Fatalf("%s, %d bytes: %v", dir, n, err)
 			}
@@ -43,7 +43,7 @@ func TestReadFile(t *testing.T) {
 			}
 		}
 	}
-	if _, err := readChunk(filepath.Join(dirs[0], "missing"), 1<<20); !os.IsNotExist(err) {
+	if _, err := readChunk(filepath.Join(dirs[0], "missing"), 1<<20, nil); !os.IsNotExist(err) {
 		t.Fatalf("missing file: %v, want not-exist", err)
 	}
 }
@@ -64,7 +64,7 @@ func TestReadFileDirect(t *testing.T) {
 	if err := os.WriteFile(f.Name(), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readChunk(f.Name(), int64(len(data)))
+	got, err := readChunk(f.Name(), int64(len(data)), nil)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("readFile: %d bytes, %v", len(got), err)
 	}

@@ -58,13 +58,14 @@ const directMin = 128 << 10
 // keeps what it reads in its own chunk cache, and the kernel keeps the
 // FUSE file's pages). A small one, or one where O_DIRECT is refused
 // (tmpfs, some FUSE or network filesystems), is a plain read. O_DIRECT is
-// switched on with fcntl, on the descriptor already open.
-func readWhole(f *os.File, size int) ([]byte, error) {
+// switched on with fcntl, on the descriptor already open. It reads into
+// rb's buffer (see readBuf; nil: a new one).
+func readWhole(f *os.File, size int, rb *readBuf) ([]byte, error) {
 	if size < directMin || !setDirect(f, true) {
-		return readPlain(f, size)
+		return readPlain(f, size, rb)
 	}
 	const align = 4096
-	raw := make([]byte, size+2*align) // room to align and to read a whole last block
+	raw := rb.bytes(size + 2*align) // room to align and to read a whole last block
 	start := align - int(uintptr(unsafe.Pointer(&raw[0]))&(align-1))
 	buf := raw[start : start+(size+align-1)/align*align]
 	// pread(2) itself, not File.ReadAt: ReadAt goes on after a short read
@@ -77,7 +78,7 @@ func readWhole(f *os.File, size int) ([]byte, error) {
 			continue
 		}
 		if errors.Is(err, unix.EINVAL) && setDirect(f, false) {
-			return readPlain(f, size) // the filesystem wants another alignment
+			return readPlain(f, size, rb) // the filesystem wants another alignment
 		}
 		if err != nil {
 			return nil, &os.PathError{Op: "read", Path: f.Name(), Err: err}

@@ -45,4 +45,4 @@ func fsMagic(*os.File) (uint32, error) { return 0, errors.ErrUnsupported }
 func startWriteback(*os.File) {}
 
 // readWhole reads the first size bytes of f (fewer if it shrank).
-func readWhole(f *os.File, size int) ([]byte, error) { return readPlain(f, size) }
+func readWhole(f *os.File, size int, rb *readBuf) ([]byte, error) { return readPlain(f, size, rb) }

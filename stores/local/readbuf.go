@@ -1,0 +1,72 @@
+package local
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// readBuf is the buffer a chunk file is read into. A stored frame (a
+// compressed chunk, any chunk of the casync layout) is decoded into a
+// chunk of its own, and its buffer is then free: Get gives it back to
+// readBufs for the next read instead of leaving it to the garbage
+// collector. A cold read of a casync store reads a frame per chunk; fresh
+// buffers cost a zeroing, the page faults of memory the runtime has
+// returned to the kernel meanwhile, and O_DIRECT's pinning of new pages,
+// together a sixth of the daemon's CPU in such a read.
+//
+// A buffer is given back only by the one who holds it last: a read whose
+// fsCall was abandoned may still write into it, and a chunk returned as
+// read (raw) is the caller's.
+type readBuf struct{ b []byte }
+
+// Buffers come in power-of-two sizes, one pool per size, from 4 KiB to
+// 256 MiB (past any stored chunk): a buffer taken from a pool always
+// fits, and at most half of one is unused.
+const (
+	minBufShift = 12
+	maxBufShift = 28
+)
+
+var readBufs [maxBufShift + 1]sync.Pool // of *readBuf, by size class
+
+// bufClass returns the size class that holds n bytes, or -1 when n is
+// past the largest.
+func bufClass(n int) int {
+	c := max(bits.Len(uint(max(n, 1)-1)), minBufShift)
+	if c > maxBufShift {
+		return -1
+	}
+	return c
+}
+
+// bytes returns a slice of n bytes to read into: rb's own buffer when it
+// is large enough, else one of the pool's (or a new one) of n's size
+// class, which rb then holds. A nil rb is no pool: a new slice.
+func (rb *readBuf) bytes(n int) []byte {
+	if rb == nil {
+		return make([]byte, n)
+	}
+	if cap(rb.b) < n {
+		c := bufClass(n)
+		if c < 0 {
+			return make([]byte, n)
+		}
+		if p, ok := readBufs[c].Get().(*readBuf); ok {
+			rb.b = p.b
+		} else {
+			rb.b = make([]byte, 1<<c)
+		}
+	}
+	return rb.b[:n]
+}
+
+// release gives rb back for reuse. Nothing may use rb, its buffer or any
+// slice of it afterwards.
+func (rb *readBuf) release() {
+	if rb == nil {
+		return
+	}
+	if c := bufClass(cap(rb.b)); c >= 0 && cap(rb.b) == 1<<c {
+		readBufs[c].Put(rb)
+	}
+}

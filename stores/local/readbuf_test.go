@@ -1,0 +1,111 @@
+package local
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/dualstore/dualstore/stores"
+)
+
+func TestBufClass(t *testing.T) {
+	for _, tt := range []struct{ n, class int }{
+		{0, minBufShift}, {1, minBufShift}, {4096, 12}, {4097, 13},
+		{1 << 20, 20}, {1<<20 + 1, 21}, {1 << maxBufShift, maxBufShift}, {1<<maxBufShift + 1, -1},
+	} {
+		if got := bufClass(tt.n); got != tt.class {
+			t.Errorf("bufClass(%d) = %d, want %d", tt.n, got, tt.class)
+		}
+	}
+}
+
+// TestReadBufReuse: a released buffer is handed out again for a read of
+// its size class, never for a larger one; a buffer past the largest class
+// is never pooled.
+func TestReadBufReuse(t *testing.T) {
+	reused := false
+	// sync.Pool may drop what it is given (always under the race
+	// detector, now and then), so one reuse in many tries is the test.
+	for range 100 {
+		a := new(readBuf)
+		b := a.bytes(700 << 10)
+		if len(b) != 700<<10 || cap(a.b) != 1<<20 {
+			t.Fatalf("bytes(700 KiB): len %d, buffer cap %d, want 700 KiB and 1 MiB", len(b), cap(a.b))
+		}
+		first := &b[0]
+		a.release()
+		c := new(readBuf)
+		if got := c.bytes(1 << 20); &got[0] == first {
+			reused = true
+			break
+		}
+		if got := c.bytes(1<<20 + 1); &got[0] == first {
+			t.Fatal("a 1 MiB buffer was handed out for 1 MiB + 1 bytes")
+		}
+	}
+	if !reused {
+		t.Error("a released buffer was never handed out again")
+	}
+	var none *readBuf
+	if b := none.bytes(10); len(b) != 10 {
+		t.Errorf("nil readBuf: %d bytes", len(b))
+	}
+	none.release()
+}
+
+// TestGetOwnsChunk: what Get returns is the caller's for good, in every
+// layout: chunks read one after another and at once (their frame buffers
+// recycled in between) keep their bytes.
+func TestGetOwnsChunk(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var chunks [][]byte
+	for i, n := range []int{100, directMin - 1, directMin + 5, 300 << 10, 1<<20 - 7, 1 << 20, 2<<20 + 3} {
+		random := make([]byte, n)
+		for j := range random {
+			random[j] = byte(rng.Uint32())
+		}
+		chunks = append(chunks, random, bytes.Repeat([]byte{byte(i), 'x', 'y'}, n/3+1))
+	}
+	for _, tt := range []struct {
+		name string
+		opts Options
+		id   func([]byte) stores.ID
+	}{
+		{"raw", Options{}, idOf},
+		{"compressed", Options{Compress: true}, idOf},
+		{"casync", Options{Layout: LayoutCasync}, casyncID},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLocal(t, tt.opts)
+			ctx := t.Context()
+			for _, c := range chunks {
+				if err := l.Put(ctx, tt.id(c), c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := make([][]byte, len(chunks))
+			for round := range 3 {
+				var wg sync.WaitGroup
+				for i, c := range chunks {
+					wg.Go(func() {
+						b, err := l.Get(ctx, tt.id(c))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if round == 0 {
+							got[i] = b
+						}
+					})
+				}
+				wg.Wait()
+			}
+			for i, c := range chunks {
+				if !bytes.Equal(got[i], c) {
+					t.Errorf("chunk %d (%d bytes): changed after later reads", i, len(c))
+				}
+			}
+		})
+	}
+}

@@ -656,10 +656,15 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	p := l.path(id)
 	b := stores.BoundOf(ctx, id)
 	limit := b.StoredLimit()
-	// A frame's buffer is given back once decoded; after an error it is
-	// left alone (an abandoned read may still be writing into it), and a
-	// raw chunk is returned in it.
-	rb := new(readBuf)
+	// Where chunks are stored as frames (the casync layout, compression),
+	// the file is read into a recycled buffer (readBuf), given back once
+	// the read has returned: after an error, an abandoned read may still
+	// be writing into it. A raw chunk read there is copied out of it; a
+	// store of raw chunks reads each into a buffer of its own, returned.
+	var rb *readBuf
+	if l.casync || l.opts.Compress {
+		rb = new(readBuf)
+	}
 	data, err := fsCall(l, ctx, func() ([]byte, error) { return readChunk(p, limit, rb) })
 	if errors.Is(err, iofs.ErrNotExist) {
 		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, stores.ErrNotFound)
@@ -667,6 +672,7 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local %s: get %s: %w", l.root, id, err)
 	}
+	defer rb.release()
 	if !isZstd(data) {
 		if l.casync {
 			return nil, fmt.Errorf("local %s: get %s: %s: %w: not a zstd frame", l.root, id, p, stores.ErrCorrupt)
@@ -674,10 +680,12 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 		if err := b.Check(int64(len(data))); err != nil {
 			return nil, fmt.Errorf("local %s: get %s: %s: %w", l.root, id, p, err)
 		}
+		if rb != nil {
+			data = bytes.Clone(data)
+		}
 		return data, nil
 	}
 	out, err := zchunk.Decode(l.dec, data, b)
-	rb.release()
 	if err != nil {
 		return nil, fmt.Errorf("local %s: get %s: %s: %w", l.root, id, p, err)
 	}

@@ -15,8 +15,10 @@ import (
 // together a sixth of the daemon's CPU in such a read.
 //
 // A buffer is given back only by the one who holds it last: a read whose
-// fsCall was abandoned may still write into it, and a chunk returned as
-// read (raw) is the caller's.
+// fsCall was abandoned may still write into it, so only a read that has
+// returned gives it back, and a raw chunk read into one is copied out
+// first. A store of raw chunks (no compression, not casync) reads without
+// a readBuf: each chunk into its own exactly sized buffer, returned as is.
 type readBuf struct{ b []byte }
 
 // Buffers come in power-of-two sizes, one pool per size, from 4 KiB to

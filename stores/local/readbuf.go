@@ -11,8 +11,9 @@ import (
 // readBufs for the next read instead of leaving it to the garbage
 // collector. A cold read of a casync store reads a frame per chunk; fresh
 // buffers cost a zeroing, the page faults of memory the runtime has
-// returned to the kernel meanwhile, and O_DIRECT's pinning of new pages,
-// together a sixth of the daemon's CPU in such a read.
+// returned to the kernel meanwhile, and O_DIRECT's pinning of new pages.
+// Recycled, a 1 GiB cold read took half the page faults (135k to 70k) and
+// about 5% less time.
 //
 // A buffer is given back only by the one who holds it last: a read whose
 // fsCall was abandoned may still write into it, so only a read that has

@@ -89,6 +89,31 @@ func chunkExists(path string) bool {
 	return err == nil
 }
 
+// unreferencedChunks counts the chunks in either tier's store directory
+// that no file of refs references, and their bytes (the larger copy).
+func unreferencedChunks(m *Mount, refs map[string][]ChunkRef) (n, size int64) {
+	m.t.Helper()
+	referenced := map[string]bool{}
+	for _, rs := range refs {
+		for _, c := range rs {
+			referenced[c.ID] = true
+		}
+	}
+	unref := map[string]int64{}
+	for _, tier := range []string{primary, safety} {
+		for id, p := range m.ChunkFiles(tier) {
+			if st, err := os.Stat(p); err == nil && !referenced[id] {
+				unref[id] = max(unref[id], st.Size())
+			}
+		}
+	}
+	for _, b := range unref {
+		n++
+		size += b
+	}
+	return n, size
+}
+
 // distinct returns the distinct chunks of refs and their total size.
 func distinct(refs []ChunkRef) (map[string]int, int64) {
 	out := map[string]int{}
@@ -139,9 +164,16 @@ func TestOfflineMaintenance(t *testing.T) {
 	}
 	m.Unmount()
 
+	// Unreferenced: the deleted file's chunks, and any tail chunk a flush
+	// in mid-write left (a fork in a parallel test flushes this process's
+	// open files), counted from the store directories.
+	unrefN, _ := unreferencedChunks(m, refs)
+	if unrefN < int64(len(goneChunks)) {
+		t.Fatalf("the stores hold %d unreferenced chunks, fewer than the deleted file's %d", unrefN, len(goneChunks))
+	}
 	var fr fsckJSON
-	if code, errOut := maintJSON(t, &fr, "fsck", "--data-dir", m.Data); code != 0 || !fr.Clean || fr.Chunks != n || fr.Unreferenced != int64(len(goneChunks)) {
-		t.Fatalf("fsck of a clean filesystem: exit %d, %+v (want clean, %d chunks, %d unreferenced)\n%s", code, fr, n, len(goneChunks), errOut)
+	if code, errOut := maintJSON(t, &fr, "fsck", "--data-dir", m.Data); code != 0 || !fr.Clean || fr.Chunks != n || fr.Unreferenced != unrefN {
+		t.Fatalf("fsck of a clean filesystem: exit %d, %+v (want clean, %d chunks, %d unreferenced)\n%s", code, fr, n, unrefN, errOut)
 	}
 
 	// Extra chunks no index row knows: two in primary only, one in both.
@@ -218,28 +250,9 @@ func TestOfflineMaintenance(t *testing.T) {
 	}
 
 	// gc: exactly the chunks no file references: the deleted file's, the
-	// three extra ones, and any tail chunk a flush in mid-write left (a
-	// fork in a parallel test flushes this process's open files). Counted
-	// independently, from the store directories.
-	referenced := map[string]bool{}
-	for _, rs := range refs {
-		for _, c := range rs {
-			referenced[c.ID] = true
-		}
-	}
-	unref := map[string]int64{}
-	for _, tier := range []string{primary, safety} {
-		for id, p := range m.ChunkFiles(tier) {
-			if st, err := os.Stat(p); err == nil && !referenced[id] {
-				unref[id] = max(unref[id], st.Size())
-			}
-		}
-	}
-	var wantN, wantB int64
-	for _, size := range unref {
-		wantN++
-		wantB += size
-	}
+	// three extra ones, and any tail chunk a flush in mid-write left.
+	// Counted independently, from the store directories.
+	wantN, wantB := unreferencedChunks(m, refs)
 	if wantN < int64(len(goneChunks)+len(orphans)) || wantB < goneBytes+orphanBytes {
 		t.Fatalf("the stores hold %d unreferenced chunks (%d B), fewer than the %d deleted and extra ones", wantN, wantB, len(goneChunks)+len(orphans))
 	}

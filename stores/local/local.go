@@ -83,7 +83,6 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -250,20 +249,10 @@ func New(opts Options) (*Local, error) {
 		marker.Close()
 		return nil, fmt.Errorf("local %s: %w", root, err)
 	}
-	// EncodeAll and DecodeAll are safe for concurrent use; one encoder and
-	// one decoder serve every call, with as many parallel states as CPUs.
-	// Single-segment frames always record their content size (the encoder
-	// leaves it out of small multi-segment ones), so Stat can read it from
-	// the header, and Get check it before decoding. The decoder is
-	// bounded (zchunk): a frame never decodes past its chunk's bound.
-	// In the casync layout an empty chunk is a frame too (desync reads
-	// nothing else), which EncodeAll writes only with zero frames on.
+	// One encoder and one decoder (zchunk) serve every call. The decoder
+	// is bounded: a frame never decodes past its chunk's bound.
 	casync := opts.Layout == LayoutCasync
-	enc, err := zstd.NewWriter(nil,
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithEncoderCRC(true),
-		zstd.WithSingleSegment(true),
-		zstd.WithZeroFrames(casync))
+	enc, err := zchunk.NewEncoder(casync)
 	if err != nil {
 		rootF.Close()
 		marker.Close()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/minio/minio-go/v7"
@@ -69,17 +68,10 @@ type codec struct {
 	dec *zstd.Decoder
 }
 
-// newCodec makes the casync layout's codec. Single-segment frames always
-// record their content size, so Stat reads it from the header; an empty
-// chunk is a frame too (desync reads nothing else), which EncodeAll writes
-// only with zero frames on. The decoder never produces more than a
-// chunk's bound, whatever a frame claims (zchunk).
+// newCodec makes the casync layout's codec (zchunk's encoder, with an
+// empty chunk a frame too, and its bounded decoder).
 func newCodec() (*codec, error) {
-	enc, err := zstd.NewWriter(nil,
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithEncoderCRC(true),
-		zstd.WithSingleSegment(true),
-		zstd.WithZeroFrames(true))
+	enc, err := zchunk.NewEncoder(true)
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}

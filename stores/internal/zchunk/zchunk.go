@@ -10,6 +10,7 @@ package zchunk
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -22,6 +23,30 @@ const Magic = "\x28\xb5\x2f\xfd"
 // IsFrame reports whether b starts like a zstd frame.
 func IsFrame(b []byte) bool {
 	return len(b) >= len(Magic) && string(b[:len(Magic)]) == Magic
+}
+
+// NewEncoder returns the encoder every zstd chunk store writes with: safe
+// for concurrent use (EncodeAll, as many parallel states as CPUs),
+// single-segment frames, which always record their content size (the
+// encoder leaves it out of small multi-segment ones), so Stat reads the
+// size from the header and Decode checks it before decoding. zeroFrames
+// makes an empty chunk a frame too (the casync layout: desync reads
+// nothing else).
+//
+// Frames carry no xxhash checksum, as casync's own (libzstd's default)
+// do not: every chunk is read back through its content address (the
+// dual manager hashes each chunk it reads, fsck --deep and compare
+// --deep too), which catches everything the checksum would and more. It
+// saved about 2% of the CPU of a write to a casync store (1 GiB: user
+// time 5.28 s to 5.19 s, four interleaved runs), and the checksum check
+// on each read. Frames written with a checksum still read, and are
+// checked.
+func NewEncoder(zeroFrames bool) (*zstd.Encoder, error) {
+	return zstd.NewWriter(nil,
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(false),
+		zstd.WithSingleSegment(true),
+		zstd.WithZeroFrames(zeroFrames))
 }
 
 // NewDecoder returns the decoder Decode needs: safe for concurrent use

@@ -1,6 +1,7 @@
 package zchunk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -92,5 +93,51 @@ func TestDecode(t *testing.T) {
 		if _, err := Decode(dec, bad, stores.BoundOf(ctx, id)); !errors.Is(err, stores.ErrCorrupt) {
 			t.Errorf("%s: %v, want ErrCorrupt", name, err)
 		}
+	}
+}
+
+// TestEncoderFrames checks what NewEncoder writes: frames that record
+// their content size and carry no checksum (the content address checks
+// every chunk read), an empty chunk as a frame only with zeroFrames; and
+// that a frame with a checksum, as older versions wrote, still decodes.
+func TestEncoderFrames(t *testing.T) {
+	data := bytes.Repeat([]byte("dualstore chunk "), 4096)
+	for _, zero := range []bool{false, true} {
+		enc, err := NewEncoder(zero)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := enc.EncodeAll(data, nil)
+		var h zstd.Header
+		if err := h.Decode(frame); err != nil {
+			t.Fatal(err)
+		}
+		if h.HasCheckSum || !h.HasFCS || h.FrameContentSize != uint64(len(data)) {
+			t.Errorf("zeroFrames %v: header %+v, want a content size of %d and no checksum", zero, h, len(data))
+		}
+		if empty := enc.EncodeAll(nil, nil); (len(empty) > 0) != zero {
+			t.Errorf("zeroFrames %v: an empty chunk encodes to %d bytes", zero, len(empty))
+		}
+		enc.Close()
+	}
+
+	old, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true), zstd.WithSingleSegment(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	frame := old.EncodeAll(data, nil)
+	dec, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	got, err := Decode(dec, frame, stores.Bound{Exact: int64(len(data)), Max: stores.MaxChunkSize})
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("a frame with a checksum: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	frame[len(frame)-1] ^= 0xff // the checksum is still checked where present
+	if _, err := Decode(dec, frame, stores.Bound{Exact: int64(len(data)), Max: stores.MaxChunkSize}); !errors.Is(err, stores.ErrCorrupt) {
+		t.Fatalf("a frame with a bad checksum: %v, want ErrCorrupt", err)
 	}
 }

@@ -681,28 +681,26 @@ func (l *Local) Get(ctx context.Context, id stores.ID) ([]byte, error) {
 	return out, nil
 }
 
-// encode returns what to write for data. In the casync layout that is
-// always a zstd frame. Otherwise data that starts like a zstd frame is
-// always compressed, even with Compress off, so that a file starting with
-// the magic number is always a frame; other data is compressed only when
-// asked and only if that makes it smaller.
-func (l *Local) encode(data []byte) []byte {
+// encode returns what to write for data, and whether that is a frame
+// in rb (which the caller releases once the frame is written). In the
+// casync layout it is always a zstd frame. Otherwise data that starts
+// like a zstd frame is always compressed, even with Compress off, so that
+// a file starting with the magic number is always a frame; other data is
+// compressed only when asked and only if that makes it smaller.
+func (l *Local) encode(data []byte, rb *readBuf) (payload []byte, inBuf bool) {
+	if !l.casync && !isZstd(data) && (!l.opts.Compress || len(data) == 0) {
+		return data, false
+	}
 	// Room for the frame of incompressible data (a chunk of random bytes
 	// is stored blocks): a smaller buffer grows, and copies, once or twice
-	// per chunk, a twentieth of a casync store's write CPU.
-	dst := make([]byte, 0, stores.CompressedBound(int64(len(data))))
-	if l.casync {
-		return l.enc.EncodeAll(data, dst)
-	}
-	magic := isZstd(data)
-	if !magic && (!l.opts.Compress || len(data) == 0) {
-		return data
-	}
+	// per chunk, a twentieth of a casync store's write CPU. The buffer is
+	// recycled (see readBuf): a fresh one is zeroed by the runtime first.
+	dst := rb.bytes(int(stores.CompressedBound(int64(len(data)))))[:0]
 	comp := l.enc.EncodeAll(data, dst)
-	if !magic && len(comp) >= len(data) {
-		return data
+	if !l.casync && !isZstd(data) && len(comp) >= len(data) {
+		return data, false
 	}
-	return comp
+	return comp, true
 }
 
 // Put writes the chunk unless the store holds it already: to a temp file
@@ -720,7 +718,15 @@ func (l *Local) Put(ctx context.Context, id stores.ID, data []byte) error {
 }
 
 func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
-	payload := l.encode(data)
+	// The frame's buffer goes back to the pool from the filesystem call,
+	// once the frame is written: that goroutine is its last user, whether
+	// or not this call gave up waiting for it.
+	eb := new(readBuf)
+	payload, framed := l.encode(data, eb)
+	if !framed {
+		eb.release()
+		eb = nil
+	}
 	if ctx.Done() != nil && !stores.ImmutableData(ctx) && len(payload) > 0 && len(data) > 0 && &payload[0] == &data[0] {
 		// The write may outlive this call (abandoned at the deadline), and
 		// the caller may reuse data as soon as Put returns: the goroutine
@@ -736,6 +742,7 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 	final := l.path(id)
 	var state atomic.Int32 // writeRunning
 	_, err := fsCallFlag(l, ctx, &state, func() (struct{}, error) {
+		defer eb.release()
 		if fi, err := os.Lstat(final); err == nil {
 			if intact(fi, len(data), payload, l.casync) {
 				if !l.unclean {

@@ -15,11 +15,18 @@ import (
 // Recycled, a 1 GiB cold read took half the page faults (135k to 70k) and
 // about 5% less time.
 //
+// Put encodes a frame into one too, and the filesystem call that writes
+// the frame gives it back once written. A 1 GiB write to a casync store:
+// 8% less user CPU (5.05 s to 4.64 s, four interleaved runs) and a
+// quarter fewer page faults.
+//
 // A buffer is given back only by the one who holds it last: a read whose
 // fsCall was abandoned may still write into it, so only a read that has
 // returned gives it back, and a raw chunk read into one is copied out
-// first. A store of raw chunks (no compression, not casync) reads without
-// a readBuf: each chunk into its own exactly sized buffer, returned as is.
+// first; a frame is given back by the goroutine that writes it, whether
+// or not Put waited for it. A store of raw chunks (no compression, not
+// casync) reads without a readBuf: each chunk into its own exactly sized
+// buffer, returned as is.
 type readBuf struct{ b []byte }
 
 // Buffers come in power-of-two sizes, one pool per size, from 4 KiB to

@@ -95,12 +95,14 @@ const zstdMagic = zchunk.Magic
 func isZstd(b []byte) bool { return zchunk.IsFrame(b) }
 
 // encode returns the object body for a chunk: its bytes as they are, or
-// in the casync layout a zstd frame of them.
+// in the casync layout a zstd frame of them. The frame's buffer has room
+// for incompressible data (stored blocks, a little over the chunk): one
+// of half the chunk grew, and copied, twice for a chunk of random bytes.
 func (s *Store) encode(data []byte) []byte {
 	if s.codec == nil {
 		return data
 	}
-	return s.codec.enc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
+	return s.codec.enc.EncodeAll(data, make([]byte, 0, stores.CompressedBound(int64(len(data)))))
 }
 
 // decode returns the chunk an object body holds, within its bound: the

@@ -287,8 +287,9 @@ type Stats struct {
 	// Started is when the filesystem was set up for the mount (for the
 	// metrics, which want a start time that does not move).
 	Started time.Time `json:"-"`
-	// Warnings are what is unsafe about the setup (Options.Warnings);
-	// empty, not absent, when nothing is.
+	// Warnings are what is unsafe about the setup (Options.Warnings) and
+	// what of it failed once mounted (FS.Warn); empty, not absent, when
+	// nothing is.
 	Warnings []string `json:"warnings"`
 }
 
@@ -325,6 +326,9 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	s.Maintenance = f.CompareReport()
 	s.Maintenance.Details = nil
 	s.Warnings = append([]string{}, f.opts.Warnings...)
+	f.warnMu.Lock()
+	s.Warnings = append(s.Warnings, f.warnings...)
+	f.warnMu.Unlock()
 	s.Health = CheckHealth(s, f.opts.Health)
 	return s, nil
 }

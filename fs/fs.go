@@ -116,6 +116,20 @@ type FS struct {
 	ioErrors atomic.Int64
 	maint    *maint.Maintenance
 	ops      fuseOps // FUSE requests by kind (fuseops.go)
+
+	// warnMu guards warnings: what went wrong with the setup after New
+	// (Warn), listed in the stats after Options.Warnings.
+	warnMu   sync.Mutex
+	warnings []string
+}
+
+// Warn adds a warning to the stats' list for the rest of the mount: a
+// part of the setup that failed once the mount was up without stopping
+// it (a metrics listener whose port is taken). The caller logs it.
+func (f *FS) Warn(msg string) {
+	f.warnMu.Lock()
+	defer f.warnMu.Unlock()
+	f.warnings = append(f.warnings, msg)
 }
 
 // New builds the filesystem over its metadata (the index) and a dual

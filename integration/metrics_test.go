@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -356,5 +357,42 @@ func TestStatsWatchPiped(t *testing.T) {
 	}
 	if writes == 0 || fuse == 0 {
 		t.Errorf("a writer ran throughout, yet primary writes/s %v and FUSE requests/s %v over 5 intervals:\n%s", writes, fuse, out)
+	}
+}
+
+// TestMetricsPortTaken: a metrics address whose port is taken does not
+// stop the mount; the stats' warnings and `dualstore stats` say that no
+// metrics are served, and why.
+func TestMetricsPortTaken(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	m := mount(t, withArgs("--metrics-addr", addr))
+	writeFile(t, m.Path("f"), []byte("still mounted\n"))
+	want := []string{"metrics not served", "mount.metrics_addr " + addr, "address already in use"}
+	if err := waitFor(mountDeadline, func() error {
+		raw, _ := m.StatsRaw()["warnings"].([]any)
+		var got []string
+		for _, w := range raw {
+			s, _ := w.(string)
+			got = append(got, s)
+		}
+		if !anyHasAll(got, want) {
+			return fmt.Errorf("the stats' warnings %q say nothing of %q", got, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := CLI(t, "stats", m.Dir)
+	if code != 0 || !strings.Contains(out, "WARNING: metrics not served") {
+		t.Errorf("dualstore stats: exit %d, no metrics warning:\n%s%s", code, out, errOut)
+	}
+	if got, err := os.ReadFile(m.Path("f")); err != nil || string(got) != "still mounted\n" {
+		t.Errorf("read back %q, %v", got, err)
 	}
 }

@@ -37,7 +37,11 @@ func startMetrics(addr string, fsys *dsfs.FS, fsid, mnt string, log zerolog.Logg
 	c := metrics.NewCollector(fsys.Stats, fsid, mnt)
 	srv, err := metrics.Listen(addr, c, log.With().Str("component", "metrics").Logger())
 	if err != nil {
+		// Logged, and listed in the stats' warnings (so in `dualstore
+		// stats` too): a scrape that finds nothing should be explained
+		// where an admin looks.
 		log.Warn().Err(err).Str("metrics_addr", addr).Msg("metrics not served (mount.metrics_addr): the mount goes on without them")
+		fsys.Warn(fmt.Sprintf("metrics not served (mount.metrics_addr %s): %v", addr, err))
 		return func() {}
 	}
 	log.Info().Str("addr", srv.Addr()).Msg("serving metrics")

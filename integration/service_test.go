@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -310,31 +311,16 @@ func backgroundProcess(parent int, cfg string) int {
 func TestSystemdNotify(t *testing.T) {
 	t.Parallel()
 	requireFUSE(t)
-	sock := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	msgs := make(chan string, 16)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				close(msgs)
-				return
-			}
-			msgs <- string(buf[:n])
-		}
-	}()
-	// next waits for a message holding want, failing on anything else.
+	sock, msgs := listenNotify(t)
+	// next waits for a message holding want, from the mount, failing on
+	// anything else.
+	var d *daemon
 	next := func(want string) {
 		t.Helper()
 		select {
 		case msg, ok := <-msgs:
-			if !ok || !strings.Contains("\n"+msg+"\n", "\n"+want+"\n") {
-				t.Fatalf("sd_notify message %q, want one with %s", msg, want)
+			if !ok || !strings.Contains("\n"+msg.text+"\n", "\n"+want+"\n") || msg.pid != int32(d.cmd.Process.Pid) {
+				t.Fatalf("sd_notify message %q from pid %d, want one with %s from the mount (pid %d)", msg.text, msg.pid, want, d.cmd.Process.Pid)
 			}
 		case <-time.After(mountDeadline):
 			t.Fatalf("no sd_notify %s within %s", want, mountDeadline)
@@ -348,7 +334,7 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	cmd := exec.Command(bin, "mount", "--data-dir", data, mnt)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
-	d := startDaemonCmd(t, cmd)
+	d = startDaemonCmd(t, cmd)
 	t.Cleanup(func() {
 		select {
 		case <-d.done:
@@ -539,4 +525,119 @@ func TestFstabMountAll(t *testing.T) {
 			noMountLeft(t, mnt, "mount -a with "+tc.opts)
 		}
 	})
+}
+
+// notifyMsg is one sd_notify datagram and the pid that sent it.
+type notifyMsg struct {
+	pid  int32
+	text string
+}
+
+// listenNotify is systemd's side of sd_notify: a datagram socket for
+// NOTIFY_SOCKET that passes each sender's credentials, as systemd's does
+// (NotifyAccess=main drops what does not come from the main pid).
+func listenNotify(t *testing.T) (sock string, msgs <-chan notifyMsg) {
+	t.Helper()
+	sock = filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PASSCRED, 1)
+	}); err != nil || serr != nil {
+		t.Fatalf("SO_PASSCRED: %v %v", err, serr)
+	}
+	ch := make(chan notifyMsg, 16)
+	go func() {
+		defer close(ch)
+		buf, oob := make([]byte, 4096), make([]byte, syscall.CmsgSpace(syscall.SizeofUcred))
+		for {
+			n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+			if err != nil {
+				return
+			}
+			m := notifyMsg{pid: -1, text: string(buf[:n])}
+			if cms, err := syscall.ParseSocketControlMessage(oob[:oobn]); err == nil && len(cms) > 0 {
+				if cred, err := syscall.ParseUnixCredentials(&cms[0]); err == nil {
+					m.pid = cred.Pid
+				}
+			}
+			ch <- m
+		}
+	}()
+	return sock, ch
+}
+
+// TestSystemdNotifyDaemon: `mount --daemon` under a Type=notify unit.
+// The command systemd started (the main pid) says READY=1 once the mount
+// answers, with MAINPID naming the background daemon, and exits; the
+// daemon sends nothing before that (systemd would drop it), and says
+// STOPPING=1 itself when SIGTERM unmounts it.
+func TestSystemdNotifyDaemon(t *testing.T) {
+	t.Parallel()
+	requireFUSE(t)
+	sock, msgs := listenNotify(t)
+	tmp := t.TempDir()
+	mnt, data := filepath.Join(tmp, "mnt"), filepath.Join(tmp, "data")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cleanupBackground(t, mnt, data)
+	cmd := exec.Command(bin, "mount", "--daemon", "--data-dir", data, mnt)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := runWithin(cmd, mountDeadline); err != nil {
+		t.Fatalf("mount --daemon: %v\n%s", err, stderr.String())
+	}
+	answers(t, mnt)
+	pid := daemonPID(t, data)
+	next := func(what string) notifyMsg {
+		t.Helper()
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatalf("the notify socket closed before %s", what)
+			}
+			return m
+		case <-time.After(mountDeadline):
+			t.Fatalf("no sd_notify message (%s) within %s", what, mountDeadline)
+		}
+		return notifyMsg{}
+	}
+	ready := next("READY=1")
+	lines := "\n" + ready.text + "\n"
+	if ready.pid != int32(cmd.Process.Pid) || !strings.Contains(lines, "\nREADY=1\n") ||
+		!strings.Contains(lines, fmt.Sprintf("\nMAINPID=%d\n", pid)) || !strings.Contains(lines, "\nSTATUS=mounted "+mnt+"\n") {
+		t.Fatalf("first message %q from pid %d; want READY=1, MAINPID=%d and the mount point, from the command (pid %d)",
+			ready.text, ready.pid, pid, cmd.Process.Pid)
+	}
+
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	stop := next("STOPPING=1")
+	if stop.pid != int32(pid) || !strings.Contains("\n"+stop.text+"\n", "\nSTOPPING=1\n") {
+		t.Fatalf("after SIGTERM: %q from pid %d, want STOPPING=1 from the daemon (pid %d)", stop.text, stop.pid, pid)
+	}
+	if err := waitFor(unmountDeadline, func() error { return dataDirFree(data) }); err != nil {
+		t.Fatalf("the daemon did not exit after SIGTERM: %v", err)
+	}
+	if isMounted(mnt) {
+		t.Fatalf("%s still mounted after SIGTERM", mnt)
+	}
+	select {
+	case m, ok := <-msgs:
+		if ok {
+			t.Errorf("an unexpected sd_notify message %q from pid %d", m.text, m.pid)
+		}
+	default:
+	}
 }

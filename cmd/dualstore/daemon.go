@@ -21,8 +21,12 @@ import (
 // How `mount --daemon` works: the command re-executes itself in the
 // background (a new session, stdin and stdout on /dev/null) and waits on
 // a readiness pipe, which the background process (the daemon) closes
-// after writing either "ready" (the kernel mount is up and answering) or
-// "error CODE" and the message of what failed. The caller's terminal and
+// after writing either "ready" and the mount point (the kernel mount is
+// up and answering) or "error CODE" and the message of what failed. Under
+// systemd (NOTIFY_SOCKET) the waiting command, then, says READY=1 with
+// MAINPID naming the daemon, which says STOPPING=1 itself when it
+// unmounts: `mount --daemon` runs under a Type=notify unit as the
+// foreground mount does. The caller's terminal and
 // exit code see the error as a foreground mount would show it: a bad
 // config exits 2, a failed mount 1. Until it is ready the daemon's stderr
 // is a pipe the waiting command copies to its own, so warnings and a
@@ -156,11 +160,20 @@ func (s *service) isReady(mnt string, log zerolog.Logger) {
 			log.Warn().Err(err).Msg("daemon: moving stderr off the pipe to the waiting command")
 		}
 		s.afterReady.Close()
-		s.report(readyMessage + "\n")
+		// The waiting command tells systemd, with MAINPID (see
+		// startDaemon): this process is not yet the one systemd listens
+		// to.
+		s.report(readyMessage + "\n" + mnt)
+		return
 	}
-	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=mounted "+mnt); err != nil {
+	if _, err := daemon.SdNotify(false, readyNotice(mnt)); err != nil {
 		log.Warn().Err(err).Msg("sd_notify READY=1")
 	}
+}
+
+// readyNotice is the sd_notify message of a ready mount.
+func readyNotice(mnt string) string {
+	return daemon.SdNotifyReady + "\nSTATUS=mounted " + mnt
 }
 
 // stopping tells systemd the mount is going down (STOPPING=1), once.
@@ -316,7 +329,16 @@ func startDaemon(args []string, o daemonOptions) error {
 	first, rest, _ := bytes.Cut(msg, []byte("\n"))
 	switch {
 	case string(first) == readyMessage:
+		// Under a Type=notify unit this command is the service's main
+		// process, and about to exit: the daemon becomes the main
+		// process (MAINPID) in the same message that says the mount is
+		// ready, so systemd (NotifyAccess=main) hears the daemon's
+		// STOPPING=1 later and tracks it, not this command's exit.
+		pid := cmd.Process.Pid
 		_ = cmd.Process.Release()
+		if _, err := daemon.SdNotify(false, fmt.Sprintf("MAINPID=%d\n%s", pid, readyNotice(string(rest)))); err != nil {
+			fmt.Fprintf(os.Stderr, "dualstore: warning: sd_notify READY=1 with MAINPID=%d: %v\n", pid, err)
+		}
 		return nil
 	case bytes.HasPrefix(first, []byte(errorPrefix)):
 		_ = cmd.Wait()

@@ -287,6 +287,8 @@ type Stats struct {
 	// Started is when the filesystem was set up for the mount (for the
 	// metrics, which want a start time that does not move).
 	Started time.Time `json:"-"`
+	// ReadOnly says the mount is read-only (Options.ReadOnly).
+	ReadOnly bool `json:"read_only"`
 	// Warnings are what is unsafe about the setup (Options.Warnings) and
 	// what of it failed once mounted (FS.Warn); empty, not absent, when
 	// nothing is.
@@ -325,6 +327,7 @@ func (f *FS) Stats(ctx context.Context) (Stats, error) {
 	s.FUSEOps = f.ops.snapshot()
 	s.Maintenance = f.CompareReport()
 	s.Maintenance.Details = nil
+	s.ReadOnly = f.opts.ReadOnly
 	s.Warnings = append([]string{}, f.opts.Warnings...)
 	f.warnMu.Lock()
 	s.Warnings = append(s.Warnings, f.warnings...)

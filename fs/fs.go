@@ -46,6 +46,12 @@ type Options struct {
 	// Tuning is how the runs ctl starts (compare, repair, migrate, gc) go
 	// unless the command says otherwise: the config's compare section.
 	Tuning maint.Tuning
+	// ReadOnly mounts the tree read-only: the kernel refuses every change
+	// (and the control file's commands) with EROFS before it reaches the
+	// daemon, and the background gc does not run. Reads still heal a bad
+	// copy from the other tier, and chunks pending backfill are still
+	// copied: those add copies of chunks, never change what a file holds.
+	ReadOnly bool
 	// AutoGC is the background gc (the config's gc section). The zero
 	// value is off; DefaultOptions turns it on.
 	AutoGC AutoGCOptions
@@ -150,6 +156,9 @@ func New(db Meta, dm *dual.Manager, opts Options) (*FS, error) {
 	}
 	opts.Tuning = opts.Tuning.WithDefaults()
 	opts.AutoGC = opts.AutoGC.withDefaults()
+	if opts.ReadOnly {
+		opts.AutoGC.Enabled = false
+	}
 	opts.Files.Log = opts.Log // one logger for the mount; vfs tags its own lines
 	// vfs takes a zero CacheBytes or Prefetch to mean its default.
 	v, err := vfs.New(db, dm, opts.Files)
@@ -212,17 +221,27 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 	if mo.NoExec {
 		kernelOpts = append(kernelOpts, "noexec")
 	}
+	// go-fuse's own flags, and read-only as a mount flag (so that
+	// /proc/mounts says ro, as for any read-only mount); "ro" among the
+	// options too, for fusermount (which takes no flags) when a direct
+	// mount is not allowed.
+	flags := uintptr(syscall.MS_NOSUID | syscall.MS_NODEV)
+	if f.opts.ReadOnly {
+		flags |= syscall.MS_RDONLY
+		kernelOpts = append(kernelOpts, "ro")
+	}
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName:        name,
-			Name:          "dualstore",
-			DirectMount:   true,
-			AllowOther:    mo.AllowOther,
-			MaxWrite:      1 << 20,
-			MaxReadAhead:  1 << 20,
-			Options:       kernelOpts,
-			Debug:         mo.Debug,
-			DisableXAttrs: false,
+			FsName:           name,
+			Name:             "dualstore",
+			DirectMount:      true,
+			DirectMountFlags: flags,
+			AllowOther:       mo.AllowOther,
+			MaxWrite:         1 << 20,
+			MaxReadAhead:     1 << 20,
+			Options:          kernelOpts,
+			Debug:            mo.Debug,
+			DisableXAttrs:    false,
 			// MAP_SHARED on a FOPEN_DIRECT_IO handle (a reader of a file
 			// being written, see openHandleWith) instead of ENODEV.
 			ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP,

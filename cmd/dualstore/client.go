@@ -103,6 +103,9 @@ func printStats(w io.Writer, s dsfs.Stats) {
 		fmt.Fprintf(w, "WARNING: %s\n", warning)
 	}
 	fmt.Fprintf(w, "uptime %s, read preference %s, action: %s\n", time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second), s.ReadPreference, s.Action)
+	if s.ReadOnly {
+		fmt.Fprintln(w, "mounted read-only: changes are refused, no background gc")
+	}
 	if s.Health.State != "" && s.Health.State != dsfs.Healthy {
 		fmt.Fprintf(w, "health: %s, %d problems (dualstore status shows them)\n", s.Health.State, len(s.Health.Problems))
 	}

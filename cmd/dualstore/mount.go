@@ -35,6 +35,7 @@ type mountFlags struct {
 	logFile           string
 	fsName            string
 	noExec            bool
+	readOnly          bool
 	// svc is how the mount runs as a service (daemon.go).
 	svc *service
 }
@@ -76,6 +77,7 @@ func mountCmd(g *globals) *cobra.Command {
 	f.StringVar(&mf.logFile, "log-file", "", "log to this file instead of stderr (appended; SIGHUP reopens it)")
 	f.StringVar(&mf.fsName, "fsname", "", `the mount's source in /proc/mounts (default "dualstore")`)
 	f.BoolVar(&mf.noExec, "noexec", false, "let no program on the mount be executed")
+	f.BoolVar(&mf.readOnly, "read-only", false, "mount read-only: every change is refused (EROFS), no background gc; reads still heal")
 	return c
 }
 
@@ -310,6 +312,7 @@ func runMount(cfg Config, mnt string, mf mountFlags, cfgFile string) error {
 	}
 	fo.AutoGC = dsfs.AutoGCOptions{Enabled: cfg.GC.On(), MaxUnusedPercent: pct, MinUnused: minUnused,
 		Interval: cfg.GC.Interval.D(), CheckInterval: cfg.GC.CheckInterval.D(), Rate: rate}
+	fo.ReadOnly = mf.readOnly
 	fo.Log = log
 	fsys, err := dsfs.New(e.Index, e.Dual, fo)
 	if err != nil {

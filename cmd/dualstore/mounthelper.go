@@ -67,10 +67,12 @@ var droppedOptions = map[string]bool{
 
 // refusedOptions are options dualstore cannot honour, with why.
 var refusedOptions = map[string]string{
-	"ro":   "read-only mounts are not supported (dualstore mounts read-write)",
 	"suid": "dualstore always mounts nosuid",
 	"dev":  "dualstore always mounts nodev",
 }
+
+// optionFlags are the options spelled otherwise than their flag.
+var optionFlags = map[string]string{"ro": "read-only"}
 
 // notOptions are mount flags that make no sense as fstab options.
 var notOptions = map[string]bool{"daemon": true, "help": true, "fsname": true}
@@ -194,6 +196,9 @@ func (h helperCall) mountArgs() (args, ignored []string, err error) {
 			continue
 		}
 		flag := strings.ReplaceAll(name, "_", "-")
+		if f, ok := optionFlags[name]; ok {
+			flag = f
+		}
 		f := flags.Lookup(flag)
 		if f == nil || notOptions[flag] {
 			if h.sloppy {

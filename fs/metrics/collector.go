@@ -37,6 +37,7 @@ func defs() []def {
 		{"dualstore_start_time_seconds", "When the mount started, as a Unix time.", nil},
 		{"dualstore_read_preference_info", "The tier reads go to first (always 1; the preference is the label).", []string{"preference"}},
 		{"dualstore_health_degraded", "1 when the mount is degraded (see dualstore_health_problems), 0 when healthy.", nil},
+		{"dualstore_read_only", "1 when the tree is mounted read-only (no changes, no background gc), else 0.", nil},
 		{"dualstore_health_problems", "Problems that make the mount degraded, by kind.", []string{"kind"}},
 
 		{"dualstore_chunk_writes_total", "Chunk writes the dual manager completed (one per chunk, whatever the tiers).", nil},
@@ -248,6 +249,7 @@ func (e emitter) general(s dsfs.Stats) {
 	e.timestamp("dualstore_start_time_seconds", started)
 	e.gauge("dualstore_read_preference_info", 1, s.ReadPreference)
 	e.flag("dualstore_health_degraded", s.Health.State != dsfs.Healthy)
+	e.flag("dualstore_read_only", s.ReadOnly)
 	n := map[string]int{}
 	for _, p := range s.Health.Problems {
 		n[p.Kind]++

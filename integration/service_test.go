@@ -511,9 +511,39 @@ func TestFstabMountAll(t *testing.T) {
 	}
 	m.Unmount()
 
+	// A ro line mounts read-only. mount(8) run with NOTIFY_SOCKET set (by
+	// some unit's ExecStartPre) does not speak for that unit: neither the
+	// helper nor its daemon sends sd_notify messages.
+	t.Run("ro", func(t *testing.T) {
+		sock, msgs := listenNotify(t)
+		fstab := filepath.Join(t.TempDir(), "fstab")
+		writeFile(t, fstab, []byte(fmt.Sprintf("%s %s fuse.dualstore ro,nofail 0 0\n", cfg, mnt)))
+		cmd := exec.Command("mount", "-T", fstab, "-a")
+		cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("mount -a: %v\n%s", err, out)
+		}
+		defer func() {
+			runTool(t, "umount", mnt)
+			if err := waitFor(unmountDeadline, func() error { return dataDirFree(data) }); err != nil {
+				t.Fatalf("the daemon did not exit after umount: %v", err)
+			}
+			select {
+			case m := <-msgs:
+				t.Errorf("mount -a sent sd_notify %q (pid %d)", m.text, m.pid)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}()
+		if b, err := os.ReadFile(filepath.Join(mnt, "docs", "report.pdf")); err != nil || string(b) != string(data1) {
+			t.Errorf("through the ro mount: %d bytes, %v; want the %d written", len(b), err, len(data1))
+		}
+		if out := toolFails(t, "touch", filepath.Join(mnt, "new")); !strings.Contains(out, "Read-only file system") {
+			t.Errorf("touch on the ro mount: %q, want EROFS", out)
+		}
+	})
+
 	t.Run("refused options", func(t *testing.T) {
 		for _, tc := range []struct{ opts, want string }{
-			{"ro", "option ro: read-only mounts are not supported"},
 			{"allow_other,bogus_opt=1", "unknown option bogus_opt=1"},
 		} {
 			fstab := filepath.Join(t.TempDir(), "fstab")

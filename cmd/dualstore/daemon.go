@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,9 +172,10 @@ func (s *service) isReady(mnt string, log zerolog.Logger) {
 	}
 }
 
-// readyNotice is the sd_notify message of a ready mount.
+// readyNotice is the sd_notify message of a ready mount. A newline in
+// the mount point would start another assignment: it is escaped.
 func readyNotice(mnt string) string {
-	return daemon.SdNotifyReady + "\nSTATUS=mounted " + mnt
+	return daemon.SdNotifyReady + "\nSTATUS=mounted " + strings.ReplaceAll(mnt, "\n", `\n`)
 }
 
 // stopping tells systemd the mount is going down (STOPPING=1), once.
@@ -261,6 +263,12 @@ func (s *service) reopenLog(log zerolog.Logger) {
 type daemonOptions struct {
 	// quiet: no "mounted" line (the mount helper without -v).
 	quiet bool
+	// notify tells systemd (NOTIFY_SOCKET) that the mount is ready, with
+	// the daemon as MAINPID: `mount --daemon` as a unit's command. The
+	// mount helper does not (a `mount` run by some unit's ExecStartPre
+	// must not speak for that unit), and its daemon does not inherit
+	// NOTIFY_SOCKET.
+	notify bool
 }
 
 // startDaemon runs `dualstore ARGS` (a mount) as a background process and
@@ -301,7 +309,11 @@ func startDaemon(args []string, o daemonOptions) error {
 	cmd.Args[0] = "dualstore"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devNull, devNull, errW
 	cmd.ExtraFiles = []*os.File{readyW, after} // fds 3 and 4
-	cmd.Env = append(os.Environ(), envDaemon+"="+mode)
+	env := os.Environ()
+	if !o.notify {
+		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "NOTIFY_SOCKET=") })
+	}
+	cmd.Env = append(env, envDaemon+"="+mode)
 	// A session of its own: no controlling terminal, so neither Ctrl-C
 	// nor a closed terminal reaches it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -336,8 +348,13 @@ func startDaemon(args []string, o daemonOptions) error {
 		// STOPPING=1 later and tracks it, not this command's exit.
 		pid := cmd.Process.Pid
 		_ = cmd.Process.Release()
+		if !o.notify {
+			return nil
+		}
 		if _, err := daemon.SdNotify(false, fmt.Sprintf("MAINPID=%d\n%s", pid, readyNotice(string(rest)))); err != nil {
-			fmt.Fprintf(os.Stderr, "dualstore: warning: sd_notify READY=1 with MAINPID=%d: %v\n", pid, err)
+			// systemd will fail the unit (and stop the daemon): say so
+			// here, where the unit's log shows it.
+			return fmt.Errorf("%s is mounted by the daemon (pid %d), but telling systemd so failed (sd_notify READY=1, MAINPID=%d): %w", rest, pid, pid, err)
 		}
 		return nil
 	case bytes.HasPrefix(first, []byte(errorPrefix)):

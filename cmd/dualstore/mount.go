@@ -52,7 +52,7 @@ func mountCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if mf.daemon && !svc.background() {
-				return startDaemon(os.Args[1:], daemonOptions{})
+				return startDaemon(os.Args[1:], daemonOptions{notify: true})
 			}
 			mf.svc = svc
 			cfg, err := resolveConfig(g, cmd, &mf)

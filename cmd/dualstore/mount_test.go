@@ -59,3 +59,12 @@ func TestServeMountPanicUnmounts(t *testing.T) {
 		t.Errorf("%s is still mounted after the panic", dir)
 	}
 }
+
+// TestReadyNotice: a newline in the mount point cannot add an assignment
+// to the sd_notify message.
+func TestReadyNotice(t *testing.T) {
+	got := readyNotice("/mnt/a\nMAINPID=1")
+	if want := "READY=1\nSTATUS=mounted /mnt/a\\nMAINPID=1"; got != want {
+		t.Errorf("readyNotice = %q, want %q", got, want)
+	}
+}

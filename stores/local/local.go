@@ -718,9 +718,10 @@ func (l *Local) Put(ctx context.Context, id stores.ID, data []byte) error {
 }
 
 func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
-	// The frame's buffer goes back to the pool from the filesystem call,
+	// The frame's buffer goes back to the pool from the filesystem call
 	// once the frame is written: that goroutine is its last user, whether
-	// or not this call gave up waiting for it.
+	// or not this call gave up waiting for it. (A call fsCallFlag refuses
+	// to start leaves the buffer to the garbage collector.)
 	eb := new(readBuf)
 	payload, framed := l.encode(data, eb)
 	if !framed {
@@ -744,7 +745,7 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 	_, err := fsCallFlag(l, ctx, &state, func() (struct{}, error) {
 		defer eb.release()
 		if fi, err := os.Lstat(final); err == nil {
-			if intact(fi, len(data), payload, l.casync) {
+			if intact(fi, len(data), payload, l.casync, framed) {
 				if !l.unclean {
 					return struct{}{}, nil // held already
 				}
@@ -770,14 +771,17 @@ func (l *Local) put(ctx context.Context, id stores.ID, data []byte) error {
 // intact reports whether a chunk file of fi's size can be a whole copy of
 // a chunk of n bytes whose stored form is payload: raw (n bytes, not in
 // the casync layout, where every chunk is a frame) or as this store
-// compresses it now (the encoder is deterministic). Anything else is
-// rewritten: a copy a power loss left short, or one compressed by other
-// settings or by desync (a harmless extra write).
-func intact(fi iofs.FileInfo, n int, payload []byte, casync bool) bool {
+// compresses it now (the encoder is deterministic), with or without the
+// frame checksum (zchunk.NewEncoder: written before, and by desync).
+// Anything else is rewritten: a copy a power loss left short, or one
+// compressed by other settings or by desync (a harmless extra write).
+func intact(fi iofs.FileInfo, n int, payload []byte, casync, framed bool) bool {
 	if !fi.Mode().IsRegular() {
 		return false // a FIFO, a directory… in its place: replaced
 	}
-	return !casync && fi.Size() == int64(n) || fi.Size() == int64(len(payload))
+	size := fi.Size()
+	return !casync && size == int64(n) || size == int64(len(payload)) ||
+		framed && size == int64(len(payload))+zchunk.ChecksumSize
 }
 
 // write puts payload in place through a temp file. It runs on fsCall's

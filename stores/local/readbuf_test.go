@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/dualstore/dualstore/stores"
 )
@@ -178,6 +182,56 @@ func TestPutRecyclesFrames(t *testing.T) {
 				if !bytes.Equal(b, c) {
 					t.Fatalf("chunk of %d bytes reads back changed", len(c))
 				}
+			}
+		})
+	}
+}
+
+// TestPutKeepsChecksummedFrame: a chunk file written as a frame with the
+// checksum (by an older version, or by desync) is a whole copy, not
+// rewritten by a Put of the same chunk, which encodes without it.
+func TestPutKeepsChecksummedFrame(t *testing.T) {
+	chunk := bytes.Repeat([]byte("a frame with its checksum "), 2000)
+	old, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true), zstd.WithSingleSegment(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	frame := old.EncodeAll(chunk, nil)
+	for _, tt := range []struct {
+		name string
+		opts Options
+		id   func([]byte) stores.ID
+	}{
+		{"compressed", Options{Compress: true}, idOf},
+		{"casync", Options{Layout: LayoutCasync}, casyncID},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLocal(t, tt.opts)
+			id := tt.id(chunk)
+			p := l.path(id)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, frame, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Put(t.Context(), id, chunk); err != nil {
+				t.Fatal(err)
+			}
+			after, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !os.SameFile(before, after) || after.Size() != int64(len(frame)) {
+				t.Errorf("the checksummed frame (%d bytes) was replaced by a file of %d bytes", len(frame), after.Size())
+			}
+			if got, err := l.Get(t.Context(), id); err != nil || !bytes.Equal(got, chunk) {
+				t.Errorf("Get: %v, equal %v", err, bytes.Equal(got, chunk))
 			}
 		})
 	}

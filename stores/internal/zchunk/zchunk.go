@@ -20,6 +20,11 @@ import (
 // Magic starts every zstd frame (RFC 8878, section 3.1.1).
 const Magic = "\x28\xb5\x2f\xfd"
 
+// ChecksumSize is the size of a frame's content checksum (the low 32
+// bits of its xxhash64, RFC 8878 section 3.1.1), which frames written
+// with the checksum flag end with.
+const ChecksumSize = 4
+
 // IsFrame reports whether b starts like a zstd frame.
 func IsFrame(b []byte) bool {
 	return len(b) >= len(Magic) && string(b[:len(Magic)]) == Magic

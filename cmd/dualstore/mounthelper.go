@@ -58,11 +58,18 @@ const (
 // nofail), fstab's defaults and auto, and what dualstore does always
 // (nosuid, nodev, exec and async are how it mounts). x-* and comment=
 // are dropped too (mount(8) already keeps them from helpers).
+//
+// The atime options are dropped too: dualstore never changes a file's
+// atime when it is read (the kernel does not ask a FUSE filesystem to),
+// only when told to (touch -a, utimensat), which is noatime whatever the
+// line says; fstab lines copied from other filesystems often carry them.
 var droppedOptions = map[string]bool{
 	"defaults": true, "rw": true, "auto": true, "noauto": true, "_netdev": true, "nofail": true,
 	"user": true, "nouser": true, "users": true, "nousers": true,
 	"owner": true, "noowner": true, "group": true, "nogroup": true,
 	"nosuid": true, "nodev": true, "exec": true, "async": true,
+	"atime": true, "noatime": true, "relatime": true, "norelatime": true, "strictatime": true,
+	"nostrictatime": true, "lazytime": true, "nolazytime": true, "diratime": true, "nodiratime": true,
 }
 
 // refusedOptions are options dualstore cannot honour, with why.

@@ -39,6 +39,8 @@ func TestMountHelperArgs(t *testing.T) {
 			head(cfg) + "--cache-mb=256 --log-file=/var/log/p.log --log-level=info --read-preference=safety --write-to-both=false --config=" + cfg + " -- /mnt/p", false},
 		{"what mount(8) and systemd pass along", []string{cfg, "/mnt/p", "-o", "defaults,rw,auto,noauto,user,users,nouser,user=bob,owner,group,nosuid,nodev,exec,async,x-systemd.automount,comment=x"},
 			head(cfg) + "--config=" + cfg + " -- /mnt/p", false},
+		{"atime options", []string{cfg, "/mnt/p", "-o", "noatime,nodiratime,relatime,lazytime,allow_other"},
+			head(cfg) + "--allow-other --config=" + cfg + " -- /mnt/p", false},
 		{"noexec", []string{cfg, "/mnt/p", "-o", "noexec,nosuid,nodev,user"},
 			head(cfg) + "--noexec --config=" + cfg + " -- /mnt/p", false},
 		{"flags", []string{cfg, "/mnt/p", "-sfnv", "-t", "fuse.dualstore", "-oallow_other"},

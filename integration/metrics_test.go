@@ -299,17 +299,27 @@ func TestStatsWatchPiped(t *testing.T) {
 	m := mount(t)
 	var stop atomic.Bool
 	writerDone := make(chan error, 1)
+	running := make(chan struct{}) // closed once a first file is written
 	go func() {
 		data := randBytes(72, 1<<20)
 		for i := 0; !stop.Load(); i++ {
 			if err := os.WriteFile(m.Path(fmt.Sprintf("w%d", i%4)), append(data, byte(i)), 0o644); err != nil {
+				if i == 0 {
+					close(running)
+				}
 				writerDone <- err
 				return
+			}
+			if i == 0 {
+				close(running)
 			}
 		}
 		writerDone <- nil
 	}()
-	out, errOut, code := CLI(t, "stats", "--watch", "--interval", "200ms", "--count", "5", m.Dir)
+	// The watch starts once the writer is under way, and spans 2 s: a
+	// writer on a loaded machine still writes some chunk in that time.
+	<-running
+	out, errOut, code := CLI(t, "stats", "--watch", "--interval", "400ms", "--count", "5", m.Dir)
 	stop.Store(true)
 	if err := <-writerDone; err != nil {
 		t.Fatalf("the writer: %v", err)

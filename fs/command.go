@@ -52,16 +52,35 @@ func parseCommand(b []byte) (command, error) {
 	if strings.ContainsAny(s, "\n\x00") {
 		return command{}, fmt.Errorf("%w: one command per write", errBadCommand)
 	}
-	f := strings.Fields(s)
-	if len(f) == 0 {
+	toks, err := splitCommand(s)
+	if err != nil {
+		return command{}, err
+	}
+	if len(toks) == 0 {
 		return command{}, fmt.Errorf("%w: empty command", errBadCommand)
 	}
-	c := command{Verb: f[0]}
-	args := f[1:]
-	// Tuning options (key=value) may come anywhere after the verb.
+	if toks[0].quoted {
+		return command{}, fmt.Errorf("%w: a quoted verb %q", errBadCommand, toks[0].s)
+	}
+	c := command{Verb: toks[0].s}
+	// Tuning options (key=value) may come anywhere after the verb. A
+	// quoted argument is a path, whatever it holds: "deep", a "=", spaces.
 	tunable := c.Verb == "compare" || c.Verb == "repair" || c.Verb == "migrate"
 	var rest []string
-	for _, a := range args {
+	deep := false
+	for _, t := range toks[1:] {
+		if t.quoted {
+			if c.Verb != "compare" && c.Verb != "repair" {
+				return command{}, fmt.Errorf("%w: %s takes no quoted argument", errBadCommand, c.Verb)
+			}
+			rest = append(rest, t.s)
+			continue
+		}
+		a := t.s
+		if c.Verb == "compare" && a == "deep" && len(rest) == 0 && !deep {
+			deep = true // the first word that is not an option
+			continue
+		}
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || !tunable {
 			rest = append(rest, a)
@@ -91,13 +110,10 @@ func parseCommand(b []byte) (command, error) {
 			return command{}, fmt.Errorf("%w: %s: unknown option %q (want rate=N or concurrency=N)", errBadCommand, c.Verb, k)
 		}
 	}
-	args = rest
+	args := rest
 	switch c.Verb {
 	case "compare", "repair":
-		if c.Verb == "compare" && len(args) > 0 && args[0] == "deep" {
-			c.Deep = true
-			args = args[1:]
-		}
+		c.Deep = deep
 		c.Path = "/"
 		if len(args) > 1 {
 			return command{}, fmt.Errorf("%w: usage: %s", errBadCommand, commandUsage)
@@ -149,4 +165,54 @@ func parseCommand(b []byte) (command, error) {
 		return command{}, fmt.Errorf("%w: unknown command %q (want %s)", errBadCommand, c.Verb, commandUsage)
 	}
 	return c, nil
+}
+
+// token is a word of a control command: as written, or a double-quoted
+// Go string literal (how the CLI sends a path), unquoted.
+type token struct {
+	s      string
+	quoted bool
+}
+
+// splitCommand splits a command into words at white space; a word that
+// starts with a double quote is a Go string literal up to its closing
+// quote (escapes as strconv.Unquote reads them), followed by white space
+// or the end.
+func splitCommand(s string) ([]token, error) {
+	var toks []token
+	for i := 0; i < len(s); {
+		if s[i] == ' ' || s[i] == '\t' {
+			i++
+			continue
+		}
+		if s[i] != '"' {
+			j := strings.IndexAny(s[i:], " \t")
+			if j < 0 {
+				j = len(s) - i
+			}
+			toks = append(toks, token{s: s[i : i+j]})
+			i += j
+			continue
+		}
+		j := i + 1
+		for j < len(s) && s[j] != '"' {
+			if s[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(s) {
+			return nil, fmt.Errorf("%w: unbalanced double quote", errBadCommand)
+		}
+		u, err := strconv.Unquote(s[i : j+1])
+		if err != nil {
+			return nil, fmt.Errorf("%w: quoted argument %s: %w", errBadCommand, s[i:j+1], err)
+		}
+		if j+1 < len(s) && s[j+1] != ' ' && s[j+1] != '\t' {
+			return nil, fmt.Errorf("%w: a quoted argument runs into %q", errBadCommand, s[j+1:])
+		}
+		toks = append(toks, token{s: u, quoted: true})
+		i = j + 1
+	}
+	return toks, nil
 }

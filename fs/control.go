@@ -52,7 +52,11 @@ type control struct {
 	// auto is set when the background gc started scrub: why it did
 	// ("unused 7.2% of live data").
 	auto string
-	last string // "compare: started", "error: …"
+	// manual is the last action a command started: once an automatic gc
+	// after it is over, `.dualstore/compare` shows it again (the gc's
+	// result stays in the stats' auto_gc).
+	manual *dual.Scrub
+	last   string // "compare: started", "error: …"
 }
 
 func (c *control) init(f *FS) { c.fs = f }
@@ -184,7 +188,7 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 		if err != nil {
 			return fail(err)
 		}
-		c.scrub, c.auto = s, ""
+		c.scrub, c.auto, c.manual = s, "", s
 		what := cmd.Verb
 		switch {
 		case cmd.Deep:
@@ -347,6 +351,12 @@ func (f *FS) CompareReport() dual.Report {
 func (f *FS) compareReport() (r dual.Report, auto bool) {
 	f.ctl.mu.Lock()
 	s, auto := f.ctl.scrub, f.ctl.auto != ""
+	if auto && f.ctl.manual != nil && !s.Running() {
+		// A finished background gc does not hide the last compare,
+		// repair, migrate or gc a command started (its list of
+		// differences above all); the gc's own result is in auto_gc.
+		s, auto = f.ctl.manual, false
+	}
 	f.ctl.mu.Unlock()
 	if s == nil {
 		return dual.Report{State: "idle", Action: "compare", Details: []dual.Detail{}}, false

@@ -318,6 +318,11 @@ func TestAutoGCWaitsForManualAction(t *testing.T) {
 	if d.AutoGC.LastRemovedBytes < 3<<20 {
 		t.Errorf("the automatic run removed %d bytes, want the 3 MiB of garbage", d.AutoGC.LastRemovedBytes)
 	}
+	// Once the automatic run is over, `.dualstore/compare` shows the last
+	// run a command started again, not the gc.
+	if r := m.Report(); r.Action != "compare" || r.State != "stopped" || !r.Deep {
+		t.Errorf("after the automatic gc: .dualstore/compare shows %s %s (deep %v), want the stopped deep compare", r.Action, r.State, r.Deep)
+	}
 }
 
 // TestAutoGCOff: with `auto: false` nothing starts however much garbage

@@ -192,3 +192,34 @@ func TestCompareAndRepair(t *testing.T) {
 			map[string]wantDetail{c5: damage[c5], c6.ID: {"mismatch", "/cmp/f6", good}})
 	}
 }
+
+// TestComparePathNames: `dualstore compare MNT PATH` online takes any
+// path: with a space and a "=" in it, or a top-level directory named
+// like the word "deep".
+func TestComparePathNames(t *testing.T) {
+	t.Parallel()
+	m := mount(t)
+	writeFile(t, m.Path("my dir", "a=b", "f"), randBytes(2501, 1<<20))
+	writeFile(t, m.Path("deep", "g"), randBytes(2502, 1<<20))
+	writeFile(t, m.Path("other"), randBytes(2503, 1<<20))
+	for _, tc := range []struct {
+		args []string
+		path string
+		deep bool
+	}{
+		{[]string{"my dir/a=b"}, "/my dir/a=b", false},
+		{[]string{"--deep", "/my dir/a=b"}, "/my dir/a=b", true},
+		{[]string{"deep"}, "/deep", false},
+	} {
+		var r map[string]any
+		args := append([]string{"compare", "--wait", m.Dir}, tc.args...)
+		if code, errOut := maintJSON(t, &r, args...); code != 0 {
+			t.Errorf("dualstore %q: exit %d\n%s", args, code, errOut)
+			continue
+		}
+		if r["path"] != tc.path || r["deep"] != tc.deep || r["state"] != "done" || r["total"].(float64) < 1 || r["matches"] != r["total"] {
+			t.Errorf("dualstore %q: path %v deep %v state %v total %v matches %v; want %q, %v, done, every chunk of the subtree matching",
+				args, r["path"], r["deep"], r["state"], r["total"], r["matches"], tc.path, tc.deep)
+		}
+	}
+}

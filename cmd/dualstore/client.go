@@ -206,17 +206,26 @@ func runAction(mnt, line string, wait, asJSON bool) error {
 		fmt.Printf("%s started; follow it with: cat %s\n", line, filepath.Join(mnt, ".dualstore", "compare"))
 		return nil
 	}
+	// The document shows the run this command started until it ends. A
+	// background gc may start right after it; while that runs the
+	// document is the gc's ("automatic": true), and afterwards ours
+	// again: follow on until then.
+	var automatic bool
 	r, err := follow(func() (dual.Report, error) {
 		b, err := readControl(mnt, "compare")
 		if err != nil {
 			return dual.Report{}, err
 		}
-		var r dual.Report
-		if err := json.Unmarshal(b, &r); err != nil {
-			return r, fmt.Errorf("%s/.dualstore/compare: %w", mnt, err)
+		var doc struct {
+			dual.Report
+			Automatic bool `json:"automatic"`
 		}
-		return r, nil
-	}, func(r dual.Report) bool { return r.State == "running" })
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return doc.Report, fmt.Errorf("%s/.dualstore/compare: %w", mnt, err)
+		}
+		automatic = doc.Automatic
+		return doc.Report, nil
+	}, func(r dual.Report) bool { return r.State == "running" || automatic })
 	if err != nil {
 		return err
 	}

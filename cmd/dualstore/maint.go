@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -100,7 +101,9 @@ func (t *tuning) online(mnt, verb, path string, wait bool) error {
 	}
 	line := verb + opts
 	if path != "" {
-		line += " " + path
+		// Quoted, the path is a path whatever it holds (spaces, "=",
+		// a top-level "deep").
+		line += " " + strconv.Quote(path)
 	}
 	return runAction(mnt, line, wait, t.json)
 }

@@ -114,7 +114,7 @@ func table() []Bound {
 	d := func(x time.Duration) int64 { return int64(x) }
 	return []Bound{
 		{Key: MountCacheMB, Min: 1, Max: 64 << 10, Unit: MiB,
-			Why: "the chunk cache is RAM (the daemon's soft memory limit is 192 MiB plus it); 64 GiB is more than any working set needs"},
+			Why: "the chunk cache is RAM (the daemon's soft memory limit is 96 MiB plus it); 64 GiB is more than any working set needs"},
 		{Key: MountPrefetch, Min: 1, Max: MaxPrefetch, Unit: Count,
 			Why: "chunks a sequential reader fetches ahead, each up to chunker.max_size in memory"},
 		{Key: MountMaxNodes, Min: 1000, Max: 10_000_000, Unit: Count,

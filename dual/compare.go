@@ -3,6 +3,7 @@ package dual
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -653,15 +654,15 @@ func (s *Scrub) run(ctx context.Context) {
 	switch {
 	case r.State != "done" || s.gc != nil:
 	case !s.opts.Repair && s.opts.Migrate == "":
-		s.m.lastCompare.Store(&r)
+		s.m.setLastCompare(r)
 	case s.opts.Migrate == MigrateCompareAll:
-		s.m.lastCompare.Store(&r)
+		s.m.setLastCompare(r)
 	case s.opts.Repair:
 		// A finished repair leaves both tiers consistent except for what it
 		// could not repair; record that as the latest knowledge.
 		r2 := r
 		r2.Matches = r.Done - r.Unrecoverable - r.RepairFailed - r.Errors
-		s.m.lastCompare.Store(&r2)
+		s.m.setLastCompare(r2)
 	}
 	s.m.log.Info().Str("action", r.Action).Str("state", r.State).Int64("done", r.Done).
 		Int64("differences", r.Differences()).Int64("repaired", r.Repaired).Int64("copied", r.Copied).
@@ -809,3 +810,49 @@ func (l *rateLimiter) wait(ctx context.Context, n int64) error {
 
 // LastCompare returns the report of the last finished comparison, or nil.
 func (m *Manager) LastCompare() *Report { return m.lastCompare.Load() }
+
+// CompareRecord keeps the last comparison across runs (the index does:
+// index.DB.SaveLastCompare), as JSON.
+type CompareRecord interface {
+	SaveLastCompare(ctx context.Context, report []byte) error
+	LastCompare(ctx context.Context) ([]byte, error)
+}
+
+// RecordCompares makes rec the keeper of the last comparison: the one it
+// holds becomes LastCompare now, and every comparison or repair that
+// finishes is saved to it. A record that cannot be read or decoded is
+// logged and left to the next comparison to replace: it is a report,
+// not data.
+func (m *Manager) RecordCompares(ctx context.Context, rec CompareRecord) {
+	b, err := rec.LastCompare(ctx)
+	var r Report
+	switch {
+	case err != nil:
+		m.log.Warn().Err(err).Msg("the last comparison could not be read; the stats have none until the next")
+	case b == nil:
+	case json.Unmarshal(b, &r) != nil:
+		m.log.Warn().Msg("the last comparison's record does not decode; the stats have none until the next")
+	default:
+		m.lastCompare.Store(&r)
+	}
+	m.record.Store(&rec)
+}
+
+// setLastCompare makes r the last comparison, and saves it where
+// RecordCompares said.
+func (m *Manager) setLastCompare(r Report) {
+	m.lastCompare.Store(&r)
+	rec := m.record.Load()
+	if rec == nil {
+		return
+	}
+	b, err := json.Marshal(r)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err = (*rec).SaveLastCompare(ctx, b)
+		cancel()
+	}
+	if err != nil {
+		m.log.Warn().Err(err).Msg("the last comparison was not saved: a remount will not show it")
+	}
+}

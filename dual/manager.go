@@ -62,7 +62,8 @@ type Manager struct {
 	pendingMu sync.Mutex
 
 	lastCompare atomic.Pointer[Report]
-	scrubbing   atomic.Bool // a Run or StartScrub is in progress
+	record      atomic.Pointer[CompareRecord] // where setLastCompare saves it (RecordCompares)
+	scrubbing   atomic.Bool                   // a Run or StartScrub is in progress
 
 	// backingOff is set while the backfill waits longer than its interval
 	// after failed rounds; lastRound is when a round last started (unix ns).

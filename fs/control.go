@@ -359,6 +359,11 @@ func (f *FS) compareReport() (r dual.Report, auto bool) {
 	}
 	f.ctl.mu.Unlock()
 	if s == nil {
+		// Nothing ran in this mount: the last comparison kept in the
+		// index (an earlier mount's, or an offline one), if any.
+		if r := f.dm.LastCompare(); r != nil {
+			return *r, false
+		}
 		return dual.Report{State: "idle", Action: "compare", Details: []dual.Detail{}}, false
 	}
 	return s.Report(), auto

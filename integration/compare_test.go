@@ -223,3 +223,46 @@ func TestComparePathNames(t *testing.T) {
 		}
 	}
 }
+
+// TestLastCompareKept: what the last comparison found outlives a
+// remount (the stats' last_compare, the health, `.dualstore/compare`),
+// and an offline repair's result reaches the next mount.
+func TestLastCompareKept(t *testing.T) {
+	t.Parallel()
+	m := mount(t)
+	data := randBytes(2601, 3<<20)
+	writeFile(t, m.Path("f"), data)
+	refs := m.FileChunks(primary, data)
+	m.Unmount()
+	removeChunk(t, m.ChunkPath(primary, refs[0].ID))
+	m.start()
+	if r := m.Compare(false); r.Differences() != 1 {
+		t.Fatalf("compare after deleting a primary chunk: %s, want 1 difference", r.counts())
+	}
+
+	m.Remount()
+	st := m.StatsRaw()
+	lc, _ := st["last_compare"].(map[string]any)
+	if lc == nil || lc["safety_only"] != float64(1) {
+		t.Errorf("after a remount: last_compare %v, want the compare's safety_only 1", lc)
+	}
+	health, _ := st["health"].(map[string]any)
+	if health["state"] != "degraded" || !strings.Contains(fmt.Sprint(health["problems"]), "compare_differences") {
+		t.Errorf("after a remount: health %v, want degraded by the compare's differences", health)
+	}
+	if r := m.Report(); r.Action != "compare" || r.State != "done" || r.Differences() != 1 || len(r.Details) != 1 {
+		t.Errorf("after a remount: .dualstore/compare %s %s %s, %d details; want the compare's 1 difference", r.Action, r.State, r.counts(), len(r.Details))
+	}
+
+	m.Unmount()
+	if out, errOut, code := CLI(t, "repair", "--data-dir", m.Data); code != 0 {
+		t.Fatalf("offline repair: exit %d\n%s%s", code, out, errOut)
+	}
+	m.start()
+	st = m.StatsRaw()
+	lc, _ = st["last_compare"].(map[string]any)
+	health, _ = st["health"].(map[string]any)
+	if lc == nil || lc["action"] != "repair" || health["state"] != "healthy" {
+		t.Errorf("after an offline repair: last_compare %v, health %v; want the repair's, and healthy", lc, health)
+	}
+}

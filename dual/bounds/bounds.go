@@ -146,7 +146,7 @@ func table() []Bound {
 		{Key: CompareRate, Min: 0, Max: tib, Unit: BytesPerSecond,
 			Why: "read throttle of a scrub; 0 is unlimited"},
 		{Key: CompareMaxDetails, Min: 1, Max: 100000, Unit: Count,
-			Why: "differences a report lists, all held in memory and in the report file"},
+			Why: "differences a report lists, all held in memory and, for the last comparison, in the index"},
 		{Key: BackupInterval, Min: d(200 * time.Millisecond), Max: day, Unit: Duration,
 			Why: "the index changes a lost data dir can take back; below 200ms every commit is a store write"},
 		{Key: BackupSnapshot, Min: d(time.Minute), Max: 30 * day, Unit: Duration,

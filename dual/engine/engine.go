@@ -251,6 +251,9 @@ func open(ctx context.Context, cfg Config, log zerolog.Logger, m mode) (*Engine,
 		closeTiers()
 		return nil, err
 	}
+	// The last comparison lives in the index: a remount, and the mount
+	// after an offline compare, know it.
+	e.Dual.RecordCompares(ctx, e.Index)
 	h := e.Index.Header()
 	e.Config.Chunker = ChunkerConfig{Hash: h.Hash, MinSize: uint(h.MinSize), AvgSize: uint(h.AvgSize), MaxSize: uint(h.MaxSize)}
 	e.warnings = setupWarnings(cfg)

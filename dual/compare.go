@@ -277,8 +277,8 @@ type Report struct {
 	Action          string  `json:"action"`
 	Deep            bool    `json:"deep"`
 	Path            string  `json:"path,omitempty"`
-	StartedAt       string  `json:"started_at,omitempty"`
-	FinishedAt      string  `json:"finished_at,omitempty"`
+	StartedAt       Time    `json:"started_at"`  // null until a run starts
+	FinishedAt      Time    `json:"finished_at"` // null while it runs
 	Total           int64   `json:"total"`
 	Done            int64   `json:"done"`
 	TotalBytes      int64   `json:"total_bytes"`
@@ -560,7 +560,7 @@ func (s *Scrub) Report() Report {
 		State: s.state, Action: s.opts.action(s.gc != nil), Path: s.opts.Path,
 		Deep:      s.gc == nil && (s.opts.Deep || s.opts.Repair || s.opts.Migrate == MigrateCompareAll),
 		Direction: s.opts.Migrate,
-		StartedAt: s.start.UTC().Format(time.RFC3339),
+		StartedAt: Time(s.start.UTC().Format(time.RFC3339)),
 		Total:     s.total.Load(), TotalBytes: s.totalBytes.Load(),
 		Done: s.n.Load(), DoneBytes: s.nBytes.Load(),
 		Matches: s.match.Load(), Mismatches: s.mismatch.Load(),
@@ -577,7 +577,7 @@ func (s *Scrub) Report() Report {
 	end := time.Now()
 	if !s.finished.IsZero() {
 		end = s.finished
-		r.FinishedAt = s.finished.UTC().Format(time.RFC3339)
+		r.FinishedAt = Time(s.finished.UTC().Format(time.RFC3339))
 	}
 	if r.Total < r.Done {
 		r.Total = r.Done
@@ -806,6 +806,33 @@ func (l *rateLimiter) wait(ctx context.Context, n int64) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Time is a report's RFC 3339 time, "" for none: in JSON a string, or
+// null for none, so the field is always there (the compare document is a
+// contract scripts build on: its fields are never dropped).
+type Time string
+
+// MarshalJSON writes null for no time.
+func (t Time) MarshalJSON() ([]byte, error) {
+	if t == "" {
+		return []byte("null"), nil
+	}
+	return json.Marshal(string(t))
+}
+
+// UnmarshalJSON reads a string, or null as no time.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*t = ""
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*t = Time(s)
+	return nil
 }
 
 // LastCompare returns the report of the last finished comparison, or nil.

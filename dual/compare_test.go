@@ -674,7 +674,7 @@ func TestScrubRate(t *testing.T) {
 		rep.BytesPerSecond <= 0 || rep.ChunksPerSecond <= 0 {
 		t.Errorf("progress fields: %+v", rep)
 	}
-	for _, ts := range []string{rep.StartedAt, rep.FinishedAt} {
+	for _, ts := range []string{string(rep.StartedAt), string(rep.FinishedAt)} {
 		if _, err := time.Parse(time.RFC3339, ts); err != nil {
 			t.Errorf("timestamp %q: %v", ts, err)
 		}
@@ -833,5 +833,30 @@ func TestRepairWriteFails(t *testing.T) {
 				t.Fatalf("repair run with the store failing: repaired %d, details %+v", rep.Repaired, rep.Details)
 			}
 		})
+	}
+}
+
+// TestReportTimesAlwaysThere: started_at and finished_at are in every
+// compare document, null when there is no such time (the document is a
+// contract: fields are never dropped), and read back.
+func TestReportTimesAlwaysThere(t *testing.T) {
+	b, err := json.Marshal(dual.Report{State: "idle"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"started_at":null`) || !strings.Contains(string(b), `"finished_at":null`) {
+		t.Errorf("an idle report: %s, want started_at and finished_at null", b)
+	}
+	in := dual.Report{State: "done", StartedAt: "2026-12-02T09:00:00Z", FinishedAt: "2026-12-02T09:01:00Z"}
+	b, err = json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out dual.Report
+	if err := json.Unmarshal(b, &out); err != nil || out.StartedAt != in.StartedAt || out.FinishedAt != in.FinishedAt {
+		t.Errorf("round trip of %s: %+v, %v", b, out, err)
+	}
+	if err := json.Unmarshal([]byte(`{"started_at":null,"finished_at":null}`), &out); err != nil || out.StartedAt != "" || out.FinishedAt != "" {
+		t.Errorf("nulls: %+v, %v", out, err)
 	}
 }

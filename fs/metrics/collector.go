@@ -373,7 +373,7 @@ func (e emitter) maintenance(s dsfs.Stats) {
 		} {
 			e.gauge("dualstore_last_compare_chunks", float64(v.n), v.class)
 		}
-		if t, err := time.Parse(time.RFC3339, c.FinishedAt); err == nil {
+		if t, err := time.Parse(time.RFC3339, string(c.FinishedAt)); err == nil {
 			e.timestamp("dualstore_last_compare_timestamp_seconds", t)
 		}
 	}

@@ -542,22 +542,27 @@ func (s *Scrub) Stop() { s.cancel() }
 // Wait blocks until the run ends and returns its report.
 func (s *Scrub) Wait() Report { <-s.done; return s.Report() }
 
-// Running reports whether the run is still going.
+// Running reports whether the run is still going: its report says
+// "running". Once it says anything else the manager takes the next run
+// (run frees it first), so `compare --wait && repair` never meets EBUSY.
 func (s *Scrub) Running() bool {
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == "running"
 }
 
 // Report returns a consistent snapshot of progress and results.
 func (s *Scrub) Report() Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.reportLocked(s.state, s.finished, s.err)
+}
+
+// reportLocked builds the report as it is with the given end state
+// (finished zero while running). Caller holds s.mu.
+func (s *Scrub) reportLocked(state string, finished time.Time, err error) Report {
 	r := Report{
-		State: s.state, Action: s.opts.action(s.gc != nil), Path: s.opts.Path,
+		State: state, Action: s.opts.action(s.gc != nil), Path: s.opts.Path,
 		Deep:      s.gc == nil && (s.opts.Deep || s.opts.Repair || s.opts.Migrate == MigrateCompareAll),
 		Direction: s.opts.Migrate,
 		StartedAt: Time(s.start.UTC().Format(time.RFC3339)),
@@ -575,9 +580,9 @@ func (s *Scrub) Report() Report {
 		DetailsTruncated: s.truncated,
 	}
 	end := time.Now()
-	if !s.finished.IsZero() {
-		end = s.finished
-		r.FinishedAt = Time(s.finished.UTC().Format(time.RFC3339))
+	if !finished.IsZero() {
+		end = finished
+		r.FinishedAt = Time(finished.UTC().Format(time.RFC3339))
 	}
 	if r.Total < r.Done {
 		r.Total = r.Done
@@ -588,8 +593,8 @@ func (s *Scrub) Report() Report {
 		r.BytesPerSecond = float64(r.DoneBytes) / el
 		r.ChunksPerSecond = float64(r.Done) / el
 	}
-	if s.err != nil {
-		r.Error = s.err.Error()
+	if err != nil {
+		r.Error = err.Error()
 	}
 	return r
 }
@@ -639,18 +644,19 @@ func (s *Scrub) run(ctx context.Context) {
 		s.m.refreshPending(context.WithoutCancel(ctx))
 	}
 
-	s.mu.Lock()
-	s.finished = time.Now()
+	finished, state, err := time.Now(), "done", error(nil)
 	switch {
 	case srcErr != nil && ctx.Err() == nil:
-		s.state, s.err = "failed", srcErr
+		state, err = "failed", srcErr
 	case ctx.Err() != nil:
-		s.state = "stopped"
-	default:
-		s.state = "done"
+		state = "stopped"
 	}
+	// The final report is recorded (an index write) before it is
+	// published: while the document says "running" the run still holds
+	// the manager, and once it says "done" the manager is free.
+	s.mu.Lock()
+	r := s.reportLocked(state, finished, err)
 	s.mu.Unlock()
-	r := s.Report()
 	switch {
 	case r.State != "done" || s.gc != nil:
 	case !s.opts.Repair && s.opts.Migrate == "":
@@ -664,6 +670,10 @@ func (s *Scrub) run(ctx context.Context) {
 		r2.Matches = r.Done - r.Unrecoverable - r.RepairFailed - r.Errors
 		s.m.setLastCompare(r2)
 	}
+	s.m.scrubbing.Store(false)
+	s.mu.Lock()
+	s.finished, s.state, s.err = finished, state, err
+	s.mu.Unlock()
 	s.m.log.Info().Str("action", r.Action).Str("state", r.State).Int64("done", r.Done).
 		Int64("differences", r.Differences()).Int64("repaired", r.Repaired).Int64("copied", r.Copied).
 		Int64("removed", r.Removed).Msg("action finished")
@@ -865,6 +875,12 @@ func (m *Manager) RecordCompares(ctx context.Context, rec CompareRecord) {
 	m.record.Store(&rec)
 }
 
+// savedDetails bounds the details a saved comparison keeps (the one in
+// memory keeps compare.max_details): the record is read at every open
+// and copied by the index backup, and 1000 differences name what to
+// repair as well as more would.
+const savedDetails = 1000
+
 // setLastCompare makes r the last comparison, and saves it where
 // RecordCompares said.
 func (m *Manager) setLastCompare(r Report) {
@@ -873,7 +889,11 @@ func (m *Manager) setLastCompare(r Report) {
 	if rec == nil {
 		return
 	}
-	b, err := json.Marshal(r)
+	saved := r // r is the one in memory now: not cut
+	if len(saved.Details) > savedDetails {
+		saved.Details, saved.DetailsTruncated = saved.Details[:savedDetails], true
+	}
+	b, err := json.Marshal(saved)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		err = (*rec).SaveLastCompare(ctx, b)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -858,5 +859,113 @@ func TestReportTimesAlwaysThere(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"started_at":null,"finished_at":null}`), &out); err != nil || out.StartedAt != "" || out.FinishedAt != "" {
 		t.Errorf("nulls: %+v, %v", out, err)
+	}
+}
+
+// blockingRecord is a CompareRecord whose save waits until released.
+type blockingRecord struct {
+	saving  chan struct{} // closed when the first save begins
+	once    sync.Once
+	release chan struct{}
+	saved   atomic.Pointer[[]byte] // the first save's report
+}
+
+func (b *blockingRecord) SaveLastCompare(ctx context.Context, report []byte) error {
+	first := false
+	b.once.Do(func() { first = true; close(b.saving) })
+	if first {
+		<-b.release
+		b.saved.Store(&report)
+	}
+	return nil
+}
+
+func (b *blockingRecord) LastCompare(context.Context) ([]byte, error) { return nil, nil }
+
+// TestScrubRecordedBeforeDone: a finished comparison is saved to its
+// record before its report says "done"; until then the run still holds
+// the manager, and once the report says "done" the next run starts
+// (`compare --wait && repair` never meets EBUSY). The saved report is the
+// final one.
+func TestScrubRecordedBeforeDone(t *testing.T) {
+	r := newRig(t, rigConfig{})
+	p := throttled(t, r, 10, 4000)
+	rec := &blockingRecord{saving: make(chan struct{}), release: make(chan struct{})}
+	r.m.RecordCompares(t.Context(), rec)
+	s, err := r.m.StartScrub(p.options(dual.ScrubOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-rec.saving
+	if rep := s.Report(); rep.State != "running" || !s.Running() || rep.FinishedAt != "" {
+		t.Errorf("while the report is being saved: state %q, running %v, finished %q; want still running", rep.State, s.Running(), rep.FinishedAt)
+	}
+	if _, err := r.m.StartScrub(p.options(dual.ScrubOptions{})); !errors.Is(err, dual.ErrBusy) {
+		t.Errorf("StartScrub while the report is being saved = %v, want ErrBusy", err)
+	}
+	close(rec.release)
+	waitFor(t, 10*time.Second, "the report saying done", func() bool { return s.Report().State == "done" })
+	s2, err := r.m.StartScrub(p.options(dual.ScrubOptions{}))
+	if err != nil {
+		t.Fatalf("StartScrub once the report says done: %v", err)
+	}
+	s2.Wait()
+	var saved dual.Report
+	if b := rec.saved.Load(); b == nil || json.Unmarshal(*b, &saved) != nil || saved.State != "done" || saved.Matches != 10 || saved.FinishedAt == "" {
+		t.Errorf("the saved report: %+v", saved)
+	}
+}
+
+// memRecord is a CompareRecord in memory.
+type memRecord struct{ b atomic.Pointer[[]byte] }
+
+func (m *memRecord) SaveLastCompare(_ context.Context, b []byte) error { m.b.Store(&b); return nil }
+func (m *memRecord) LastCompare(context.Context) ([]byte, error) {
+	if b := m.b.Load(); b != nil {
+		return *b, nil
+	}
+	return nil, nil
+}
+
+// TestLastCompareRecorded: a finished comparison is saved with at most
+// 1000 details (the report in memory keeps them all), and a manager that
+// opens the record has it as its last comparison; a stopped run is not
+// saved.
+func TestLastCompareRecorded(t *testing.T) {
+	r := newRig(t, rigConfig{local: true})
+	p := newPop(r, 7100)
+	p.add(t, kMissing, 1005, 64)
+	p.finish()
+	rec := &memRecord{}
+	r.m.RecordCompares(t.Context(), rec)
+	s, err := r.m.StartScrub(p.options(dual.ScrubOptions{MaxDetails: 2000}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := s.Wait(); rep.Missing != 1005 || len(rep.Details) != 1005 {
+		t.Fatalf("the run: missing %d, %d details", rep.Missing, len(rep.Details))
+	}
+	var saved dual.Report
+	if b := rec.b.Load(); b == nil || json.Unmarshal(*b, &saved) != nil {
+		t.Fatal("nothing saved")
+	}
+	if saved.Missing != 1005 || len(saved.Details) != 1000 || !saved.DetailsTruncated {
+		t.Errorf("saved: missing %d, %d details, truncated %v; want 1005, 1000, true", saved.Missing, len(saved.Details), saved.DetailsTruncated)
+	}
+	if lc := r.m.LastCompare(); lc == nil || len(lc.Details) != 1005 || lc.DetailsTruncated {
+		t.Errorf("in memory: %v", lc != nil && len(lc.Details) == 1005 && !lc.DetailsTruncated)
+	}
+
+	r2 := newRig(t, rigConfig{local: true})
+	r2.m.RecordCompares(t.Context(), rec)
+	if lc := r2.m.LastCompare(); lc == nil || lc.Missing != 1005 || lc.State != "done" {
+		t.Errorf("a manager opening the record: %+v", lc)
+	}
+	bad := &memRecord{}
+	_ = bad.SaveLastCompare(t.Context(), []byte("{not json"))
+	r3 := newRig(t, rigConfig{local: true})
+	r3.m.RecordCompares(t.Context(), bad)
+	if lc := r3.m.LastCompare(); lc != nil {
+		t.Errorf("a record that does not decode gave %+v", lc)
 	}
 }

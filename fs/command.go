@@ -73,6 +73,11 @@ func parseCommand(b []byte) (command, error) {
 			if c.Verb != "compare" && c.Verb != "repair" {
 				return command{}, fmt.Errorf("%w: %s takes no quoted argument", errBadCommand, c.Verb)
 			}
+			if t.s == "" {
+				// A script's empty variable, quoted: not the whole tree
+				// (that is no PATH, or "/").
+				return command{}, fmt.Errorf("%w: %s: an empty quoted path", errBadCommand, c.Verb)
+			}
 			rest = append(rest, t.s)
 			continue
 		}

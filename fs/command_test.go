@@ -2,6 +2,7 @@ package fs
 
 import (
 	"errors"
+	"path"
 	"reflect"
 	"strings"
 	"testing"
@@ -41,6 +42,7 @@ func TestParseCommand(t *testing.T) {
 		{in: `compare "/caf\u00e9\t"`, bad: true}, // a control character, escaped or not
 		{in: `compare "/quote\"d"`, want: command{Verb: "compare", Path: `/quote"d`}},
 		{in: `compare "/a" "/b"`, bad: true},
+		{in: `compare ""`, bad: true}, // an empty variable, quoted: not the whole tree
 		{in: `compare "/open`, bad: true},
 		{in: `compare "/a"b`, bad: true},
 		{in: `compare "\q"`, bad: true},
@@ -87,7 +89,8 @@ func TestParseCommand(t *testing.T) {
 }
 
 func FuzzParseCommand(f *testing.F) {
-	for _, s := range []string{"compare", "compare deep /x", "repair", "read-preference fastest", "gc", "\x00", "compare deep a b"} {
+	for _, s := range []string{"compare", "compare deep /x", "repair", "read-preference fastest", "gc", "\x00", "compare deep a b",
+		"migrate to_safety", `compare deep "/a b"`, `repair "/x\"y" rate=1M`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -99,12 +102,12 @@ func FuzzParseCommand(f *testing.F) {
 			return
 		}
 		switch c.Verb {
-		case "compare", "repair", "stop", "gc", "read-preference", "reset-stats":
+		case "compare", "repair", "migrate", "stop", "gc", "read-preference", "reset-stats":
 		default:
 			t.Fatalf("accepted unknown verb %q", c.Verb)
 		}
-		if c.Verb == "compare" && !strings.HasPrefix(c.Path, "/") {
-			t.Fatalf("compare path %q not absolute", c.Path)
+		if (c.Verb == "compare" || c.Verb == "repair") && (!strings.HasPrefix(c.Path, "/") || path.Clean(c.Path) != c.Path) {
+			t.Fatalf("%s path %q not absolute and clean", c.Verb, c.Path)
 		}
 	})
 }

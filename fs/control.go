@@ -351,16 +351,20 @@ func (f *FS) CompareReport() dual.Report {
 func (f *FS) compareReport() (r dual.Report, auto bool) {
 	f.ctl.mu.Lock()
 	s, auto := f.ctl.scrub, f.ctl.auto != ""
-	if auto && f.ctl.manual != nil && !s.Running() {
+	if auto && !s.Running() {
 		// A finished background gc does not hide the last compare,
 		// repair, migrate or gc a command started (its list of
-		// differences above all); the gc's own result is in auto_gc.
+		// differences above all), nor the last comparison kept in the
+		// index; the gc's own result is in auto_gc.
 		s, auto = f.ctl.manual, false
+		if s == nil && f.dm.LastCompare() == nil {
+			s, auto = f.ctl.scrub, true // nothing else to show
+		}
 	}
 	f.ctl.mu.Unlock()
 	if s == nil {
-		// Nothing ran in this mount: the last comparison kept in the
-		// index (an earlier mount's, or an offline one), if any.
+		// Nothing a command started in this mount: the last comparison
+		// kept in the index (an earlier mount's, or an offline one).
 		if r := f.dm.LastCompare(); r != nil {
 			return *r, false
 		}

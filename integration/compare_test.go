@@ -225,11 +225,12 @@ func TestComparePathNames(t *testing.T) {
 }
 
 // TestLastCompareKept: what the last comparison found outlives a
-// remount (the stats' last_compare, the health, `.dualstore/compare`),
-// and an offline repair's result reaches the next mount.
+// remount (the stats' last_compare, the health, `.dualstore/compare`,
+// also once a background gc has run), and an offline repair's result
+// reaches the next mount.
 func TestLastCompareKept(t *testing.T) {
 	t.Parallel()
-	m := mount(t)
+	m := mount(t, withConfig("gc:\n  max_unused: 1%\n  min_unused: 1MiB\n  interval: 1s\n  check_interval: 100ms\n"))
 	data := randBytes(2601, 3<<20)
 	writeFile(t, m.Path("f"), data)
 	refs := m.FileChunks(primary, data)
@@ -252,6 +253,11 @@ func TestLastCompareKept(t *testing.T) {
 	}
 	if r := m.Report(); r.Action != "compare" || r.State != "done" || r.Differences() != 1 || len(r.Details) != 1 {
 		t.Errorf("after a remount: .dualstore/compare %s %s %s, %d details; want the compare's 1 difference", r.Action, r.State, r.counts(), len(r.Details))
+	}
+	m.makeGarbage("g", 2602, 3, 1<<20)
+	m.waitAutoGC(actionDeadline, "an automatic gc", func(d autoGCDoc) bool { return d.AutoGC.Runs == 1 && d.AutoGC.LastState == "done" })
+	if r := m.Report(); r.Action != "compare" || r.Differences() != 1 {
+		t.Errorf("after an automatic gc: .dualstore/compare %s %s %s; want the kept compare's 1 difference", r.Action, r.State, r.counts())
 	}
 
 	m.Unmount()

@@ -208,8 +208,9 @@ func runAction(mnt, line string, wait, asJSON bool) error {
 	}
 	// The document shows the run this command started until it ends. A
 	// background gc may start right after it; while that runs the
-	// document is the gc's ("automatic": true), and afterwards ours
-	// again: follow on until then.
+	// document is the gc's ("automatic": true, "running"), and afterwards
+	// ours again: follow on while it runs. (A daemon from before that
+	// rule keeps showing the finished gc: said, not taken for ours.)
 	var automatic bool
 	r, err := follow(func() (dual.Report, error) {
 		b, err := readControl(mnt, "compare")
@@ -225,9 +226,12 @@ func runAction(mnt, line string, wait, asJSON bool) error {
 		}
 		automatic = doc.Automatic
 		return doc.Report, nil
-	}, func(r dual.Report) bool { return r.State == "running" || automatic })
+	}, func(r dual.Report) bool { return r.State == "running" })
 	if err != nil {
 		return err
+	}
+	if automatic {
+		return fmt.Errorf("%s: a background gc replaced the result in %s/.dualstore/compare (the daemon is older than this command: remount to update it); `dualstore stats` shows the last comparison", line, mnt)
 	}
 	return finish(r, asJSON)
 }

@@ -37,6 +37,10 @@ type command struct {
 // maxCommandLen bounds what a ctl write may hold: one short command.
 const maxCommandLen = 4096
 
+// MaxCommandLen is the size of CtlIoctl's buffer: a command of fewer
+// bytes, NUL-padded.
+const MaxCommandLen = maxCommandLen
+
 const commandUsage = "compare [deep] [rate=N] [concurrency=N] [PATH], repair [rate=N] [concurrency=N] [PATH], " +
 	"migrate to_safety|to_primary|compare_all [rate=N] [concurrency=N], gc [dry-run] [after-restore], stop, " +
 	"read-preference primary|safety|fastest, reset-stats"

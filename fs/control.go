@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -556,18 +557,49 @@ func (c *ctlFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if err != nil {
 		return nil, 0, c.fs.fail("open "+c.entry.name, c.entry.ino, err)
 	}
-	return &ctlHandle{fs: c.fs, data: data}, fuse.FOPEN_DIRECT_IO, 0
+	return &ctlHandle{fs: c.fs, data: data, ino: c.entry.ino}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 type ctlHandle struct {
 	fs   *FS
 	data []byte
+	ino  uint64
 }
 
 var (
-	_ gofs.FileReader = (*ctlHandle)(nil)
-	_ gofs.FileWriter = (*ctlHandle)(nil)
+	_ gofs.FileReader  = (*ctlHandle)(nil)
+	_ gofs.FileWriter  = (*ctlHandle)(nil)
+	_ gofs.FileIoctler = (*ctlHandle)(nil)
 )
+
+// CtlIoctl is the ioctl that carries a control command on a descriptor
+// of `ctl` opened read-only: _IOW('D', 1, [maxCommandLen]byte), the
+// command NUL-padded. It is how commands reach a read-only mount, where
+// the kernel refuses every write to ctl with EROFS (FUSE passes on an
+// ioctl whose size its number encodes, on any descriptor).
+const CtlIoctl = 1<<30 | maxCommandLen<<16 | 'D'<<8 | 1
+
+// Ioctl runs the command CtlIoctl carries, as a write of it would; on a
+// read-only mount gc is refused (it removes chunks). Anything else is
+// ENOTTY.
+func (h *ctlHandle) Ioctl(ctx context.Context, cmd uint32, arg uint64, input []byte, output []byte) (int32, syscall.Errno) {
+	if h.ino != ctlCtlIno || cmd != CtlIoctl {
+		return 0, syscall.ENOTTY
+	}
+	line, _, _ := bytes.Cut(input, []byte{0})
+	if h.fs.opts.ReadOnly {
+		if c, err := parseCommand(line); err == nil && c.Verb == "gc" {
+			h.fs.ctl.mu.Lock()
+			h.fs.ctl.last = "error: gc: the mount is read-only"
+			h.fs.ctl.mu.Unlock()
+			return 0, syscall.EROFS
+		}
+	}
+	if _, errno := h.Write(ctx, line, 0); errno != 0 {
+		return 0, errno
+	}
+	return 0, 0
+}
 
 func (h *ctlHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if off >= int64(len(h.data)) {

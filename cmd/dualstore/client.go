@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unsafe"
 
 	"github.com/spf13/cobra"
 
@@ -44,6 +46,11 @@ func sendCommand(mnt, line string) error {
 		return err
 	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if errors.Is(err, syscall.EROFS) {
+		// A read-only mount: the same command through the ioctl that
+		// carries it on a read-only descriptor.
+		return sendCommandIoctl(p, line)
+	}
 	if err != nil {
 		return err
 	}
@@ -59,6 +66,33 @@ func sendCommand(mnt, line string) error {
 		return fmt.Errorf("%q failed: %w (%s)", line, werr, why)
 	}
 	return cerr
+}
+
+// sendCommandIoctl sends line through dsfs.CtlIoctl on a read-only
+// descriptor of ctl (path p), with the errors sendCommand gives.
+func sendCommandIoctl(p, line string) error {
+	if len(line) >= dsfs.MaxCommandLen {
+		return usageErr(fmt.Errorf("%q: longer than a control command may be (%d bytes)", line, dsfs.MaxCommandLen-1))
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, dsfs.MaxCommandLen)
+	copy(buf, line)
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), uintptr(dsfs.CtlIoctl), uintptr(unsafe.Pointer(&buf[0])))
+	runtime.KeepAlive(buf)
+	if errno == 0 {
+		return nil
+	}
+	status, _ := os.ReadFile(p)
+	lines := strings.Split(strings.TrimSpace(string(status)), "\n")
+	why := lines[len(lines)-1]
+	if errno == syscall.EINVAL {
+		return usageErr(fmt.Errorf("%q rejected: %s", line, why))
+	}
+	return fmt.Errorf("%q failed: %w (%s)", line, errno, why)
 }
 
 func statsCmd() *cobra.Command {

@@ -277,7 +277,11 @@ func TestCasyncExportOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	one := filepath.Join(dir, "sparse.caibx")
-	if o, e, code := CLI(t, "export", "--to-store", store, sparse, "-o", one); code != 0 {
+	if _, e, code := CLI(t, "export", "--to-store", store, sparse, one, "-o", one); code != 2 || !strings.Contains(e, "usage") {
+		t.Errorf("export with both -o and an OUT argument: exit %d, want 2 and the usage\n%s", code, e)
+	}
+	// OUT as the second argument, the form DESIGN.md gives.
+	if o, e, code := CLI(t, "export", "--to-store", store, sparse, one); code != 0 {
 		t.Fatalf("online export --to-store: exit %d\n%s%s", code, o, e)
 	}
 	got := filepath.Join(dir, "x-sparse")

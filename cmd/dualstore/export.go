@@ -26,7 +26,7 @@ import (
 func exportCmd(g *globals) *cobra.Command {
 	var out, toStore string
 	c := &cobra.Command{
-		Use:   "export [--config FILE | --data-dir DIR] [--to-store DIR|URL] PATH -o OUT",
+		Use:   "export [--config FILE | --data-dir DIR] [--to-store DIR|URL] PATH (-o OUT | OUT)",
 		Short: "Write casync blob indexes (.caibx) of files, for desync extract",
 		Long: `export writes, for a file of the filesystem, a casync blob index: with a casync-layout primary,
 ` + "`desync extract -s PRIMARY OUT file`" + ` then gives the file bit-exact with no copying. A directory
@@ -43,6 +43,9 @@ re-hashed with SHA512/256 and zstd-compressed (holes as zero chunks), into a des
 directory, or s3+http(s)://HOST[:PORT]/BUCKET[/PREFIX][?lookup=path] with desync's S3_ACCESS_KEY,
 S3_SECRET_KEY, S3_REGION or the AWS credentials), so the same works for any filesystem.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 && out == "" {
+				out, args = args[1], args[:1] // `export FILE out.caibx`, as DESIGN.md spells it
+			}
 			if len(args) != 1 || out == "" {
 				return usageErr(fmt.Errorf("usage: %s", cmd.UseLine()))
 			}

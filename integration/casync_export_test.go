@@ -105,8 +105,17 @@ func TestCasyncExportImport(t *testing.T) {
 	// desync wrote the foreign blob into the casync primary: its import
 	// references those chunks in place (nothing new in the primary) and
 	// puts them into the safety tier.
+	// Without --store, a blob whose chunks the tiers lack is refused,
+	// naming the option, and leaves nothing.
+	if _, e, code := CLI(t, "import", blob+".caibx", m.Path("nostore")); code != 2 || !strings.Contains(e, "give --store") {
+		t.Errorf("import without --store of chunks the tiers lack: exit %d, want 2 asking for --store\n%s", code, e)
+	}
+	if ents, _ := filepath.Glob(m.Path("*nostore*")); len(ents) != 0 {
+		t.Errorf("a refused import left %v", ents)
+	}
 	before := casyncChunks(t, prim)
-	o, e, code := CLI(t, "import", foreign+".caibx", "--store", prim, m.Path("adopted"))
+	// The in-place import needs no store.
+	o, e, code := CLI(t, "import", foreign+".caibx", m.Path("adopted"))
 	if code != 0 || !strings.Contains(e, "in place") {
 		t.Fatalf("import of a blob the primary holds: exit %d, want it referenced in place\n%s%s", code, o, e)
 	}

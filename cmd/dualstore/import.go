@@ -24,7 +24,7 @@ import (
 func importCmd() *cobra.Command {
 	var store string
 	c := &cobra.Command{
-		Use:   "import FILE.caibx --store DIR|s3+http(s)://HOST/BUCKET/PREFIX MNT/PATH",
+		Use:   "import FILE.caibx [--store DIR|s3+http(s)://HOST/BUCKET/PREFIX] MNT/PATH",
 		Short: "Make a file of a mount from a desync blob index and its chunk store",
 		Long: `import reads a casync blob index, fetches every chunk it lists from a desync/casync store
 (a directory DIR/<4 hex>/<id>.cacnk, zstd; or an S3 store named as desync names it, with
@@ -32,15 +32,19 @@ S3_ACCESS_KEY/S3_SECRET_KEY/S3_REGION or the AWS credentials), verifies each aga
 (SHA512/256, or SHA256 for an index without that flag), and writes the file through the mount at
 MNT/PATH, so both tiers get it. A chunk that is missing or fails verification aborts the import,
 names the chunk, and leaves no file behind: the bytes go to a temporary name beside PATH, renamed
-into place at the end.`,
+into place at the end.
+
+Where the filesystem names chunks as the index does (chunker.hash: sha512-256) and its tiers hold
+every chunk already (desync wrote them into the casync primary), the file references them in place
+and nothing is read from the store: --store may then be left out.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 2 || store == "" {
+			if len(args) != 2 {
 				return usageErr(fmt.Errorf("usage: %s", cmd.UseLine()))
 			}
 			return importCaibx(cmd.Context(), args[0], store, args[1])
 		},
 	}
-	c.Flags().StringVar(&store, "store", "", "the desync store (a directory or an s3+http(s):// URL) holding the chunks")
+	c.Flags().StringVar(&store, "store", "", "the desync store (a directory or an s3+http(s):// URL) holding the chunks (not needed when the tiers hold them all)")
 	return c
 }
 
@@ -64,11 +68,6 @@ func importCaibx(ctx context.Context, indexPath, store, dst string) error {
 	if x.FeatureFlags&caibx.FlagSHA512_256 != 0 {
 		sum = sha512.Sum512_256
 	}
-	src, err := openDesyncStore(ctx, store, x.Max)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
 	tmp := filepath.Join(filepath.Dir(dst), fmt.Sprintf(".%s.import-%d", filepath.Base(dst), os.Getpid()))
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -96,6 +95,14 @@ func importCaibx(ctx context.Context, indexPath, store, dst string) error {
 		fmt.Fprintf(os.Stderr, "dualstore: imported %s (%d chunks, %d bytes) as %s, referencing the chunks the tiers hold in place\n", indexPath, n, x.Length(), dst)
 		return nil
 	}
+	if store == "" {
+		return usageErr(fmt.Errorf("%s: the tiers do not hold every chunk it lists (or the filesystem does not name chunks with SHA512/256): give --store, the desync store that holds them", indexPath))
+	}
+	src, err := openDesyncStore(ctx, store, x.Max)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
 	bar := newBar(int64(x.Length()), "import", true)
 	for i, c := range x.Chunks {
 		data, err := src.Get(ctx, c.ID, c.Size)

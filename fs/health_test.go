@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,14 +133,29 @@ func TestMountStatsOpsAndHealth(t *testing.T) {
 	if _, err := os.ReadFile(p); err != nil {
 		t.Fatal(err)
 	}
-	s, err := m.fs.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, op := range []string{"create", "write", "flush", "release", "lookup"} {
-		if o := s.FUSEOps[op]; o.Count == 0 || o.Latency.Count != uint64(o.Count) {
-			t.Errorf("fuse_ops %s: %+v, want counted with a latency per request", op, o)
+	// The kernel sends RELEASE after close(2) has returned: the counts
+	// are polled until each kind has been seen (and its latency with it).
+	var s Stats
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if s, err = m.fs.Stats(ctx); err != nil {
+			t.Fatal(err)
 		}
+		var missing []string
+		for _, op := range []string{"create", "write", "flush", "release", "lookup"} {
+			if o := s.FUSEOps[op]; o.Count == 0 || o.Latency.Count != uint64(o.Count) {
+				missing = append(missing, fmt.Sprintf("%s %+v", op, o))
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("fuse_ops not counted with a latency per request within 10s: %s", strings.Join(missing, "; "))
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if s.Health.State != Healthy || s.FSID == "" {
 		t.Errorf("a fresh mount: health %+v, fsid %q", s.Health, s.FSID)

@@ -16,6 +16,19 @@ import (
 	"github.com/dualstore/dualstore/stores"
 )
 
+// layoutCase is a layout a test runs a store in, with its chunk ids.
+type layoutCase struct {
+	name string
+	opts Options
+	id   func([]byte) stores.ID
+}
+
+var (
+	layoutRaw        = layoutCase{"raw", Options{}, idOf}
+	layoutCompressed = layoutCase{"compressed", Options{Compress: true}, idOf}
+	layoutCasync     = layoutCase{"casync", Options{Layout: LayoutCasync}, casyncID}
+)
+
 func TestBufClass(t *testing.T) {
 	for _, tt := range []struct{ n, class int }{
 		{0, minBufShift}, {1, minBufShift}, {4096, 12}, {4097, 13},
@@ -73,15 +86,7 @@ func TestGetOwnsChunk(t *testing.T) {
 		}
 		chunks = append(chunks, random, bytes.Repeat([]byte{byte(i), 'x', 'y'}, n/3+1))
 	}
-	for _, tt := range []struct {
-		name string
-		opts Options
-		id   func([]byte) stores.ID
-	}{
-		{"raw", Options{}, idOf},
-		{"compressed", Options{Compress: true}, idOf},
-		{"casync", Options{Layout: LayoutCasync}, casyncID},
-	} {
+	for _, tt := range []layoutCase{layoutRaw, layoutCompressed, layoutCasync} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLocal(t, tt.opts)
 			ctx := t.Context()
@@ -132,15 +137,7 @@ func TestPutRecyclesFrames(t *testing.T) {
 		}
 		chunks[i] = c
 	}
-	for _, tt := range []struct {
-		name string
-		opts Options
-		id   func([]byte) stores.ID
-	}{
-		{"compressed", Options{Compress: true}, idOf},
-		{"casync", Options{Layout: LayoutCasync}, casyncID},
-		{"raw", Options{}, idOf},
-	} {
+	for _, tt := range []layoutCase{layoutCompressed, layoutCasync, layoutRaw} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLocal(t, tt.opts)
 			// Under a deadline, as the dual manager calls, with chunks
@@ -198,14 +195,7 @@ func TestPutKeepsChecksummedFrame(t *testing.T) {
 	}
 	defer old.Close()
 	frame := old.EncodeAll(chunk, nil)
-	for _, tt := range []struct {
-		name string
-		opts Options
-		id   func([]byte) stores.ID
-	}{
-		{"compressed", Options{Compress: true}, idOf},
-		{"casync", Options{Layout: LayoutCasync}, casyncID},
-	} {
+	for _, tt := range []layoutCase{layoutCompressed, layoutCasync} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLocal(t, tt.opts)
 			id := tt.id(chunk)

@@ -159,6 +159,11 @@ func (c *control) exec(ctx context.Context, cmd command) error {
 		if c.busy() {
 			return fail(dual.ErrBusy)
 		}
+		if cmd.Verb == "gc" && f.opts.ReadOnly {
+			// Only the ioctl reaches a read-only mount's ctl; gc would
+			// remove chunks from the stores.
+			return fail(fmt.Errorf("the mount is read-only: %w", syscall.EROFS))
+		}
 		// The run's options come from the same function as the offline
 		// CLI's: the configured tuning with the command's overrides
 		// (rate=0 asks for no limit, as --rate 0 does offline).
@@ -579,26 +584,15 @@ var (
 // ioctl whose size its number encodes, on any descriptor).
 const CtlIoctl = 1<<30 | maxCommandLen<<16 | 'D'<<8 | 1
 
-// Ioctl runs the command CtlIoctl carries, as a write of it would; on a
-// read-only mount gc is refused (it removes chunks). Anything else is
-// ENOTTY.
+// Ioctl runs the command CtlIoctl carries, as a write of it would.
+// Anything else is ENOTTY.
 func (h *ctlHandle) Ioctl(ctx context.Context, cmd uint32, arg uint64, input []byte, output []byte) (int32, syscall.Errno) {
 	if h.ino != ctlCtlIno || cmd != CtlIoctl {
 		return 0, syscall.ENOTTY
 	}
 	line, _, _ := bytes.Cut(input, []byte{0})
-	if h.fs.opts.ReadOnly {
-		if c, err := parseCommand(line); err == nil && c.Verb == "gc" {
-			h.fs.ctl.mu.Lock()
-			h.fs.ctl.last = "error: gc: the mount is read-only"
-			h.fs.ctl.mu.Unlock()
-			return 0, syscall.EROFS
-		}
-	}
-	if _, errno := h.Write(ctx, line, 0); errno != 0 {
-		return 0, errno
-	}
-	return 0, 0
+	_, errno := h.Write(ctx, line, 0)
+	return 0, errno
 }
 
 func (h *ctlHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -52,6 +52,8 @@ func toErrno(err error) syscall.Errno {
 		return syscall.EINTR
 	case errors.Is(err, syscall.ENOSPC):
 		return syscall.ENOSPC
+	case errors.Is(err, syscall.EROFS):
+		return syscall.EROFS
 	case errors.Is(err, vfs.ErrFileTooBig), errors.Is(err, syscall.EFBIG):
 		return syscall.EFBIG
 	case errors.Is(err, vfs.ErrNoData):

@@ -57,15 +57,22 @@ func sendCommand(mnt, line string) error {
 	_, werr := f.Write([]byte(line + "\n"))
 	cerr := f.Close()
 	if werr != nil {
-		status, _ := os.ReadFile(p)
-		lines := strings.Split(strings.TrimSpace(string(status)), "\n")
-		why := lines[len(lines)-1]
-		if errors.Is(werr, syscall.EINVAL) {
-			return usageErr(fmt.Errorf("%q rejected: %s", line, why))
-		}
-		return fmt.Errorf("%q failed: %w (%s)", line, werr, why)
+		return commandFailed(p, line, werr)
 	}
 	return cerr
+}
+
+// commandFailed explains err, the daemon's answer to line on ctl (path
+// p), with the last line of ctl's status: a rejected command is a usage
+// error.
+func commandFailed(p, line string, err error) error {
+	status, _ := os.ReadFile(p)
+	lines := strings.Split(strings.TrimSpace(string(status)), "\n")
+	why := lines[len(lines)-1]
+	if errors.Is(err, syscall.EINVAL) {
+		return usageErr(fmt.Errorf("%q rejected: %s", line, why))
+	}
+	return fmt.Errorf("%q failed: %w (%s)", line, err, why)
 }
 
 // sendCommandIoctl sends line through dsfs.CtlIoctl on a read-only
@@ -86,13 +93,7 @@ func sendCommandIoctl(p, line string) error {
 	if errno == 0 {
 		return nil
 	}
-	status, _ := os.ReadFile(p)
-	lines := strings.Split(strings.TrimSpace(string(status)), "\n")
-	why := lines[len(lines)-1]
-	if errno == syscall.EINVAL {
-		return usageErr(fmt.Errorf("%q rejected: %s", line, why))
-	}
-	return fmt.Errorf("%q failed: %w (%s)", line, errno, why)
+	return commandFailed(p, line, errno)
 }
 
 func statsCmd() *cobra.Command {
